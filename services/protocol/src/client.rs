@@ -1,0 +1,285 @@
+//! Messages a client sends, and their parsing into clear, classified errors.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::server::{CallReport, RequestId};
+use crate::ErrorCode;
+
+/// Every `type` a client may send in this protocol version.
+pub const CLIENT_MESSAGE_TYPES: [&str; 8] = [
+    "join",
+    "resume",
+    "offer",
+    "answer",
+    "candidate",
+    "app-data",
+    "leave",
+    "report",
+];
+
+/// A message from a client. Field names are camelCase on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ClientMessage {
+    /// Enter a room; answered by `joined` or an `error`.
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<u32>,
+    },
+    /// Take back a seat kept after the previous socket dropped; answered by `resumed`.
+    Resume {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<u32>,
+    },
+    /// An SDP offer for one peer of the room.
+    Offer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        to: String,
+        sdp: String,
+    },
+    /// An SDP answer for one peer of the room.
+    Answer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        to: String,
+        sdp: String,
+    },
+    /// A trickled ICE candidate (an `RTCIceCandidateInit`, or `null` for the end of
+    /// candidates) for one peer of the room.
+    Candidate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        to: String,
+        candidate: Value,
+    },
+    /// Any JSON value for one peer of the room; the node does not look inside.
+    AppData {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        to: String,
+        data: Value,
+    },
+    /// Leave the room; answered by `left`. The socket stays open for another join.
+    Leave {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
+    /// A summary of the client's call quality, turned into metrics by the node.
+    Report {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        report: CallReport,
+    },
+}
+
+/// The four kinds of targeted message a node relays between peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelayKind {
+    Offer,
+    Answer,
+    Candidate,
+    AppData,
+}
+
+impl RelayKind {
+    pub const ALL: [RelayKind; 4] = [
+        RelayKind::Offer,
+        RelayKind::Answer,
+        RelayKind::Candidate,
+        RelayKind::AppData,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayKind::Offer => "offer",
+            RelayKind::Answer => "answer",
+            RelayKind::Candidate => "candidate",
+            RelayKind::AppData => "app-data",
+        }
+    }
+}
+
+impl ClientMessage {
+    /// The request id the client attached, echoed in the reply or error.
+    pub fn request_id(&self) -> Option<&RequestId> {
+        match self {
+            ClientMessage::Join { id, .. }
+            | ClientMessage::Resume { id, .. }
+            | ClientMessage::Offer { id, .. }
+            | ClientMessage::Answer { id, .. }
+            | ClientMessage::Candidate { id, .. }
+            | ClientMessage::AppData { id, .. }
+            | ClientMessage::Leave { id }
+            | ClientMessage::Report { id, .. } => id.as_ref(),
+        }
+    }
+
+    /// The wire `type` of this message.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::Resume { .. } => "resume",
+            ClientMessage::Offer { .. } => "offer",
+            ClientMessage::Answer { .. } => "answer",
+            ClientMessage::Candidate { .. } => "candidate",
+            ClientMessage::AppData { .. } => "app-data",
+            ClientMessage::Leave { .. } => "leave",
+            ClientMessage::Report { .. } => "report",
+        }
+    }
+}
+
+/// Why a text frame is not a valid client message. Carries the request id when it
+/// could be read, so that even a malformed request's error can be matched to it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub id: Option<RequestId>,
+}
+
+/// Just enough of a frame to classify it before the full parse: syntax errors,
+/// a missing or unknown `type`, and the request id for the error reply.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    #[serde(default)]
+    id: Option<Value>,
+}
+
+/// Parses one text frame. Unknown fields are ignored so that newer clients can talk
+/// to older nodes; unknown types are not.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseError> {
+    // serde would read a struct from a JSON array too; the protocol wants objects.
+    if !text.trim_start().starts_with('{') {
+        let valid = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+        return Err(ParseError {
+            code: if valid {
+                ErrorCode::InvalidMessage
+            } else {
+                ErrorCode::BadJson
+            },
+            message: if valid {
+                "a message must be a JSON object with a string \"type\"".to_owned()
+            } else {
+                "not valid JSON".to_owned()
+            },
+            id: None,
+        });
+    }
+    let probe: Probe = serde_json::from_str(text).map_err(|e| ParseError {
+        code: if e.is_data() {
+            ErrorCode::InvalidMessage
+        } else {
+            ErrorCode::BadJson
+        },
+        message: if e.is_data() {
+            "a message must be a JSON object with a string \"type\"".to_owned()
+        } else {
+            format!("not valid JSON: {e}")
+        },
+        id: None,
+    })?;
+    let id = probe
+        .id
+        .and_then(|v| serde_json::from_value::<RequestId>(v).ok());
+    let kind = match probe.kind {
+        Some(Value::String(kind)) => kind,
+        Some(_) => return Err(invalid(id, "\"type\" must be a string".to_owned())),
+        None => return Err(invalid(id, "missing field \"type\"".to_owned())),
+    };
+    if !CLIENT_MESSAGE_TYPES.contains(&kind.as_str()) {
+        let shown: String = kind.chars().take(32).collect();
+        return Err(ParseError {
+            code: ErrorCode::UnknownType,
+            message: format!("unknown message type \"{shown}\""),
+            id,
+        });
+    }
+    serde_json::from_str(text).map_err(|e| invalid(id, format!("invalid \"{kind}\": {e}")))
+}
+
+fn invalid(id: Option<RequestId>, message: String) -> ParseError {
+    ParseError {
+        code: ErrorCode::InvalidMessage,
+        message,
+        id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        parse_client_message(text).expect_err("must fail").code
+    }
+
+    #[test]
+    fn parses_every_type() {
+        let frames = [
+            r#"{"type":"join","id":1,"room":"r","name":"n","token":"t","protocol":1}"#,
+            r#"{"type":"resume","token":"t"}"#,
+            r#"{"type":"offer","to":"p","sdp":"v=0"}"#,
+            r#"{"type":"answer","to":"p","sdp":"v=0"}"#,
+            r#"{"type":"candidate","to":"p","candidate":null}"#,
+            r#"{"type":"app-data","to":"p","data":{"muted":true}}"#,
+            r#"{"type":"leave","id":"x"}"#,
+            r#"{"type":"report","report":{"final":true}}"#,
+        ];
+        for (frame, kind) in frames.iter().zip(CLIENT_MESSAGE_TYPES) {
+            let msg = parse_client_message(frame).expect(frame);
+            assert_eq!(msg.type_name(), kind);
+        }
+    }
+
+    #[test]
+    fn classifies_errors() {
+        assert_eq!(code("{nope"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"["join", 1]"#), ErrorCode::InvalidMessage);
+        assert_eq!(code("garbage"), ErrorCode::BadJson);
+        assert_eq!(code(""), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"id":3}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":7}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            code(r#"{"type":"join","room":"r"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"offer","to":"p","sdp":42}"#),
+            ErrorCode::InvalidMessage
+        );
+    }
+
+    #[test]
+    fn keeps_request_id_of_invalid_messages() {
+        let err = parse_client_message(r#"{"type":"join","id":"req-9"}"#).expect_err("invalid");
+        assert_eq!(err.id, Some(RequestId::Text("req-9".into())));
+        assert!(err.message.contains("room"), "{}", err.message);
+    }
+
+    #[test]
+    fn ignores_unknown_fields() {
+        let msg = parse_client_message(r#"{"type":"leave","future":true}"#).expect("parses");
+        assert_eq!(msg, ClientMessage::Leave { id: None });
+    }
+}

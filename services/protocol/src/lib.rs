@@ -1,0 +1,25 @@
+//! The Video Caller signaling protocol, version [`PROTOCOL_VERSION`].
+//!
+//! Every frame is one JSON object with a `type` field. `docs/protocol.md` is the
+//! human-readable contract; this crate is its single machine-readable source, used
+//! by the node, by the integration tests and by the load generator so that the three
+//! can never disagree on a field name.
+
+mod client;
+mod error;
+mod names;
+mod server;
+
+pub use client::{
+    parse_client_message, ClientMessage, ParseError, RelayKind, CLIENT_MESSAGE_TYPES,
+};
+pub use error::ErrorCode;
+pub use names::{validate_display_name, validate_room, NameError, MAX_NAME_CHARS, MAX_ROOM_CHARS};
+pub use server::{
+    CallReport, CandidateType, IceOutcome, IceServer, LeaveReason, Member, ReconnectReason,
+    RequestId, ServerMessage,
+};
+
+/// The protocol version this crate speaks. Sent in `welcome`; a `join` or `resume` may
+/// name the version it expects and is refused with `unsupported-protocol` otherwise.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,291 @@
+//! Messages a node sends, and the value types both directions share.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ErrorCode;
+
+/// The id a client attached to a request, echoed back unchanged in the reply or
+/// error so that the client can match them. A string or a non-negative integer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Number(u64),
+    Text(String),
+}
+
+/// A peer as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Assigned by the node at join; unique in the cluster, kept across a resume.
+    pub id: String,
+    pub name: String,
+    /// The identity granted by the join token (`sub`), when auth is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// One entry of `RTCConfiguration.iceServers`, ready to hand to the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Why a peer left its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaveReason {
+    /// It sent `leave`.
+    Left,
+    /// Its socket closed and it did not resume within the resume window.
+    Disconnected,
+    /// It stopped answering pings and did not resume within the resume window.
+    TimedOut,
+    /// The node it was connected to disappeared without saying goodbye.
+    NodeLost,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Disconnected => "disconnected",
+            LeaveReason::TimedOut => "timed-out",
+            LeaveReason::NodeLost => "node-lost",
+        }
+    }
+}
+
+/// Why the node asks a client to connect again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReconnectReason {
+    /// The node is shutting down; another node will take the session.
+    Draining,
+}
+
+/// How a client's ICE negotiation with one peer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IceOutcome {
+    Connected,
+    Failed,
+}
+
+/// The type of the local candidate of the selected candidate pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CandidateType {
+    Host,
+    Srflx,
+    Prflx,
+    Relay,
+}
+
+/// A compact summary of one peer connection's quality, sent by the client
+/// periodically and when the call with that peer ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallReport {
+    /// True for the report sent when the call with that peer ended.
+    #[serde(default, rename = "final")]
+    pub is_final: bool,
+    /// Milliseconds from the start of negotiation to ICE `connected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ice_connected_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<IceOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_type: Option<CandidateType>,
+    /// Current round-trip time of the selected candidate pair, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+}
+
+impl CallReport {
+    /// Longest duration a report may carry: anything above is a broken client.
+    pub const MAX_MS: f64 = 3_600_000.0;
+
+    /// Checks that the numbers are plausible before they reach a histogram.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("iceConnectedMs", self.ice_connected_ms),
+            ("rttMs", self.rtt_ms),
+        ] {
+            if let Some(v) = value {
+                if !v.is_finite() || !(0.0..=Self::MAX_MS).contains(&v) {
+                    return Err(format!(
+                        "\"{name}\" must be between 0 and {} milliseconds",
+                        Self::MAX_MS
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A message from the node. Field names are camelCase on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ServerMessage {
+    /// First frame on every socket: the protocol version and the node's id.
+    Welcome {
+        protocol: u32,
+        node: String,
+        /// Largest text frame the node accepts, in bytes.
+        max_frame_bytes: usize,
+    },
+    /// Reply to `join`: who you are, who is there, and how to reach them.
+    Joined {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: String,
+        /// Your own peer id.
+        peer: String,
+        /// Your display name as the others see it.
+        name: String,
+        /// The other members, in the order they joined.
+        members: Vec<Member>,
+        ice_servers: Vec<IceServer>,
+        /// Present this in `resume` after a dropped socket to keep your seat.
+        resume_token: String,
+        /// How long the seat is kept after the socket drops.
+        resume_window_ms: u64,
+    },
+    /// Reply to `resume`: the same seat, a fresh view of the room.
+    Resumed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: String,
+        peer: String,
+        name: String,
+        members: Vec<Member>,
+        ice_servers: Vec<IceServer>,
+        resume_token: String,
+        resume_window_ms: u64,
+    },
+    /// Another peer entered your room.
+    PeerJoined { peer: Member },
+    /// Another peer left your room.
+    PeerLeft { peer: String, reason: LeaveReason },
+    /// Relayed from peer `from`.
+    Offer { from: String, sdp: String },
+    /// Relayed from peer `from`.
+    Answer { from: String, sdp: String },
+    /// Relayed from peer `from`.
+    Candidate { from: String, candidate: Value },
+    /// Relayed from peer `from`.
+    AppData { from: String, data: Value },
+    /// Reply to `leave`.
+    Left {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
+    /// The node is going away: open a new socket and `resume`.
+    Reconnect { reason: ReconnectReason },
+    /// Something the client sent was refused; the session goes on.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
+}
+
+impl ServerMessage {
+    /// Serializes the message for the socket. Serialization of these types cannot
+    /// fail (no maps with non-string keys, no failing `Serialize` impls), so a
+    /// failure is a programming error worth a loud, contained message rather than a
+    /// dropped frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(
+                r#"{{"type":"error","code":"unavailable","message":"serialization failed: {e}"}}"#
+            )
+        })
+    }
+
+    /// The wire `type` of this message.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ServerMessage::Welcome { .. } => "welcome",
+            ServerMessage::Joined { .. } => "joined",
+            ServerMessage::Resumed { .. } => "resumed",
+            ServerMessage::PeerJoined { .. } => "peer-joined",
+            ServerMessage::PeerLeft { .. } => "peer-left",
+            ServerMessage::Offer { .. } => "offer",
+            ServerMessage::Answer { .. } => "answer",
+            ServerMessage::Candidate { .. } => "candidate",
+            ServerMessage::AppData { .. } => "app-data",
+            ServerMessage::Left { .. } => "left",
+            ServerMessage::Reconnect { .. } => "reconnect",
+            ServerMessage::Error { .. } => "error",
+        }
+    }
+
+    pub fn error(code: ErrorCode, message: impl Into<String>, id: Option<RequestId>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_camel_case_fields() {
+        let msg = ServerMessage::Joined {
+            id: Some(RequestId::Number(1)),
+            room: "r".into(),
+            peer: "p1".into(),
+            name: "Ann".into(),
+            members: vec![Member {
+                id: "p0".into(),
+                name: "Bob".into(),
+                user: None,
+            }],
+            ice_servers: vec![IceServer {
+                urls: vec!["stun:127.0.0.1:3478".into()],
+                username: None,
+                credential: None,
+            }],
+            resume_token: "t".into(),
+            resume_window_ms: 10_000,
+        };
+        let json = msg.to_json();
+        assert!(json.starts_with(r#"{"type":"joined""#), "{json}");
+        assert!(json.contains(r#""iceServers""#), "{json}");
+        assert!(json.contains(r#""resumeWindowMs":10000"#), "{json}");
+        let back: ServerMessage = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn reports_reject_implausible_numbers() {
+        let mut report = CallReport {
+            is_final: true,
+            ice_connected_ms: Some(120.0),
+            outcome: Some(IceOutcome::Connected),
+            candidate_type: Some(CandidateType::Host),
+            rtt_ms: Some(0.4),
+        };
+        assert_eq!(report.validate(), Ok(()));
+        report.rtt_ms = Some(-1.0);
+        assert!(report.validate().is_err());
+        report.rtt_ms = Some(f64::NAN);
+        assert!(report.validate().is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! The bus: how room events and targeted messages reach the node that holds the
+//! receiving socket.
+//!
+//! Sessions never talk to each other directly; they publish [`Envelope`]s to a
+//! room and the bus hands every envelope published to a room to each node that
+//! subscribed to it, the publishing node included. The [`Router`] of each node then
+//! delivers it to its local sockets. Two implementations sit under one trait:
+//! [`memory::MemoryBus`] for a single node and [`crate::redis`]'s bus for a fleet.
+//!
+//! What every implementation promises:
+//! - **Ordering per sender:** envelopes published by one caller, one after the
+//!   other (each `publish` awaited before the next), reach every subscriber in that
+//!   order. Sessions publish sequentially, so a peer's offer is never overtaken by
+//!   its own candidates.
+//! - **At most once:** an envelope is delivered once or not at all. `publish`
+//!   returning `Ok` means the bus took it, not that a socket received it; `Err`
+//!   means it was certainly not delivered, and the session tells its client.
+//! - **Scope:** a node receives only the envelopes of rooms it subscribed to.
+//!
+//! [`Router`]: crate::router::Router
+
+pub mod memory;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use vc_protocol::{LeaveReason, Member};
+
+use async_trait::async_trait;
+
+#[derive(Debug, Error)]
+pub enum BusError {
+    #[error("the bus is not connected")]
+    Disconnected,
+    #[error("bus command failed: {0}")]
+    Command(String),
+    #[error("envelope could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// What travels on the bus: one event for one room, with the metadata every node
+/// needs to route it, measure it and continue its trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub room: String,
+    /// Id of the publishing node.
+    pub origin: String,
+    /// Wall-clock microseconds at publish, for the relay latency histogram.
+    pub sent_at_us: u64,
+    /// W3C `traceparent` of the publishing span, so that the receiving node's
+    /// spans join the same trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Event {
+    /// A message for one peer. `frame` is the finished JSON text for its socket,
+    /// built once by the sender's node so that receivers only copy bytes.
+    Relay {
+        from: String,
+        to: String,
+        /// The relayed `type` (offer, answer, candidate, app-data), for metrics.
+        message: String,
+        frame: String,
+    },
+    PeerJoined {
+        member: Member,
+    },
+    PeerLeft {
+        peer: String,
+        reason: LeaveReason,
+    },
+    /// The peer's seat moved to connection `conn` (a resume): any other socket
+    /// still holding the seat is stale and must be closed.
+    SeatMoved {
+        peer: String,
+        conn: String,
+    },
+}
+
+/// Publishes envelopes and subscribes this node to rooms.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Starts delivery of the room's envelopes to this node. Counted: every call
+    /// needs one [`Bus::unsubscribe`]. When it returns, envelopes published
+    /// afterwards are delivered.
+    async fn subscribe(&self, room: &str) -> Result<(), BusError>;
+    /// Gives back one subscription of the room; the last one stops delivery.
+    async fn unsubscribe(&self, room: &str) -> Result<(), BusError>;
+    /// Hands the envelope to every node subscribed to its room, this one included.
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError>;
+    /// Whether the bus can currently deliver (readiness).
+    fn is_connected(&self) -> bool;
+}

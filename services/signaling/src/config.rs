@@ -1,0 +1,522 @@
+//! Every setting of the node, in one typed struct.
+//!
+//! Layers, later ones winning: the defaults of [`Settings::default`], an optional
+//! TOML file, then environment variables `VC_<SECTION>__<KEY>` (for example
+//! `VC_SERVER__PORT=9000`, `VC_ICE__STUN_URLS=stun:a:3478,stun:b:3478`). Unknown
+//! keys and values of the wrong type fail start-up with a message naming the key,
+//! so that a typo in a Helm value never silently falls back to a default.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Prefix of the node's environment variables.
+pub const ENV_PREFIX: &str = "VC";
+/// Environment variable naming the optional config file (not itself a setting).
+pub const CONFIG_FILE_ENV: &str = "VC_CONFIG_FILE";
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: [&str; 2] = ["ice.stun_urls", "ice.turn_urls"];
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub node: NodeSettings,
+    pub rooms: RoomSettings,
+    pub limits: LimitSettings,
+    pub heartbeat: HeartbeatSettings,
+    pub resume: ResumeSettings,
+    pub auth: AuthSettings,
+    pub ice: IceSettings,
+    pub redis: RedisSettings,
+    pub drain: DrainSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (tests).
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Longest a shutdown waits for sockets to close before exiting anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            workers: 0,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSettings {
+    /// Stable id of this node in logs, health output and presence. Empty: the host
+    /// name plus a random suffix, generated at start.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomSettings {
+    /// Most peers in one room, across the cluster.
+    pub capacity: usize,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self { capacity: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest text frame accepted; larger ones close the socket with 1009.
+    pub max_frame_bytes: usize,
+    /// Sustained messages per second per session (token bucket refill).
+    pub messages_per_second: f64,
+    /// Token bucket size: messages a session may send in a burst.
+    pub message_burst: u32,
+    /// Client-caused errors within `abuse_window` that close the socket with 1008.
+    pub abuse_strikes: u32,
+    #[serde(with = "humantime_serde")]
+    pub abuse_window: Duration,
+    /// Messages queued for a session that does not read; when full the session is
+    /// closed with 1013.
+    pub outbound_queue: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            messages_per_second: 50.0,
+            message_burst: 200,
+            abuse_strikes: 20,
+            abuse_window: Duration::from_secs(10),
+            outbound_queue: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatSettings {
+    /// How often the node pings each socket.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A socket silent for this long (no pong, no message) is closed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for HeartbeatSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResumeSettings {
+    /// How long a seat is kept after its socket drops, for `resume`.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for ResumeSettings {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone may join any room: local development.
+    #[default]
+    None,
+    /// Joins need an HS256 JWT granting the room.
+    Jwt,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// HS256 shared secret, at least 32 bytes, when `mode = "jwt"`.
+    pub jwt_secret: String,
+    /// Expected `iss` claim; empty accepts any issuer.
+    pub issuer: String,
+    /// Clock skew tolerated on `exp`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("mode", &self.mode)
+            .field("jwt_secret", &redacted(&self.jwt_secret))
+            .field("issuer", &self.issuer)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IceSettings {
+    /// STUN URLs handed to browsers, e.g. `stun:stun.example.org:3478`.
+    pub stun_urls: Vec<String>,
+    /// TURN URLs handed to browsers with per-join credentials.
+    pub turn_urls: Vec<String>,
+    /// Shared secret with the TURN server (coturn `static-auth-secret`).
+    pub turn_secret: String,
+    /// Lifetime of minted TURN credentials.
+    #[serde(with = "humantime_serde")]
+    pub turn_ttl: Duration,
+}
+
+impl Default for IceSettings {
+    fn default() -> Self {
+        Self {
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: String::new(),
+            turn_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl std::fmt::Debug for IceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceSettings")
+            .field("stun_urls", &self.stun_urls)
+            .field("turn_urls", &self.turn_urls)
+            .field("turn_secret", &redacted(&self.turn_secret))
+            .field("turn_ttl", &self.turn_ttl)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`; empty runs the in-process bus (a single node).
+    pub url: String,
+    /// Use Redis 7 sharded pub/sub (SSUBSCRIBE/SPUBLISH), for Redis Cluster.
+    pub sharded: bool,
+    /// Use a Redis Cluster client (`url` names one seed node).
+    pub cluster: bool,
+    /// How often this node refreshes its liveness key and sweeps dead nodes.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A node whose liveness key is older than this is dead; its peers are removed.
+    #[serde(with = "humantime_serde")]
+    pub node_ttl: Duration,
+    /// Longest wait before retrying a lost Redis connection.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            sharded: false,
+            cluster: false,
+            heartbeat_interval: Duration::from_secs(3),
+            node_ttl: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrainSettings {
+    /// On SIGTERM, longest wait for clients to move to other nodes before the
+    /// remaining sockets are closed. Skipped without Redis: no node could take them.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for DrainSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,vc_signaling=debug`. `RUST_LOG`
+    /// overrides it when set.
+    pub log_level: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        "<unset>"
+    } else {
+        "<redacted>"
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then `VC_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("VC_") && k != CONFIG_FILE_ENV)
+            .collect();
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true)
+            .source(Some(env));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        let mut builder =
+            config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Loads from the process environment and the file it names, if any.
+    pub fn from_process_env(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load(file, std::env::vars())
+    }
+
+    /// Checks what types alone cannot, naming the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        }
+        if !(2..=64).contains(&self.rooms.capacity) {
+            return bad("rooms.capacity", "must be between 2 and 64");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.limits.max_frame_bytes) {
+            return bad(
+                "limits.max_frame_bytes",
+                "must be between 1024 and 16777216",
+            );
+        }
+        if !(self.limits.messages_per_second > 0.0 && self.limits.messages_per_second.is_finite()) {
+            return bad("limits.messages_per_second", "must be a positive number");
+        }
+        if self.limits.message_burst == 0 {
+            return bad("limits.message_burst", "must be at least 1");
+        }
+        if self.limits.abuse_strikes == 0 {
+            return bad("limits.abuse_strikes", "must be at least 1");
+        }
+        if self.limits.outbound_queue < 8 {
+            return bad("limits.outbound_queue", "must be at least 8");
+        }
+        if self.heartbeat.interval.is_zero() {
+            return bad("heartbeat.interval", "must be positive");
+        }
+        if self.heartbeat.timeout <= self.heartbeat.interval {
+            return bad(
+                "heartbeat.timeout",
+                "must be longer than heartbeat.interval",
+            );
+        }
+        if self.auth.mode == AuthMode::Jwt && self.auth.jwt_secret.len() < 32 {
+            return bad(
+                "auth.jwt_secret",
+                "must be at least 32 bytes when auth.mode is \"jwt\"",
+            );
+        }
+        if !self.ice.turn_urls.is_empty() && self.ice.turn_secret.is_empty() {
+            return bad("ice.turn_secret", "must be set when ice.turn_urls is");
+        }
+        for url in &self.ice.stun_urls {
+            if !url.starts_with("stun:") && !url.starts_with("stuns:") {
+                return bad(
+                    "ice.stun_urls",
+                    format!("\"{url}\" is not a stun: or stuns: URL"),
+                );
+            }
+        }
+        for url in &self.ice.turn_urls {
+            if !url.starts_with("turn:") && !url.starts_with("turns:") {
+                return bad(
+                    "ice.turn_urls",
+                    format!("\"{url}\" is not a turn: or turns: URL"),
+                );
+            }
+        }
+        if self.ice.turn_ttl < Duration::from_secs(60) {
+            return bad("ice.turn_ttl", "must be at least 60s");
+        }
+        if !self.redis.url.is_empty()
+            && !self.redis.url.starts_with("redis://")
+            && !self.redis.url.starts_with("rediss://")
+        {
+            return bad("redis.url", "must start with redis:// or rediss://");
+        }
+        if self.redis.node_ttl <= self.redis.heartbeat_interval {
+            return bad(
+                "redis.node_ttl",
+                "must be longer than redis.heartbeat_interval",
+            );
+        }
+        if !self.node.id.is_empty() && vc_protocol::validate_room(&self.node.id).is_err() {
+            return bad("node.id", "must be 1 to 64 of [A-Za-z0-9_-]");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
+            return bad("telemetry.log_level", e.to_string());
+        }
+        Ok(())
+    }
+
+    /// Whether a Redis bus is configured (a fleet) or the in-process bus runs.
+    pub fn uses_redis(&self) -> bool {
+        !self.redis.url.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load(
+            None,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = load(&[]).expect("defaults load");
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.rooms.capacity, 8);
+        assert_eq!(s.limits.max_frame_bytes, 65536);
+        assert!(!s.uses_redis());
+    }
+
+    #[test]
+    fn environment_overrides_with_lists_and_durations() {
+        let s = load(&[
+            ("VC_SERVER__PORT", "9001"),
+            ("VC_ROOMS__CAPACITY", "4"),
+            ("VC_RESUME__WINDOW", "2s 500ms"),
+            ("VC_ICE__STUN_URLS", "stun:a:3478,stun:b:3478"),
+            ("VC_NODE__ID", "123"),
+            ("VC_CONFIG_FILE", "/ignored"),
+            ("OTHER", "x"),
+        ])
+        .expect("loads");
+        assert_eq!(s.server.port, 9001);
+        assert_eq!(s.rooms.capacity, 4);
+        assert_eq!(s.resume.window, Duration::from_millis(2500));
+        assert_eq!(s.ice.stun_urls, vec!["stun:a:3478", "stun:b:3478"]);
+        assert_eq!(s.node.id, "123");
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = std::env::temp_dir().join(format!("vc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("node.toml");
+        std::fs::write(&path, "[rooms]\ncapacity = 3\n[server]\nport = 7000\n").expect("write");
+        let s = Settings::load(
+            Some(&path),
+            [("VC_SERVER__PORT".to_string(), "7001".to_string())],
+        )
+        .expect("loads");
+        assert_eq!(s.rooms.capacity, 3);
+        assert_eq!(s.server.port, 7001);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load(&[("VC_SERVER__PORT", "eighty")]).expect_err("bad port");
+        assert!(err.to_string().contains("server.port"), "{err}");
+        let err = load(&[("VC_SERVER__PROT", "80")]).expect_err("typo");
+        assert!(err.to_string().contains("prot"), "{err}");
+        let err = load(&[("VC_ROOMS__CAPACITY", "1")]).expect_err("too small");
+        assert!(err.to_string().contains("rooms.capacity"), "{err}");
+        let err = load(&[("VC_AUTH__MODE", "jwt")]).expect_err("no secret");
+        assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
+        let err = load(&[("VC_AUTH__MODE", "ldap")]).expect_err("bad mode");
+        assert!(err.to_string().contains("auth.mode"), "{err}");
+        let err = load(&[("VC_ICE__TURN_URLS", "turn:x:3478")]).expect_err("no secret");
+        assert!(err.to_string().contains("ice.turn_secret"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_leak_into_debug_output() {
+        let mut s = Settings::default();
+        s.auth.jwt_secret = "super-secret-value-of-32-bytes!!".into();
+        s.ice.turn_secret = "turn-secret".into();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("super-secret"), "{shown}");
+        assert!(!shown.contains("turn-secret"), "{shown}");
+    }
+}

@@ -1,0 +1,21 @@
+//! The Video Caller signaling node.
+//!
+//! Where a message goes, module by module: it enters at [`routes::ws`], is read
+//! and checked by its [`session`], applied by [`rooms`] (seats in [`presence`]),
+//! published on the [`bus`], and delivered to the receiving socket's outbox by the
+//! [`router`] of whichever node holds it. `docs/architecture.md` tells the story.
+
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod ice;
+pub mod lifecycle;
+pub mod node;
+pub mod presence;
+pub mod ratelimit;
+pub mod rooms;
+pub mod router;
+pub mod routes;
+pub mod session;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,229 @@
+//! Presence of a single node, in a map behind a mutex.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use subtle::ConstantTimeEq;
+use vc_protocol::LeaveReason;
+
+use super::{MemberRecord, Parked, Presence, PresenceError};
+
+#[derive(Default)]
+pub struct MemoryPresence {
+    rooms: Mutex<HashMap<String, Vec<MemberRecord>>>,
+}
+
+impl MemoryPresence {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with_rooms<T>(&self, f: impl FnOnce(&mut HashMap<String, Vec<MemberRecord>>) -> T) -> T {
+        // A panic while holding the lock cannot leave a room half-edited (every
+        // edit is a single push/remove), so a poisoned lock is still consistent.
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut rooms)
+    }
+}
+
+#[async_trait]
+impl Presence for MemoryPresence {
+    async fn join(
+        &self,
+        room: &str,
+        record: &MemberRecord,
+        capacity: usize,
+    ) -> Result<Vec<MemberRecord>, PresenceError> {
+        self.with_rooms(|rooms| {
+            let members = rooms.entry(room.to_owned()).or_default();
+            if members.len() >= capacity {
+                return Err(PresenceError::Full { capacity });
+            }
+            let others = members.clone();
+            members.push(record.clone());
+            Ok(others)
+        })
+    }
+
+    async fn leave(&self, room: &str, peer: &str, conn: &str) -> Result<bool, PresenceError> {
+        Ok(self.with_rooms(|rooms| remove_if(rooms, room, |m| m.id == peer && m.conn == conn)))
+    }
+
+    async fn park(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+        parked: Parked,
+    ) -> Result<bool, PresenceError> {
+        Ok(self.with_rooms(|rooms| {
+            match rooms
+                .get_mut(room)
+                .and_then(|ms| ms.iter_mut().find(|m| m.id == peer && m.conn == conn))
+            {
+                Some(member) => {
+                    member.parked = Some(parked);
+                    true
+                }
+                None => false,
+            }
+        }))
+    }
+
+    async fn resume(
+        &self,
+        room: &str,
+        peer: &str,
+        secret: &str,
+        node: &str,
+        conn: &str,
+        now_ms: u64,
+    ) -> Result<(MemberRecord, Vec<MemberRecord>), PresenceError> {
+        self.with_rooms(|rooms| {
+            let members = rooms.get_mut(room).ok_or(PresenceError::NoSeat)?;
+            let member = members
+                .iter_mut()
+                .find(|m| m.id == peer)
+                .ok_or(PresenceError::NoSeat)?;
+            let secret_ok: bool = member
+                .resume_secret
+                .as_bytes()
+                .ct_eq(secret.as_bytes())
+                .into();
+            let expired = member.parked.is_some_and(|p| p.until_ms <= now_ms);
+            if !secret_ok || expired {
+                return Err(PresenceError::NoSeat);
+            }
+            member.node = node.to_owned();
+            member.conn = conn.to_owned();
+            member.parked = None;
+            let seat = member.clone();
+            let others = members.iter().filter(|m| m.id != peer).cloned().collect();
+            Ok((seat, others))
+        })
+    }
+
+    async fn expire(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+    ) -> Result<Option<LeaveReason>, PresenceError> {
+        Ok(self.with_rooms(|rooms| {
+            let reason = rooms
+                .get(room)?
+                .iter()
+                .find(|m| m.id == peer && m.conn == conn)?
+                .parked?
+                .reason;
+            remove_if(rooms, room, |m| m.id == peer && m.conn == conn).then_some(reason)
+        }))
+    }
+
+    async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError> {
+        Ok(self.with_rooms(|rooms| rooms.get(room).cloned().unwrap_or_default()))
+    }
+}
+
+/// Removes the first matching member; drops the room when it empties.
+fn remove_if(
+    rooms: &mut HashMap<String, Vec<MemberRecord>>,
+    room: &str,
+    matches: impl Fn(&MemberRecord) -> bool,
+) -> bool {
+    let Some(members) = rooms.get_mut(room) else {
+        return false;
+    };
+    let Some(index) = members.iter().position(matches) else {
+        return false;
+    };
+    members.remove(index);
+    if members.is_empty() {
+        rooms.remove(room);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, conn: &str) -> MemberRecord {
+        MemberRecord {
+            id: id.into(),
+            name: id.to_uppercase(),
+            user: None,
+            node: "n1".into(),
+            conn: conn.into(),
+            joined_at_ms: 0,
+            resume_secret: format!("secret-{id}"),
+            parked: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn capacity_and_order() {
+        let p = MemoryPresence::new();
+        assert!(p
+            .join("r", &record("a", "c1"), 2)
+            .await
+            .expect("a")
+            .is_empty());
+        let others = p.join("r", &record("b", "c2"), 2).await.expect("b");
+        assert_eq!(
+            others.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert_eq!(
+            p.join("r", &record("c", "c3"), 2).await,
+            Err(PresenceError::Full { capacity: 2 })
+        );
+        assert!(p.leave("r", "a", "c1").await.expect("leave"));
+        assert!(p.join("r", &record("c", "c3"), 2).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn stale_connection_cannot_touch_a_resumed_seat() {
+        let p = MemoryPresence::new();
+        p.join("r", &record("a", "c1"), 8).await.expect("join");
+        let parked = Parked {
+            until_ms: 10_000,
+            reason: LeaveReason::Disconnected,
+        };
+        assert!(p.park("r", "a", "c1", parked).await.expect("park"));
+        assert_eq!(
+            p.resume("r", "a", "wrong", "n2", "c2", 5_000).await,
+            Err(PresenceError::NoSeat)
+        );
+        let (seat, _) = p
+            .resume("r", "a", "secret-a", "n2", "c2", 5_000)
+            .await
+            .expect("resumes");
+        assert_eq!((seat.node.as_str(), seat.conn.as_str()), ("n2", "c2"));
+        // The old connection's timer fires: the seat is no longer its to expire.
+        assert_eq!(p.expire("r", "a", "c1").await, Ok(None));
+        assert!(!p.leave("r", "a", "c1").await.expect("leave"));
+        assert_eq!(p.members("r").await.expect("members").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_seat_cannot_be_resumed_and_is_removed() {
+        let p = MemoryPresence::new();
+        p.join("r", &record("a", "c1"), 8).await.expect("join");
+        let parked = Parked {
+            until_ms: 1_000,
+            reason: LeaveReason::TimedOut,
+        };
+        p.park("r", "a", "c1", parked).await.expect("park");
+        assert_eq!(
+            p.resume("r", "a", "secret-a", "n1", "c2", 1_000).await,
+            Err(PresenceError::NoSeat)
+        );
+        assert_eq!(
+            p.expire("r", "a", "c1").await,
+            Ok(Some(LeaveReason::TimedOut))
+        );
+        assert!(p.members("r").await.expect("members").is_empty());
+    }
+}

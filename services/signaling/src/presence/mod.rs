@@ -1,0 +1,109 @@
+//! Presence: the cluster-wide truth of who sits in which room.
+//!
+//! The bus moves messages; presence decides membership. Capacity is enforced here,
+//! atomically, so that two peers racing for the last seat on two nodes cannot both
+//! get in. Every change is conditional on the connection id (`conn`) that holds the
+//! seat, so that a stale socket on one node cannot remove a peer that has already
+//! resumed on another.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use vc_protocol::{LeaveReason, Member};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PresenceError {
+    #[error("room is full ({capacity} of {capacity})")]
+    Full { capacity: usize },
+    #[error("no seat to resume")]
+    NoSeat,
+    #[error("presence store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One seat in a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The node holding the seat's socket.
+    pub node: String,
+    /// The connection holding the seat; changes on resume.
+    pub conn: String,
+    pub joined_at_ms: u64,
+    /// The secret part of the resume token.
+    pub resume_secret: String,
+    /// While the socket is gone: when the seat expires, and the reason the room
+    /// will be given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked: Option<Parked>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parked {
+    pub until_ms: u64,
+    pub reason: LeaveReason,
+}
+
+impl MemberRecord {
+    pub fn member(&self) -> Member {
+        Member {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            user: self.user.clone(),
+        }
+    }
+}
+
+/// Where membership lives: in this process for one node, in Redis for a fleet.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Takes a seat if the room has fewer than `capacity`, returning the other
+    /// members, oldest first.
+    async fn join(
+        &self,
+        room: &str,
+        record: &MemberRecord,
+        capacity: usize,
+    ) -> Result<Vec<MemberRecord>, PresenceError>;
+
+    /// Frees the seat if `conn` still holds it. True when it did.
+    async fn leave(&self, room: &str, peer: &str, conn: &str) -> Result<bool, PresenceError>;
+
+    /// Keeps the seat for a resume until `parked.until_ms`, if `conn` still holds it.
+    async fn park(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+        parked: Parked,
+    ) -> Result<bool, PresenceError>;
+
+    /// Moves a seat to a new connection on `node`, if `secret` matches and the seat
+    /// has not expired. Returns the seat and the other members.
+    async fn resume(
+        &self,
+        room: &str,
+        peer: &str,
+        secret: &str,
+        node: &str,
+        conn: &str,
+        now_ms: u64,
+    ) -> Result<(MemberRecord, Vec<MemberRecord>), PresenceError>;
+
+    /// Frees the seat if it is still parked by `conn`; returns the reason to give
+    /// the room when it did.
+    async fn expire(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+    ) -> Result<Option<LeaveReason>, PresenceError>;
+
+    /// The room's members, oldest first.
+    async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError>;
+}

@@ -1,0 +1,452 @@
+//! Room operations of one session: join, resume, relay, leave, park and expire.
+//!
+//! Each operation goes through the same three parts in the same order: the
+//! [`Router`] (this node's sockets), the [`Bus`] (subscriptions and events) and
+//! [`Presence`] (the seat itself). Keeping the order in one place is what makes the
+//! join race-free: the node subscribes to the room before presence gives out the
+//! seat, so no event about the room can fall between the snapshot and the stream.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use thiserror::Error;
+use tracing::{debug, warn};
+use vc_protocol::{
+    validate_display_name, validate_room, ErrorCode, LeaveReason, Member, RequestId, ServerMessage,
+};
+
+use crate::auth::Authenticator;
+use crate::bus::{Bus, Envelope, Event};
+use crate::config::Settings;
+use crate::ice::IceServers;
+use crate::presence::{MemberRecord, Parked, Presence, PresenceError};
+use crate::router::{Outbound, Router, SessionHandle};
+
+/// A request the node turned down: the code and text of the `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{code}: {message}")]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn unavailable(what: &str) -> Self {
+        Self::new(
+            ErrorCode::Unavailable,
+            format!("{what}: the cluster bus is unavailable, try again shortly"),
+        )
+    }
+}
+
+/// The seat a session holds: what it needs to relay, leave or park.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    pub room: String,
+    pub peer: String,
+    pub conn: String,
+}
+
+/// What a join asks for.
+pub struct JoinRequest<'a> {
+    pub id: Option<RequestId>,
+    pub room: &'a str,
+    pub name: &'a str,
+    pub token: Option<&'a str>,
+}
+
+pub struct Rooms {
+    node_id: String,
+    settings: Arc<Settings>,
+    router: Arc<Router>,
+    bus: Arc<dyn Bus>,
+    presence: Arc<dyn Presence>,
+    auth: Authenticator,
+    ice: IceServers,
+}
+
+impl Rooms {
+    pub fn new(
+        node_id: String,
+        settings: Arc<Settings>,
+        router: Arc<Router>,
+        bus: Arc<dyn Bus>,
+        presence: Arc<dyn Presence>,
+    ) -> Self {
+        Self {
+            auth: Authenticator::new(&settings.auth),
+            ice: IceServers::new(&settings.ice),
+            node_id,
+            settings,
+            router,
+            bus,
+            presence,
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub fn bus(&self) -> &dyn Bus {
+        self.bus.as_ref()
+    }
+
+    /// Seats a session in a room; the `joined` reply is queued on `handle`.
+    pub async fn join(
+        &self,
+        req: JoinRequest<'_>,
+        conn: &str,
+        handle: SessionHandle,
+    ) -> Result<Seat, Refusal> {
+        validate_room(req.room)
+            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, format!("room name {e}")))?;
+        let grant = self
+            .auth
+            .authorize(req.room, req.token)
+            .map_err(|e| Refusal::new(e.code(), e.to_string()))?;
+        let name = grant.name.as_deref().unwrap_or(req.name);
+        let name = validate_display_name(name)
+            .map_err(|e| Refusal::new(ErrorCode::InvalidName, format!("display name {e}")))?
+            .to_owned();
+        let record = MemberRecord {
+            id: random_hex(8),
+            name,
+            user: grant.user,
+            node: self.node_id.clone(),
+            conn: conn.to_owned(),
+            joined_at_ms: unix_ms(),
+            resume_secret: random_hex(16),
+            parked: None,
+        };
+        let seat = Seat {
+            room: req.room.to_owned(),
+            peer: record.id.clone(),
+            conn: conn.to_owned(),
+        };
+        self.router.reserve(&seat.room, &seat.peer, conn, handle);
+        if let Err(e) = self.bus.subscribe(&seat.room).await {
+            warn!(room = %seat.room, error = %e, "subscribe failed");
+            self.router.remove(&seat.room, &seat.peer, conn);
+            return Err(Refusal::unavailable("join"));
+        }
+        let others = match self
+            .presence
+            .join(&seat.room, &record, self.settings.rooms.capacity)
+            .await
+        {
+            Ok(others) => others,
+            Err(e) => {
+                self.release(&seat).await;
+                return Err(match e {
+                    PresenceError::Full { capacity } => Refusal::new(
+                        ErrorCode::RoomFull,
+                        format!("room \"{}\" is full ({capacity} of {capacity})", seat.room),
+                    ),
+                    PresenceError::NoSeat | PresenceError::Unavailable(_) => {
+                        Refusal::unavailable("join")
+                    }
+                });
+            }
+        };
+        let me = record.member();
+        let others: Vec<Member> = others.iter().map(MemberRecord::member).collect();
+        let reply = ServerMessage::Joined {
+            id: req.id,
+            room: seat.room.clone(),
+            peer: seat.peer.clone(),
+            name: record.name.clone(),
+            members: others.clone(),
+            ice_servers: self.ice.for_peer(&seat.peer, unix_ms() / 1000),
+            resume_token: resume_token(&seat.room, &seat.peer, &record.resume_secret),
+            resume_window_ms: duration_ms(self.settings.resume.window),
+        };
+        self.router
+            .activate(&seat.room, me.clone(), &others, Outbound::message(&reply));
+        if let Err(e) = self
+            .publish(&seat.room, Event::PeerJoined { member: me })
+            .await
+        {
+            // Seated but unannounced would leave the others unable to see this
+            // peer: undo the seat instead.
+            warn!(room = %seat.room, error = %e, "announcing a join failed");
+            self.presence.leave(&seat.room, &seat.peer, conn).await.ok();
+            self.release(&seat).await;
+            return Err(Refusal::unavailable("join"));
+        }
+        debug!(room = %seat.room, peer = %seat.peer, "joined");
+        Ok(seat)
+    }
+
+    /// Gives a session back a parked seat; the `resumed` reply is queued on `handle`.
+    pub async fn resume(
+        &self,
+        id: Option<RequestId>,
+        token: &str,
+        conn: &str,
+        handle: SessionHandle,
+    ) -> Result<Seat, Refusal> {
+        let failed = || {
+            Refusal::new(
+                ErrorCode::ResumeFailed,
+                "the seat cannot be resumed (unknown token or window passed): join again",
+            )
+        };
+        let (room, peer, secret) = parse_resume_token(token).ok_or_else(failed)?;
+        let seat = Seat {
+            room: room.to_owned(),
+            peer: peer.to_owned(),
+            conn: conn.to_owned(),
+        };
+        self.router.reserve(room, peer, conn, handle);
+        if let Err(e) = self.bus.subscribe(room).await {
+            warn!(%room, error = %e, "subscribe failed");
+            self.router.remove(room, peer, conn);
+            return Err(Refusal::unavailable("resume"));
+        }
+        let (record, others) = match self
+            .presence
+            .resume(room, peer, secret, &self.node_id, conn, unix_ms())
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                self.release(&seat).await;
+                return Err(match e {
+                    PresenceError::Unavailable(_) => Refusal::unavailable("resume"),
+                    PresenceError::NoSeat | PresenceError::Full { .. } => failed(),
+                });
+            }
+        };
+        let others: Vec<Member> = others.iter().map(MemberRecord::member).collect();
+        let reply = ServerMessage::Resumed {
+            id,
+            room: seat.room.clone(),
+            peer: seat.peer.clone(),
+            name: record.name.clone(),
+            members: others.clone(),
+            ice_servers: self.ice.for_peer(&seat.peer, unix_ms() / 1000),
+            resume_token: token.to_owned(),
+            resume_window_ms: duration_ms(self.settings.resume.window),
+        };
+        self.router.activate(
+            &seat.room,
+            record.member(),
+            &others,
+            Outbound::message(&reply),
+        );
+        let moved = Event::SeatMoved {
+            peer: seat.peer.clone(),
+            conn: conn.to_owned(),
+        };
+        if let Err(e) = self.publish(&seat.room, moved).await {
+            // The seat is ours in presence; a stale socket elsewhere will be
+            // noticed by its own node's ping timeout instead.
+            warn!(room = %seat.room, error = %e, "announcing a resume failed");
+        }
+        debug!(room = %seat.room, peer = %seat.peer, "resumed");
+        Ok(seat)
+    }
+
+    /// Relays a finished frame to `to`, if it is another member of the room.
+    pub async fn relay(
+        &self,
+        seat: &Seat,
+        to: &str,
+        message: &'static str,
+        frame: String,
+    ) -> Result<(), Refusal> {
+        if to == seat.peer || !self.router.is_member(&seat.room, to) {
+            return Err(Refusal::new(
+                ErrorCode::UnknownPeer,
+                format!("peer \"{}\" is not in your room", truncate(to, 32)),
+            ));
+        }
+        let event = Event::Relay {
+            from: seat.peer.clone(),
+            to: to.to_owned(),
+            message: message.to_owned(),
+            frame,
+        };
+        self.publish(&seat.room, event).await.map_err(|e| {
+            warn!(room = %seat.room, error = %e, "relay not delivered");
+            Refusal::unavailable(message)
+        })
+    }
+
+    /// Frees the seat now and tells the room why.
+    pub async fn leave(&self, seat: &Seat, reason: LeaveReason) {
+        self.router.remove(&seat.room, &seat.peer, &seat.conn);
+        match self
+            .presence
+            .leave(&seat.room, &seat.peer, &seat.conn)
+            .await
+        {
+            Ok(true) => {
+                self.announce_departure(&seat.room, &seat.peer, reason)
+                    .await
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(room = %seat.room, error = %e, "leave not recorded; the node sweep will remove the seat")
+            }
+        }
+        self.unsubscribe(&seat.room).await;
+    }
+
+    /// Keeps the seat for `resume.window`, then frees it unless it was resumed.
+    pub async fn park(self: &Arc<Self>, seat: Seat, reason: LeaveReason) {
+        self.router.remove(&seat.room, &seat.peer, &seat.conn);
+        self.unsubscribe(&seat.room).await;
+        let window = self.settings.resume.window;
+        let parked = Parked {
+            until_ms: unix_ms() + duration_ms(window),
+            reason,
+        };
+        match self
+            .presence
+            .park(&seat.room, &seat.peer, &seat.conn, parked)
+            .await
+        {
+            Ok(true) => {}
+            // Resumed elsewhere already, or gone: nothing to wait for.
+            Ok(false) => return,
+            Err(e) => {
+                warn!(room = %seat.room, error = %e, "parking a seat failed");
+                return;
+            }
+        }
+        let rooms = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            rooms.expire(&seat).await;
+        });
+    }
+
+    /// Frees a parked seat whose window has passed, unless it was resumed.
+    async fn expire(&self, seat: &Seat) {
+        match self
+            .presence
+            .expire(&seat.room, &seat.peer, &seat.conn)
+            .await
+        {
+            Ok(Some(reason)) => {
+                self.announce_departure(&seat.room, &seat.peer, reason)
+                    .await
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(room = %seat.room, error = %e, "expiring a seat failed; the node sweep will remove it")
+            }
+        }
+    }
+
+    /// Gives back a seat's local reservation and subscription without touching
+    /// presence: after a failed join, or when the seat moved to another socket.
+    pub async fn release(&self, seat: &Seat) {
+        self.router.remove(&seat.room, &seat.peer, &seat.conn);
+        self.unsubscribe(&seat.room).await;
+    }
+
+    async fn unsubscribe(&self, room: &str) {
+        if let Err(e) = self.bus.unsubscribe(room).await {
+            warn!(%room, error = %e, "unsubscribe failed");
+        }
+    }
+
+    pub async fn announce_departure(&self, room: &str, peer: &str, reason: LeaveReason) {
+        let event = Event::PeerLeft {
+            peer: peer.to_owned(),
+            reason,
+        };
+        if let Err(e) = self.publish(room, event).await {
+            warn!(%room, error = %e, "announcing a departure failed");
+        }
+    }
+
+    async fn publish(&self, room: &str, event: Event) -> Result<(), crate::bus::BusError> {
+        let envelope = Envelope {
+            room: room.to_owned(),
+            origin: self.node_id.clone(),
+            sent_at_us: unix_us(),
+            traceparent: None,
+            event,
+        };
+        self.bus.publish(&envelope).await
+    }
+}
+
+/// `<room>.<peer>.<secret>`: room names and ids never contain a dot.
+fn resume_token(room: &str, peer: &str, secret: &str) -> String {
+    format!("{room}.{peer}.{secret}")
+}
+
+fn parse_resume_token(token: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = token.splitn(3, '.');
+    let (room, peer, secret) = (parts.next()?, parts.next()?, parts.next()?);
+    validate_room(room).ok()?;
+    let hex = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(peer) && hex(secret)).then_some((room, peer, secret))
+}
+
+/// `bytes` random bytes as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+pub fn unix_ms() -> u64 {
+    unix_us() / 1000
+}
+
+pub fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_tokens_round_trip_and_reject_garbage() {
+        let token = resume_token("room-1", "0a1b", "ff00");
+        assert_eq!(parse_resume_token(&token), Some(("room-1", "0a1b", "ff00")));
+        assert_eq!(parse_resume_token("room-1.0a1b"), None);
+        assert_eq!(parse_resume_token("bad room.0a.ff"), None);
+        assert_eq!(parse_resume_token("r.zz.ff"), None);
+        assert_eq!(parse_resume_token("r.0a."), None);
+    }
+
+    #[test]
+    fn random_ids_are_hex_of_the_asked_length() {
+        let id = random_hex(8);
+        assert_eq!(id.len(), 16);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(random_hex(8), random_hex(8));
+    }
+}

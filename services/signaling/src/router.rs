@@ -1,0 +1,444 @@
+//! The router: this node's sockets by room, and the last hop of every message.
+//!
+//! The bus hands each envelope of a subscribed room to [`Router::deliver`], which
+//! pushes the frame into the outbox of each local session it concerns. The router
+//! also mirrors the membership of those rooms (from presence snapshots and the
+//! join/leave events that follow them), so that relay targets are checked without
+//! a round trip to presence.
+//!
+//! A seat is first *reserved* (pending), then *activated* once presence has given
+//! it a seat and a snapshot of the room: events that arrive in between are held
+//! and replayed after the `joined` reply, reconciled against the snapshot so that a
+//! peer is announced exactly once whichever way the race went.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+use vc_protocol::{Member, ServerMessage};
+
+use crate::bus::{Envelope, Event};
+
+/// One frame waiting for a session's socket.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub text: String,
+    /// The message `type`, for metrics.
+    pub kind: &'static str,
+    /// When the sender's node published it (wall-clock µs), for relayed messages.
+    pub sent_at_us: Option<u64>,
+}
+
+impl Outbound {
+    pub fn message(msg: &ServerMessage) -> Self {
+        Self {
+            text: msg.to_json(),
+            kind: msg.type_name(),
+            sent_at_us: None,
+        }
+    }
+}
+
+/// Why the router tells a session to close its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Its outbox is full: it does not read fast enough.
+    SlowConsumer,
+    /// Its seat was resumed by another connection.
+    SeatMoved,
+}
+
+/// The router's handle on one session: its outbox and its eviction switch.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    outbox: mpsc::Sender<Outbound>,
+    evict: watch::Sender<Option<Eviction>>,
+}
+
+impl SessionHandle {
+    pub fn new(outbox: mpsc::Sender<Outbound>, evict: watch::Sender<Option<Eviction>>) -> Self {
+        Self { outbox, evict }
+    }
+
+    /// Queues a frame; a full outbox evicts the session rather than drop the frame.
+    pub fn send(&self, out: Outbound) {
+        match self.outbox.try_send(out) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.evict(Eviction::SlowConsumer),
+            // The session is ending; its cleanup will remove it from the router.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    pub fn evict(&self, why: Eviction) {
+        self.evict.send_replace(Some(why));
+    }
+}
+
+/// How a held frame changes the room, for reconciling with a snapshot.
+#[derive(Debug, Clone)]
+enum Change {
+    Joined(String),
+    Left(String),
+    None,
+}
+
+#[derive(Debug)]
+struct LocalSeat {
+    conn: String,
+    handle: SessionHandle,
+    /// `Some` while the seat is reserved but not yet active: frames held back.
+    held: Option<Vec<(Change, Outbound)>>,
+}
+
+#[derive(Debug, Default)]
+struct LocalRoom {
+    /// Every member of the room, on any node, in join order.
+    mirror: Vec<Member>,
+    /// False until the first seat here is activated with a presence snapshot;
+    /// envelopes that arrive before are kept in `backlog`.
+    synced: bool,
+    backlog: Vec<Envelope>,
+    seats: HashMap<String, LocalSeat>,
+}
+
+/// Counts for metrics and health output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    pub rooms: usize,
+    pub seats: usize,
+}
+
+pub struct Router {
+    rooms: Mutex<HashMap<String, LocalRoom>>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Self {
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalRoom>> {
+        // Every critical section leaves the map consistent before it could panic,
+        // so a poisoned lock is safe to keep using.
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves a seat for `peer` on connection `conn`: frames for it are held
+    /// until [`Router::activate`].
+    pub fn reserve(&self, room: &str, peer: &str, conn: &str, handle: SessionHandle) {
+        let mut rooms = self.lock();
+        let local = rooms.entry(room.to_owned()).or_default();
+        // A resume on this node while the old socket still looks alive here: the
+        // old one is stale.
+        if let Some(old) = local.seats.get(peer).filter(|s| s.conn != conn) {
+            old.handle.evict(Eviction::SeatMoved);
+        }
+        local.seats.insert(
+            peer.to_owned(),
+            LocalSeat {
+                conn: conn.to_owned(),
+                handle,
+                held: Some(Vec::new()),
+            },
+        );
+    }
+
+    /// Activates a reserved seat: queues `reply` (the `joined`/`resumed` frame),
+    /// then what was held for it, minus what `others` (the presence snapshot)
+    /// already told.
+    pub fn activate(&self, room: &str, me: Member, others: &[Member], reply: Outbound) {
+        let mut rooms = self.lock();
+        let Some(local) = rooms.get_mut(room) else {
+            return;
+        };
+        let Some(seat) = local.seats.get_mut(&me.id) else {
+            return;
+        };
+        let held = seat.held.take().unwrap_or_default();
+        seat.handle.send(reply);
+        let mut known: HashSet<String> = others.iter().map(|m| m.id.clone()).collect();
+        for (change, out) in &held {
+            if announce(&mut known, change) {
+                seat.handle.send(out.clone());
+            }
+        }
+        if local.synced {
+            if !local.mirror.iter().any(|m| m.id == me.id) {
+                local.mirror.push(me);
+            }
+            return;
+        }
+        local.mirror = others.to_vec();
+        local.mirror.push(me);
+        local.synced = true;
+        let backlog = std::mem::take(&mut local.backlog);
+        let mut known: HashSet<String> = local.mirror.iter().map(|m| m.id.clone()).collect();
+        for envelope in backlog {
+            let change = match &envelope.event {
+                Event::PeerJoined { member } => Change::Joined(member.id.clone()),
+                Event::PeerLeft { peer, .. } => Change::Left(peer.clone()),
+                _ => Change::None,
+            };
+            if announce(&mut known, &change) {
+                apply(local, &envelope);
+            }
+        }
+    }
+
+    /// Removes the seat if `conn` still holds it; the room's mirror goes with its
+    /// last local seat, since without a subscription it would go stale.
+    pub fn remove(&self, room: &str, peer: &str, conn: &str) {
+        let mut rooms = self.lock();
+        let Some(local) = rooms.get_mut(room) else {
+            return;
+        };
+        if local.seats.get(peer).is_some_and(|s| s.conn == conn) {
+            local.seats.remove(peer);
+        }
+        if local.seats.is_empty() {
+            rooms.remove(room);
+        }
+    }
+
+    /// Whether `peer` is a member of `room` as far as this node knows.
+    pub fn is_member(&self, room: &str, peer: &str) -> bool {
+        self.lock()
+            .get(room)
+            .is_some_and(|local| local.mirror.iter().any(|m| m.id == peer))
+    }
+
+    /// Hands an envelope from the bus to the local sessions it concerns.
+    pub fn deliver(&self, envelope: Envelope) {
+        let mut rooms = self.lock();
+        let Some(local) = rooms.get_mut(&envelope.room) else {
+            return;
+        };
+        if !local.synced {
+            local.backlog.push(envelope);
+            return;
+        }
+        apply(local, &envelope);
+    }
+
+    pub fn stats(&self) -> RouterStats {
+        let rooms = self.lock();
+        RouterStats {
+            rooms: rooms.len(),
+            seats: rooms.values().map(|r| r.seats.len()).sum(),
+        }
+    }
+}
+
+/// Whether a held frame still tells its receiver something new, given what it
+/// knows (`known`), updating `known` as it goes.
+fn announce(known: &mut HashSet<String>, change: &Change) -> bool {
+    match change {
+        // A peer the snapshot listed already: announcing it again would be a flap.
+        Change::Joined(id) => known.insert(id.clone()),
+        // A peer the receiver never heard of: its departure means nothing to it.
+        Change::Left(id) => known.remove(id),
+        Change::None => true,
+    }
+}
+
+/// Applies one envelope to a synced room: updates the mirror and queues frames.
+fn apply(local: &mut LocalRoom, envelope: &Envelope) {
+    match &envelope.event {
+        Event::Relay {
+            to, frame, message, ..
+        } => {
+            if let Some(seat) = local.seats.get_mut(to) {
+                let out = Outbound {
+                    text: frame.clone(),
+                    kind: relay_kind(message),
+                    sent_at_us: Some(envelope.sent_at_us),
+                };
+                push(seat, Change::None, out);
+            }
+        }
+        Event::PeerJoined { member } => {
+            if !local.mirror.iter().any(|m| m.id == member.id) {
+                local.mirror.push(member.clone());
+            }
+            let out = Outbound::message(&ServerMessage::PeerJoined {
+                peer: member.clone(),
+            });
+            for (id, seat) in &mut local.seats {
+                if *id != member.id {
+                    push(seat, Change::Joined(member.id.clone()), out.clone());
+                }
+            }
+        }
+        Event::PeerLeft { peer, reason } => {
+            local.mirror.retain(|m| m.id != *peer);
+            let out = Outbound::message(&ServerMessage::PeerLeft {
+                peer: peer.clone(),
+                reason: *reason,
+            });
+            for (id, seat) in &mut local.seats {
+                if id != peer {
+                    push(seat, Change::Left(peer.clone()), out.clone());
+                }
+            }
+        }
+        Event::SeatMoved { peer, conn } => {
+            if let Some(seat) = local.seats.get(peer) {
+                if seat.conn != *conn {
+                    seat.handle.evict(Eviction::SeatMoved);
+                }
+            }
+        }
+    }
+}
+
+fn push(seat: &mut LocalSeat, change: Change, out: Outbound) {
+    match &mut seat.held {
+        Some(held) => held.push((change, out)),
+        None => seat.handle.send(out),
+    }
+}
+
+/// Maps a relayed `type` to the static label used in metrics.
+pub fn relay_kind(message: &str) -> &'static str {
+    match message {
+        "offer" => "offer",
+        "answer" => "answer",
+        "candidate" => "candidate",
+        "app-data" => "app-data",
+        _ => "other",
+    }
+}
+
+/// Shared ownership for the bus and the sessions.
+pub type SharedRouter = Arc<Router>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vc_protocol::LeaveReason;
+
+    fn member(id: &str) -> Member {
+        Member {
+            id: id.into(),
+            name: id.into(),
+            user: None,
+        }
+    }
+
+    fn envelope(event: Event) -> Envelope {
+        Envelope {
+            room: "r".into(),
+            origin: "n".into(),
+            sent_at_us: 0,
+            traceparent: None,
+            event,
+        }
+    }
+
+    fn seat() -> (
+        SessionHandle,
+        mpsc::Receiver<Outbound>,
+        watch::Receiver<Option<Eviction>>,
+    ) {
+        let (tx, rx) = mpsc::channel(8);
+        let (etx, erx) = watch::channel(None);
+        (SessionHandle::new(tx, etx), rx, erx)
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<Outbound>) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        while let Ok(out) = rx.try_recv() {
+            kinds.push(out.kind);
+        }
+        kinds
+    }
+
+    fn reply() -> Outbound {
+        Outbound::message(&ServerMessage::Left { id: None })
+    }
+
+    #[test]
+    fn events_before_activation_follow_the_reply_without_duplicates() {
+        let router = Router::new();
+        let (handle, mut rx, _e) = seat();
+        router.reserve("r", "me", "c1", handle);
+        // Arrive while presence is still answering: b is in the snapshot too, c is not.
+        router.deliver(envelope(Event::PeerJoined {
+            member: member("b"),
+        }));
+        router.deliver(envelope(Event::PeerJoined {
+            member: member("c"),
+        }));
+        router.deliver(envelope(Event::PeerLeft {
+            peer: "a".into(),
+            reason: LeaveReason::Left,
+        }));
+        router.activate("r", member("me"), &[member("a"), member("b")], reply());
+        assert_eq!(drain(&mut rx), ["left", "peer-joined", "peer-left"]);
+        assert!(router.is_member("r", "b"));
+        assert!(router.is_member("r", "c"));
+        assert!(!router.is_member("r", "a"));
+    }
+
+    #[test]
+    fn relays_reach_only_their_target_and_full_outbox_evicts() {
+        let router = Router::new();
+        let (h1, mut rx1, _e1) = seat();
+        let (h2, mut rx2, e2) = seat();
+        router.reserve("r", "p1", "c1", h1);
+        router.activate("r", member("p1"), &[], reply());
+        router.reserve("r", "p2", "c2", h2);
+        router.activate("r", member("p2"), &[member("p1")], reply());
+        drain(&mut rx1);
+        drain(&mut rx2);
+        for _ in 0..9 {
+            router.deliver(envelope(Event::Relay {
+                from: "p1".into(),
+                to: "p2".into(),
+                message: "candidate".into(),
+                frame: "{}".into(),
+            }));
+        }
+        assert!(drain(&mut rx1).is_empty());
+        assert_eq!(*e2.borrow(), Some(Eviction::SlowConsumer));
+        assert_eq!(drain(&mut rx2).len(), 8);
+    }
+
+    #[test]
+    fn seat_moved_evicts_the_stale_connection_only() {
+        let router = Router::new();
+        let (h1, _rx1, e1) = seat();
+        router.reserve("r", "p1", "old", h1);
+        router.activate("r", member("p1"), &[], reply());
+        router.deliver(envelope(Event::SeatMoved {
+            peer: "p1".into(),
+            conn: "old".into(),
+        }));
+        assert_eq!(*e1.borrow(), None);
+        router.deliver(envelope(Event::SeatMoved {
+            peer: "p1".into(),
+            conn: "new".into(),
+        }));
+        assert_eq!(*e1.borrow(), Some(Eviction::SeatMoved));
+    }
+
+    #[test]
+    fn last_seat_out_drops_the_room() {
+        let router = Router::new();
+        let (h1, _rx1, _e1) = seat();
+        router.reserve("r", "p1", "c1", h1);
+        router.remove("r", "p1", "other-conn");
+        assert_eq!(router.stats(), RouterStats { rooms: 1, seats: 1 });
+        router.remove("r", "p1", "c1");
+        assert_eq!(router.stats(), RouterStats::default());
+    }
+}

@@ -1,0 +1,5 @@
+//! HTTP routes: the WebSocket upgrade, health, and the embedded web client.
+
+pub mod health;
+pub mod web_client;
+pub mod ws;

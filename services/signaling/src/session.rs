@@ -1,0 +1,410 @@
+//! One WebSocket session: a task that owns its socket.
+//!
+//! Everything the client receives goes through the session's bounded outbox, fed by
+//! the session itself (replies, errors) and by the router (room events, relays), so
+//! frames leave in one order and a client that stops reading fills the outbox and
+//! is evicted instead of growing the node's memory. Client frames are handled one
+//! at a time, each finished before the next is read: that is what keeps a peer's
+//! messages in order across the bus.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info_span, Instrument};
+use vc_protocol::{
+    parse_client_message, ClientMessage, ErrorCode, LeaveReason, RequestId, ServerMessage,
+    PROTOCOL_VERSION,
+};
+
+use crate::lifecycle::Phase;
+use crate::node::Node;
+use crate::ratelimit::{Strikes, TokenBucket};
+use crate::rooms::{random_hex, JoinRequest, Refusal, Seat};
+use crate::router::{Eviction, Outbound, SessionHandle};
+
+/// Most frames written to the socket per wake-up, so that a busy outbox cannot
+/// starve reading and pinging.
+const WRITE_BATCH: usize = 32;
+
+/// How a session ended, which decides the close code and what happens to its seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The client sent a close frame with this code.
+    ClientClosed(Option<u16>),
+    /// The socket ended without a close frame.
+    Dropped,
+    /// No pong or message within `heartbeat.timeout`.
+    TimedOut,
+    /// Too many client-caused errors.
+    Abuse,
+    /// A frame over `limits.max_frame_bytes`.
+    TooBig,
+    /// Broken WebSocket framing.
+    Protocol,
+    Evicted(Eviction),
+    /// The node is stopping.
+    Shutdown,
+}
+
+impl Ending {
+    fn close_reason(self) -> Option<CloseReason> {
+        let (code, text) = match self {
+            Ending::ClientClosed(_) | Ending::Dropped => return None,
+            Ending::TimedOut => (CloseCode::Away, "ping timeout"),
+            Ending::Abuse => (CloseCode::Policy, "too many invalid messages"),
+            Ending::TooBig => (CloseCode::Size, "frame too large"),
+            Ending::Protocol => (CloseCode::Protocol, "websocket protocol error"),
+            Ending::Evicted(Eviction::SlowConsumer) => (CloseCode::Again, "outbound queue full"),
+            Ending::Evicted(Eviction::SeatMoved) => (CloseCode::Other(4001), "resumed elsewhere"),
+            Ending::Shutdown => (CloseCode::Away, "node shutting down"),
+        };
+        Some(CloseReason {
+            code,
+            description: Some(text.to_owned()),
+        })
+    }
+}
+
+struct Session {
+    node: Arc<Node>,
+    ws: actix_ws::Session,
+    conn: String,
+    handle: SessionHandle,
+    seat: Option<Seat>,
+    bucket: TokenBucket,
+    strikes: Strikes,
+    last_heard: Instant,
+}
+
+/// Runs a session to its end. Spawned on the actix worker that accepted the socket
+/// (`MessageStream` is not `Send`).
+pub async fn run(node: Arc<Node>, ws: actix_ws::Session, stream: actix_ws::MessageStream) {
+    let _live = node.lifecycle.session_guard();
+    let limits = node.settings.limits.clone();
+    let stream = stream
+        .max_frame_size(limits.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(limits.max_frame_bytes);
+    let (outbox, mut outbox_rx) = mpsc::channel(limits.outbound_queue);
+    let (evict, evict_rx) = watch::channel(None);
+    let now = Instant::now();
+    let conn = random_hex(8);
+    let span = info_span!("session", node = %node.id, conn = %conn);
+    let mut session = Session {
+        ws,
+        handle: SessionHandle::new(outbox, evict),
+        seat: None,
+        bucket: TokenBucket::new(limits.messages_per_second, limits.message_burst, now),
+        strikes: Strikes::new(limits.abuse_strikes, limits.abuse_window),
+        last_heard: now,
+        conn,
+        node,
+    };
+    async move {
+        let ending = session.serve(stream, &mut outbox_rx, evict_rx).await;
+        debug!(?ending, "session ended");
+        session.finish(ending, outbox_rx).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+impl Session {
+    async fn serve(
+        &mut self,
+        mut stream: AggregatedMessageStream,
+        outbox: &mut mpsc::Receiver<Outbound>,
+        mut evicted: watch::Receiver<Option<Eviction>>,
+    ) -> Ending {
+        let mut phase = self.node.lifecycle.subscribe();
+        let heartbeat = self.node.settings.heartbeat.clone();
+        let mut ticker = tokio::time::interval(heartbeat.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        self.reply(ServerMessage::Welcome {
+            protocol: PROTOCOL_VERSION,
+            node: self.node.id.clone(),
+            max_frame_bytes: self.node.settings.limits.max_frame_bytes,
+        });
+        if *phase.borrow_and_update() == Phase::Draining {
+            self.ask_to_reconnect();
+        }
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                changed = evicted.changed() => {
+                    let why = changed.ok().and_then(|()| *evicted.borrow());
+                    return Ending::Evicted(why.unwrap_or(Eviction::SlowConsumer));
+                }
+                changed = phase.changed() => {
+                    match changed.map(|()| *phase.borrow_and_update()) {
+                        Ok(Phase::Running) => {}
+                        Ok(Phase::Draining) => self.ask_to_reconnect(),
+                        Ok(Phase::Stopping) | Err(_) => return Ending::Shutdown,
+                    }
+                }
+                count = outbox.recv_many(&mut batch, WRITE_BATCH) => {
+                    if count == 0 {
+                        return Ending::Shutdown;
+                    }
+                    for out in batch.drain(..) {
+                        // A client that stops reading blocks this write once the
+                        // socket's buffers fill; eviction and the heartbeat
+                        // timeout must still end the session.
+                        tokio::select! {
+                            written = self.ws.text(out.text) => {
+                                if written.is_err() {
+                                    return Ending::Dropped;
+                                }
+                            }
+                            changed = evicted.changed() => {
+                                let why = changed.ok().and_then(|()| *evicted.borrow());
+                                return Ending::Evicted(why.unwrap_or(Eviction::SlowConsumer));
+                            }
+                            () = tokio::time::sleep(heartbeat.timeout) => return Ending::TimedOut,
+                        }
+                    }
+                }
+                frame = stream.recv() => {
+                    if let Some(ending) = self.on_frame(frame).await {
+                        return ending;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if self.last_heard.elapsed() > heartbeat.timeout {
+                        return Ending::TimedOut;
+                    }
+                    if self.ws.ping(b"").await.is_err() {
+                        return Ending::Dropped;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        frame: Option<Result<AggregatedMessage, ProtocolError>>,
+    ) -> Option<Ending> {
+        let frame = match frame {
+            None => return Some(Ending::Dropped),
+            Some(Ok(frame)) => frame,
+            Some(Err(ProtocolError::Overflow)) => return Some(Ending::TooBig),
+            // actix-ws reports an over-long continuation as an I/O error.
+            Some(Err(ProtocolError::Io(e))) if e.to_string().contains("maximum continuation") => {
+                return Some(Ending::TooBig)
+            }
+            Some(Err(ProtocolError::Io(_))) => return Some(Ending::Dropped),
+            Some(Err(_)) => return Some(Ending::Protocol),
+        };
+        self.last_heard = Instant::now();
+        match frame {
+            AggregatedMessage::Text(text) => self.on_text(&text).await,
+            AggregatedMessage::Binary(_) => self.refuse(
+                None,
+                Refusal::new(
+                    ErrorCode::BinaryNotSupported,
+                    "binary frames are not supported: send JSON text",
+                ),
+            ),
+            AggregatedMessage::Ping(bytes) => {
+                if self.ws.pong(&bytes).await.is_err() {
+                    return Some(Ending::Dropped);
+                }
+                None
+            }
+            AggregatedMessage::Pong(_) => None,
+            AggregatedMessage::Close(reason) => {
+                Some(Ending::ClientClosed(reason.map(|r| u16::from(r.code))))
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Option<Ending> {
+        if !self.bucket.try_take(Instant::now()) {
+            return self.refuse(
+                None,
+                Refusal::new(
+                    ErrorCode::RateLimited,
+                    "too many messages: slow down; this one was dropped",
+                ),
+            );
+        }
+        let message = match parse_client_message(text) {
+            Ok(message) => message,
+            Err(e) => return self.refuse(e.id, Refusal::new(e.code, e.message)),
+        };
+        let id = message.request_id().cloned();
+        match self.dispatch(message).await {
+            Ok(()) => None,
+            Err(refusal) => self.refuse(id, refusal),
+        }
+    }
+
+    async fn dispatch(&mut self, message: ClientMessage) -> Result<(), Refusal> {
+        let rooms = Arc::clone(&self.node.rooms);
+        match message {
+            ClientMessage::Join {
+                id,
+                room,
+                name,
+                token,
+                protocol,
+            } => {
+                self.admit(protocol)?;
+                let request = JoinRequest {
+                    id,
+                    room: &room,
+                    name: &name,
+                    token: token.as_deref(),
+                };
+                let seat = rooms.join(request, &self.conn, self.handle.clone()).await?;
+                self.seat = Some(seat);
+            }
+            ClientMessage::Resume {
+                id,
+                token,
+                protocol,
+            } => {
+                self.admit(protocol)?;
+                let seat = rooms
+                    .resume(id, &token, &self.conn, self.handle.clone())
+                    .await?;
+                self.seat = Some(seat);
+            }
+            ClientMessage::Offer { to, sdp, .. } => {
+                let seat = self.seat()?;
+                let frame = ServerMessage::Offer {
+                    from: seat.peer.clone(),
+                    sdp,
+                };
+                rooms.relay(seat, &to, "offer", frame.to_json()).await?;
+            }
+            ClientMessage::Answer { to, sdp, .. } => {
+                let seat = self.seat()?;
+                let frame = ServerMessage::Answer {
+                    from: seat.peer.clone(),
+                    sdp,
+                };
+                rooms.relay(seat, &to, "answer", frame.to_json()).await?;
+            }
+            ClientMessage::Candidate { to, candidate, .. } => {
+                let seat = self.seat()?;
+                let frame = ServerMessage::Candidate {
+                    from: seat.peer.clone(),
+                    candidate,
+                };
+                rooms.relay(seat, &to, "candidate", frame.to_json()).await?;
+            }
+            ClientMessage::AppData { to, data, .. } => {
+                let seat = self.seat()?;
+                let frame = ServerMessage::AppData {
+                    from: seat.peer.clone(),
+                    data,
+                };
+                rooms.relay(seat, &to, "app-data", frame.to_json()).await?;
+            }
+            ClientMessage::Leave { id } => {
+                let seat = self.seat.take().ok_or_else(not_joined)?;
+                rooms.leave(&seat, LeaveReason::Left).await;
+                self.reply(ServerMessage::Left { id });
+            }
+            ClientMessage::Report { report, .. } => {
+                report
+                    .validate()
+                    .map_err(|e| Refusal::new(ErrorCode::InvalidMessage, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that a join or resume may proceed on this session and node.
+    fn admit(&self, protocol: Option<u32>) -> Result<(), Refusal> {
+        if let Some(v) = protocol.filter(|v| *v != PROTOCOL_VERSION) {
+            return Err(Refusal::new(
+                ErrorCode::UnsupportedProtocol,
+                format!("protocol {v} is not supported; this node speaks {PROTOCOL_VERSION}"),
+            ));
+        }
+        if self.seat.is_some() {
+            return Err(Refusal::new(
+                ErrorCode::AlreadyJoined,
+                "this session is already in a room: leave first",
+            ));
+        }
+        if self.node.lifecycle.phase() != Phase::Running {
+            return Err(Refusal::new(
+                ErrorCode::Draining,
+                "this node is shutting down: connect again to reach another node",
+            ));
+        }
+        Ok(())
+    }
+
+    fn seat(&self) -> Result<&Seat, Refusal> {
+        self.seat.as_ref().ok_or_else(not_joined)
+    }
+
+    fn reply(&self, message: ServerMessage) {
+        self.handle.send(Outbound::message(&message));
+    }
+
+    fn ask_to_reconnect(&self) {
+        self.reply(ServerMessage::Reconnect {
+            reason: vc_protocol::ReconnectReason::Draining,
+        });
+    }
+
+    /// Sends the error; a client-caused one is a strike, and too many close the
+    /// socket.
+    fn refuse(&mut self, id: Option<RequestId>, refusal: Refusal) -> Option<Ending> {
+        debug!(code = %refusal.code, "refused: {}", refusal.message);
+        let abusive = refusal.code.is_client_fault() && self.strikes.record(Instant::now());
+        self.reply(ServerMessage::error(refusal.code, refusal.message, id));
+        abusive.then_some(Ending::Abuse)
+    }
+
+    /// Settles the seat according to how the session ended, then closes the socket.
+    async fn finish(mut self, ending: Ending, mut outbox: mpsc::Receiver<Outbound>) {
+        let rooms = Arc::clone(&self.node.rooms);
+        if let Some(seat) = self.seat.take() {
+            match ending {
+                // A deliberate close (a closed tab) or a client thrown out: gone now.
+                Ending::ClientClosed(Some(1000 | 1001)) | Ending::Abuse | Ending::TooBig => {
+                    rooms.leave(&seat, LeaveReason::Disconnected).await;
+                }
+                Ending::Evicted(Eviction::SeatMoved) => rooms.release(&seat).await,
+                Ending::TimedOut => rooms.park(seat, LeaveReason::TimedOut).await,
+                Ending::ClientClosed(_)
+                | Ending::Dropped
+                | Ending::Protocol
+                | Ending::Evicted(Eviction::SlowConsumer)
+                | Ending::Shutdown => rooms.park(seat, LeaveReason::Disconnected).await,
+            }
+        }
+        // A slow client may take a while to make room for the close frame; a dead
+        // one never will, and is let go after the heartbeat timeout.
+        let patience = self.node.settings.heartbeat.timeout;
+        let ws = self.ws;
+        let close = async move {
+            let mut ws = ws;
+            if matches!(ending, Ending::Abuse | Ending::Shutdown) {
+                // Say why before closing: the last error, or a pending `reconnect`.
+                while let Ok(out) = outbox.try_recv() {
+                    if ws.text(out.text).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            ws.close(ending.close_reason()).await.ok();
+        };
+        tokio::time::timeout(patience, close).await.ok();
+    }
+}
+
+fn not_joined() -> Refusal {
+    Refusal::new(ErrorCode::NotJoined, "join a room first")
+}

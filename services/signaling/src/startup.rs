@@ -1,0 +1,210 @@
+//! Builds a node from its settings and runs it until it is told to stop.
+//!
+//! `Application::build` binds the listener first (port 0 picks a free one), so
+//! tests can spawn a node and learn its address before it serves.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{dev::Server, web, App, HttpServer};
+use thiserror::Error;
+use tokio::sync::Notify;
+use tracing::info;
+
+use crate::bus::{memory::MemoryBus, Bus};
+use crate::config::Settings;
+use crate::lifecycle::{Lifecycle, Phase};
+use crate::node::Node;
+use crate::presence::{memory::MemoryPresence, Presence};
+use crate::rooms::{random_hex, Rooms};
+use crate::router::Router;
+use crate::routes;
+
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    node: Arc<Node>,
+    stop: Arc<Notify>,
+}
+
+/// Asks a running [`Application`] to drain and stop, as SIGTERM does.
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Notify>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let settings = Arc::new(settings);
+        let node_id = node_id(&settings);
+        let router = Arc::new(Router::new());
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(Arc::clone(&router)));
+        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::new());
+        let rooms = Arc::new(Rooms::new(
+            node_id.clone(),
+            Arc::clone(&settings),
+            router,
+            bus,
+            presence,
+        ));
+        let node = Arc::new(Node {
+            id: node_id,
+            settings: Arc::clone(&settings),
+            rooms,
+            lifecycle: Lifecycle::new(),
+        });
+
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: addr.clone(),
+                source,
+            })?
+            .port();
+        let data = web::Data::from(Arc::clone(&node));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/ws", web::get().to(routes::ws::upgrade))
+                .route("/healthz", web::get().to(routes::health::healthz))
+                .route("/readyz", web::get().to(routes::health::readyz))
+                .route("/", web::get().to(routes::web_client::index))
+                .route("/r/{room}", web::get().to(routes::web_client::index))
+                .route("/{path:.*}", web::get().to(routes::web_client::asset))
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1));
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind { addr, source })?
+            .run();
+        info!(node = %node.id, port, bus = if settings.uses_redis() { "redis" } else { "in-process" }, "listening");
+        Ok(Self {
+            port,
+            server,
+            node,
+            stop: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn node(&self) -> Arc<Node> {
+        Arc::clone(&self.node)
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(Arc::clone(&self.stop))
+    }
+
+    /// Serves until SIGTERM, SIGINT or the shutdown handle, then drains and stops.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application {
+            server, node, stop, ..
+        } = self;
+        let handle = server.handle();
+        let mut server = tokio::spawn(server);
+        tokio::select! {
+            result = &mut server => return result.map_err(std::io::Error::other)?,
+            () = stop.notified() => info!("shutdown requested"),
+            () = termination_signal() => info!("termination signal received"),
+        }
+        shut_down(&node).await;
+        handle.stop(true).await;
+        server.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Drain (only with a fleet to move to), then close every socket with 1001.
+async fn shut_down(node: &Node) {
+    let settings = &node.settings;
+    if settings.uses_redis() && !settings.drain.timeout.is_zero() {
+        node.lifecycle.advance(Phase::Draining);
+        info!(sessions = node.lifecycle.sessions(), "draining");
+        wait_for_sessions(node, settings.drain.timeout).await;
+    }
+    node.lifecycle.advance(Phase::Stopping);
+    info!(sessions = node.lifecycle.sessions(), "closing sockets");
+    wait_for_sessions(node, settings.server.shutdown_timeout).await;
+}
+
+async fn wait_for_sessions(node: &Node, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while node.lifecycle.sessions() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            // Without signal handlers the node can still be stopped by its handle.
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The configured id, or the host name plus a random suffix: unique per process,
+/// recognisable in logs (a pod's host name is its name).
+fn node_id(settings: &Settings) -> String {
+    if !settings.node.id.is_empty() {
+        return settings.node.id.clone();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect();
+    let host = if host.is_empty() {
+        "node".to_owned()
+    } else {
+        host
+    };
+    format!("{host}-{}", random_hex(3))
+}

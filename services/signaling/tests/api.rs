@@ -1,0 +1,533 @@
+//! The node's behaviour on one node with the in-process bus, through real sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{member_ids, spawn_node, Client};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn two_peers_negotiate_through_the_node() {
+    let node = spawn_node(|_| {}).await;
+    let url = node.ws_url();
+    let (mut ann, joined_ann) = Client::joined(&url, "standup", "Ann").await;
+    assert_eq!(ann.welcome["protocol"], 1);
+    assert_eq!(ann.welcome["node"], "test-node");
+    assert_eq!(joined_ann["id"], 1);
+    assert_eq!(joined_ann["name"], "Ann");
+    assert!(member_ids(&joined_ann).is_empty());
+    assert_eq!(joined_ann["resumeWindowMs"], 300);
+
+    let (mut bob, joined_bob) = Client::joined(&url, "standup", "  Bob ").await;
+    assert_eq!(member_ids(&joined_bob), [ann.peer.clone()]);
+    assert_eq!(joined_bob["members"][0]["name"], "Ann");
+    let seen = ann.recv_type("peer-joined").await;
+    assert_eq!(seen["peer"], json!({"id": bob.peer, "name": "Bob"}));
+
+    bob.send(json!({"type": "offer", "to": ann.peer, "sdp": "v=0 offer"}))
+        .await;
+    let offer = ann.recv_type("offer").await;
+    assert_eq!(
+        offer,
+        json!({"type": "offer", "from": bob.peer, "sdp": "v=0 offer"})
+    );
+
+    ann.send(json!({"type": "answer", "to": bob.peer, "sdp": "v=0 answer"}))
+        .await;
+    let answer = bob.recv_type("answer").await;
+    assert_eq!(answer["from"], ann.peer.as_str());
+    assert_eq!(answer["sdp"], "v=0 answer");
+
+    let candidate = json!({"candidate": "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0});
+    ann.send(json!({"type": "candidate", "to": bob.peer, "candidate": candidate}))
+        .await;
+    ann.send(json!({"type": "candidate", "to": bob.peer, "candidate": null}))
+        .await;
+    assert_eq!(bob.recv_type("candidate").await["candidate"], candidate);
+    assert_eq!(bob.recv_type("candidate").await["candidate"], json!(null));
+
+    bob.send(json!({"type": "app-data", "to": ann.peer, "data": {"audio": false, "n": [1, 2]}}))
+        .await;
+    let data = ann.recv_type("app-data").await;
+    assert_eq!(data["from"], bob.peer.as_str());
+    assert_eq!(data["data"], json!({"audio": false, "n": [1, 2]}));
+}
+
+#[tokio::test]
+async fn relays_keep_their_order() {
+    let node = spawn_node(|_| {}).await;
+    let (mut ann, _) = Client::joined(&node.ws_url(), "burst", "Ann").await;
+    let (mut bob, _) = Client::joined(&node.ws_url(), "burst", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    for i in 0..150 {
+        bob.send(json!({"type": "app-data", "to": ann.peer, "data": i}))
+            .await;
+    }
+    for i in 0..150 {
+        assert_eq!(ann.recv_type("app-data").await["data"], i);
+    }
+}
+
+#[tokio::test]
+async fn a_full_room_refuses_until_a_seat_frees() {
+    let node = spawn_node(|s| s.rooms.capacity = 2).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "small", "Ann").await;
+    let (_bob, _) = Client::joined(&url, "small", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let mut cat = Client::connect(&url).await;
+    cat.send(json!({"type": "join", "id": "c1", "room": "small", "name": "Cat"}))
+        .await;
+    let refused = cat.expect_error("room-full").await;
+    assert_eq!(refused["id"], "c1");
+    ann.send(json!({"type": "leave"})).await;
+    ann.recv_type("left").await;
+    let joined = cat.join("small", "Cat").await;
+    assert_eq!(member_ids(&joined).len(), 1);
+}
+
+#[tokio::test]
+async fn leave_and_close_are_announced_with_their_reason() {
+    let node = spawn_node(|_| {}).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "room", "Ann").await;
+    let (mut bob, _) = Client::joined(&url, "room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+
+    bob.send(json!({"type": "leave", "id": 7})).await;
+    assert_eq!(bob.recv_type("left").await["id"], 7);
+    let left = ann.recv_type("peer-left").await;
+    assert_eq!(left["peer"], bob.peer.as_str());
+    assert_eq!(left["reason"], "left");
+
+    // The same socket can join again, as a new peer.
+    let old_id = bob.peer.clone();
+    bob.join("room", "Bob").await;
+    assert_ne!(bob.peer, old_id);
+    ann.recv_type("peer-joined").await;
+
+    // A closed tab (1001) is gone at once, without waiting for a resume.
+    let bob_id = bob.peer.clone();
+    bob.close(1001).await;
+    let left = ann.recv_type("peer-left").await;
+    assert_eq!(left["peer"], bob_id.as_str());
+    assert_eq!(left["reason"], "disconnected");
+}
+
+#[tokio::test]
+async fn a_lost_connection_keeps_the_seat_for_the_resume_window() {
+    let node = spawn_node(|s| s.resume.window = Duration::from_millis(400)).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "room", "Ann").await;
+    let (bob, _) = Client::joined(&url, "room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let bob_id = bob.peer.clone();
+    bob.drop_connection();
+    // Within the window nobody is told.
+    ann.expect_silence(Duration::from_millis(200)).await;
+    let left = ann.recv_type("peer-left").await;
+    assert_eq!(left["peer"], bob_id.as_str());
+    assert_eq!(left["reason"], "disconnected");
+}
+
+#[tokio::test]
+async fn resume_keeps_the_peer_id_without_a_flap() {
+    let node = spawn_node(|s| s.resume.window = Duration::from_secs(5)).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "room", "Ann").await;
+    let (bob, _) = Client::joined(&url, "room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let (bob_id, token) = (bob.peer.clone(), bob.resume_token.clone());
+    bob.close(4000).await;
+
+    let mut bob = Client::connect(&url).await;
+    bob.send(json!({"type": "resume", "id": "r", "token": token, "protocol": 1}))
+        .await;
+    let resumed = bob.recv_type("resumed").await;
+    assert_eq!(resumed["id"], "r");
+    assert_eq!(resumed["peer"], bob_id.as_str());
+    assert_eq!(resumed["name"], "Bob");
+    assert_eq!(member_ids(&resumed), [ann.peer.clone()]);
+    // Messages flow both ways again, and Ann never saw Bob leave or join.
+    bob.send(json!({"type": "offer", "to": ann.peer, "sdp": "v=0 again"}))
+        .await;
+    let offer = ann.recv_type("offer").await;
+    assert_eq!(offer["from"], bob_id.as_str());
+    ann.send(json!({"type": "answer", "to": bob_id, "sdp": "v=0"}))
+        .await;
+    bob.recv_type("answer").await;
+    ann.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn resume_fails_with_a_bad_token_or_after_the_window() {
+    let node = spawn_node(|s| s.resume.window = Duration::from_millis(200)).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "room", "Ann").await;
+    let (bob, _) = Client::joined(&url, "room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let token = bob.resume_token.clone();
+    bob.drop_connection();
+
+    let mut other = Client::connect(&url).await;
+    let forged = format!("{}0", token);
+    other
+        .send(json!({"type": "resume", "id": 1, "token": forged}))
+        .await;
+    other.expect_error("resume-failed").await;
+    other
+        .send(json!({"type": "resume", "token": "not-a-token"}))
+        .await;
+    other.expect_error("resume-failed").await;
+
+    ann.recv_type("peer-left").await;
+    other.send(json!({"type": "resume", "token": token})).await;
+    other.expect_error("resume-failed").await;
+    // The session goes on: it can still join.
+    other.join("room", "Bob again").await;
+}
+
+#[tokio::test]
+async fn a_silent_client_times_out_and_the_room_is_told() {
+    let node = spawn_node(|s| {
+        s.heartbeat.interval = Duration::from_millis(100);
+        s.heartbeat.timeout = Duration::from_millis(350);
+        s.resume.window = Duration::from_millis(100);
+    })
+    .await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "room", "Ann").await;
+    let (bob, _) = Client::joined(&url, "room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    // Bob's client stops reading: it answers no ping from now on, like a
+    // half-open socket. Ann keeps reading, and so keeps answering.
+    let bob_id = bob.peer.clone();
+    let left = ann.recv_type("peer-left").await;
+    assert_eq!(left["peer"], bob_id.as_str());
+    assert_eq!(left["reason"], "timed-out");
+    drop(bob);
+}
+
+#[tokio::test]
+async fn relays_to_peers_outside_the_room_go_nowhere() {
+    let node = spawn_node(|_| {}).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "room-a", "Ann").await;
+    let (mut eve, _) = Client::joined(&url, "room-b", "Eve").await;
+    ann.send(json!({"type": "offer", "id": 5, "to": eve.peer, "sdp": "v=0"}))
+        .await;
+    assert_eq!(ann.expect_error("unknown-peer").await["id"], 5);
+    ann.send(json!({"type": "candidate", "to": "0000000000000000", "candidate": null}))
+        .await;
+    ann.expect_error("unknown-peer").await;
+    ann.send(json!({"type": "app-data", "to": ann.peer, "data": 1}))
+        .await;
+    ann.expect_error("unknown-peer").await;
+    eve.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_error_and_the_session_goes_on() {
+    let node = spawn_node(|_| {}).await;
+    let url = node.ws_url();
+    let mut c = Client::connect(&url).await;
+
+    c.send_raw(Message::binary(vec![1u8, 2, 3])).await;
+    c.expect_error("binary-not-supported").await;
+    c.send_text("{\"type\": \"join\",").await;
+    c.expect_error("bad-json").await;
+    c.send_text("[1, 2, 3]").await;
+    c.expect_error("invalid-message").await;
+    c.send(json!({"type": "dance", "id": 3})).await;
+    assert_eq!(c.expect_error("unknown-type").await["id"], 3);
+    c.send(json!({"type": "join", "id": 4, "name": "Ann"}))
+        .await;
+    let missing = c.expect_error("invalid-message").await;
+    assert_eq!(missing["id"], 4);
+    assert!(missing["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("room"));
+    c.send(json!({"type": "join", "room": 42, "name": "Ann"}))
+        .await;
+    c.expect_error("invalid-message").await;
+    c.send(json!({"type": "join", "room": "no spaces", "name": "Ann"}))
+        .await;
+    c.expect_error("invalid-room").await;
+    c.send(json!({"type": "join", "room": "r".repeat(65), "name": "Ann"}))
+        .await;
+    c.expect_error("invalid-room").await;
+    c.send(json!({"type": "join", "room": "ok", "name": "n".repeat(65)}))
+        .await;
+    c.expect_error("invalid-name").await;
+    c.send(json!({"type": "join", "room": "ok", "name": "   "}))
+        .await;
+    c.expect_error("invalid-name").await;
+    c.send(json!({"type": "join", "room": "ok", "name": "Ann", "protocol": 2}))
+        .await;
+    c.expect_error("unsupported-protocol").await;
+    c.send(json!({"type": "offer", "to": "x", "sdp": "v=0"}))
+        .await;
+    c.expect_error("not-joined").await;
+    c.send(json!({"type": "leave", "id": 9})).await;
+    assert_eq!(c.expect_error("not-joined").await["id"], 9);
+    c.send(json!({"type": "report", "report": {"rttMs": -5}}))
+        .await;
+    c.expect_error("invalid-message").await;
+
+    c.join("ok", "Ann").await;
+    c.send(json!({"type": "join", "room": "ok2", "name": "Ann"}))
+        .await;
+    c.expect_error("already-joined").await;
+    c.send(json!({"type": "resume", "token": c.resume_token.clone()}))
+        .await;
+    c.expect_error("already-joined").await;
+    // Still a working session.
+    c.send(json!({"type": "report", "report": {"final": true, "iceConnectedMs": 300, "outcome": "connected", "candidateType": "host", "rttMs": 1.5}}))
+        .await;
+    c.send(json!({"type": "leave", "id": 10})).await;
+    assert_eq!(c.recv_type("left").await["id"], 10);
+}
+
+#[tokio::test]
+async fn repeated_abuse_closes_with_policy_violation_and_nobody_else_notices() {
+    let node = spawn_node(|s| s.limits.abuse_strikes = 5).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "room", "Ann").await;
+    let (mut bob, _) = Client::joined(&url, "room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let mut troll = Client::connect(&url).await;
+    troll.join("room", "Troll").await;
+    ann.recv_type("peer-joined").await;
+    bob.recv_type("peer-joined").await;
+    for _ in 0..5 {
+        troll.send_text("garbage").await;
+    }
+    for _ in 0..5 {
+        troll.expect_error("bad-json").await;
+    }
+    troll.expect_close_code(1008).await;
+    // The others see an ordinary departure and keep talking.
+    assert_eq!(ann.recv_type("peer-left").await["reason"], "disconnected");
+    assert_eq!(bob.recv_type("peer-left").await["reason"], "disconnected");
+    bob.send(json!({"type": "offer", "to": ann.peer, "sdp": "v=0"}))
+        .await;
+    ann.recv_type("offer").await;
+}
+
+#[tokio::test]
+async fn a_flood_is_rate_limited() {
+    let node = spawn_node(|s| {
+        s.limits.messages_per_second = 1.0;
+        s.limits.message_burst = 5;
+        s.limits.abuse_strikes = 100;
+    })
+    .await;
+    let (mut ann, _) = Client::joined(&node.ws_url(), "room", "Ann").await;
+    let (mut bob, _) = Client::joined(&node.ws_url(), "room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    // The join used one token: four more pass, the rest are dropped.
+    for i in 0..10 {
+        bob.send(json!({"type": "app-data", "to": ann.peer, "data": i}))
+            .await;
+    }
+    for i in 0..4 {
+        assert_eq!(ann.recv_type("app-data").await["data"], i);
+    }
+    for _ in 4..10 {
+        bob.expect_error("rate-limited").await;
+    }
+    ann.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_message_too_big() {
+    let node = spawn_node(|s| s.limits.max_frame_bytes = 4096).await;
+    let (mut ann, _) = Client::joined(&node.ws_url(), "room", "Ann").await;
+    let (mut bob, _) = Client::joined(&node.ws_url(), "room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    // An SDP-sized frame under the limit passes.
+    let sdp = "a".repeat(3000);
+    bob.send(json!({"type": "offer", "to": ann.peer, "sdp": sdp}))
+        .await;
+    ann.recv_type("offer").await;
+    let sdp = "a".repeat(5000);
+    bob.send(json!({"type": "offer", "to": ann.peer, "sdp": sdp}))
+        .await;
+    bob.expect_close_code(1009).await;
+    assert_eq!(ann.recv_type("peer-left").await["reason"], "disconnected");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_evicted_not_buffered() {
+    let node = spawn_node(|s| {
+        s.limits.outbound_queue = 8;
+        s.limits.messages_per_second = 10_000.0;
+        s.limits.message_burst = 10_000;
+    })
+    .await;
+    let (mut ann, _) = Client::joined(&node.ws_url(), "room", "Ann").await;
+    let (mut bob, _) = Client::joined(&node.ws_url(), "room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    // Ann stops reading. Bob sends far more than socket buffers hold.
+    let sdp = "s".repeat(60_000);
+    let mut closed = None;
+    for _ in 0..2_000 {
+        bob.send(json!({"type": "offer", "to": ann.peer, "sdp": sdp}))
+            .await;
+        if let Some(common::Event::Message(m)) = bob.poll_now().await {
+            if m["type"] == "peer-left" {
+                closed = Some(m);
+                break;
+            }
+        }
+    }
+    let closed = match closed {
+        Some(m) => m,
+        None => bob.recv_type("peer-left").await,
+    };
+    assert_eq!(closed["peer"], ann.peer.as_str());
+    // Ann finally reads: what was queued, then the close with 1013.
+    ann.expect_close_code(1013).await;
+}
+
+#[tokio::test]
+async fn jwt_auth_grants_one_room_to_one_identity() {
+    const SECRET: &str = "test-secret-test-secret-test-secret";
+    let node = spawn_node(|s| {
+        s.auth.mode = vc_signaling::config::AuthMode::Jwt;
+        s.auth.jwt_secret = SECRET.into();
+    })
+    .await;
+    let auth = vc_signaling::auth::Authenticator::new(&vc_signaling::config::AuthSettings {
+        mode: vc_signaling::config::AuthMode::Jwt,
+        jwt_secret: SECRET.into(),
+        ..Default::default()
+    });
+    let token = auth
+        .mint("board", "user-42", Some("Dana"), Duration::from_secs(60))
+        .expect("mints");
+    let url = node.ws_url();
+    let mut c = Client::connect(&url).await;
+
+    c.send(json!({"type": "join", "room": "board", "name": "x"}))
+        .await;
+    c.expect_error("auth-required").await;
+    c.send(json!({"type": "join", "room": "board", "name": "x", "token": "abc.def.ghi"}))
+        .await;
+    c.expect_error("auth-invalid").await;
+    c.send(json!({"type": "join", "room": "other", "name": "x", "token": token}))
+        .await;
+    c.expect_error("auth-wrong-room").await;
+    let expired = expired_token(SECRET);
+    c.send(json!({"type": "join", "room": "board", "name": "x", "token": expired}))
+        .await;
+    c.expect_error("auth-expired").await;
+
+    c.send(json!({"type": "join", "room": "board", "name": "x", "token": token}))
+        .await;
+    let joined = c.recv_type("joined").await;
+    assert_eq!(joined["name"], "Dana");
+    let (mut d, _) = {
+        let other = auth
+            .mint("board", "user-7", None, Duration::from_secs(60))
+            .expect("mints");
+        let mut d = Client::connect(&url).await;
+        d.send(json!({"type": "join", "room": "board", "name": "Eli", "token": other}))
+            .await;
+        let reply = d.recv_type("joined").await;
+        (d, reply)
+    };
+    let seen = c.recv_type("peer-joined").await;
+    assert_eq!(seen["peer"]["user"], "user-7");
+    assert_eq!(seen["peer"]["name"], "Eli");
+    d.expect_silence(Duration::from_millis(50)).await;
+}
+
+fn expired_token(secret: &str) -> String {
+    let claims = vc_signaling::auth::Claims {
+        sub: "u".into(),
+        room: "board".into(),
+        name: None,
+        exp: 1_000,
+        iat: None,
+        iss: None,
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encodes")
+}
+
+#[tokio::test]
+async fn ice_servers_carry_turn_credentials_for_the_peer() {
+    let node = spawn_node(|s| {
+        s.ice.stun_urls = vec!["stun:127.0.0.1:3478".into()];
+        s.ice.turn_urls = vec!["turn:127.0.0.1:3478?transport=udp".into()];
+        s.ice.turn_secret = "turn-secret".into();
+    })
+    .await;
+    let (client, joined) = Client::joined(&node.ws_url(), "room", "Ann").await;
+    let servers = joined["iceServers"].as_array().expect("servers");
+    assert_eq!(servers[0]["urls"], json!(["stun:127.0.0.1:3478"]));
+    let username = servers[1]["username"].as_str().expect("username");
+    let (expiry, peer) = username.split_once(':').expect("expiry:peer");
+    assert_eq!(peer, client.peer);
+    let expiry: u64 = expiry.parse().expect("unix seconds");
+    let now = vc_signaling::rooms::unix_ms() / 1000;
+    assert!(expiry > now + 3600, "expiry {expiry} vs now {now}");
+    assert_eq!(
+        servers[1]["credential"],
+        vc_signaling::ice::turn_password(b"turn-secret", username)
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_going_away() {
+    let node = spawn_node(|_| {}).await;
+    let (mut ann, _) = Client::joined(&node.ws_url(), "room", "Ann").await;
+    let mut idle = Client::connect(&node.ws_url()).await;
+    node.shutdown.shutdown();
+    ann.expect_close_code(1001).await;
+    idle.expect_close_code(1001).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(10), node.task)
+        .await
+        .expect("node exits within the bound");
+    stopped.expect("task joins").expect("server stops cleanly");
+    assert!(tokio_tungstenite::connect_async(node_url(node.port))
+        .await
+        .is_err());
+}
+
+fn node_url(port: u16) -> String {
+    format!("ws://127.0.0.1:{port}/ws")
+}
+
+#[tokio::test]
+async fn health_readiness_and_the_embedded_web_client() {
+    let node = spawn_node(|_| {}).await;
+    let (status, body) = common::http_get(node.port, "/healthz").await;
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(health["node"], "test-node");
+    assert_eq!(health["status"], "ok");
+    let (status, body) = common::http_get(node.port, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(ready["bus"], "connected");
+
+    let (status, page) = common::http_get(node.port, "/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<html"), "{page}");
+    let (status, room_page) = common::http_get(node.port, "/r/daily-standup").await;
+    assert_eq!(status, 200);
+    assert_eq!(room_page, page);
+    let (status, _) = common::http_get(node.port, "/lib/signaling-client.js").await;
+    assert_eq!(status, 200);
+    let (status, _) = common::http_get(node.port, "/no-such-file.js").await;
+    assert_eq!(status, 404);
+}
