@@ -433,6 +433,20 @@ impl Settings {
         Ok(())
     }
 
+    /// A copy safe to print: secrets replaced by a marker.
+    pub fn redacted(&self) -> Settings {
+        let mut copy = self.clone();
+        for secret in [&mut copy.auth.jwt_secret, &mut copy.ice.turn_secret] {
+            *secret = redacted(secret).to_owned();
+        }
+        if let Some((scheme, rest)) = copy.redis.url.split_once("://") {
+            if let Some((_credentials, host)) = rest.rsplit_once('@') {
+                copy.redis.url = format!("{scheme}://<redacted>@{host}");
+            }
+        }
+        copy
+    }
+
     /// Whether a Redis bus is configured (a fleet) or the in-process bus runs.
     pub fn uses_redis(&self) -> bool {
         !self.redis.url.is_empty()

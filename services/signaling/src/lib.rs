@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod node;
 pub mod presence;
 pub mod ratelimit;
+pub mod redis_backend;
 pub mod rooms;
 pub mod router;
 pub mod routes;

@@ -37,8 +37,15 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
-    /// Print the effective settings (secrets redacted) and exit.
+    /// Print the effective settings as JSON (secrets redacted) and exit.
     PrintConfig,
+    /// Exit 0 if the node on this host answers GET /healthz with 200 (for
+    /// container health checks, where there is no curl).
+    HealthCheck {
+        /// Port to check; defaults to server.port.
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,10 +72,28 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::PrintConfig => {
-            println!("{settings:#?}");
+            println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())
         }
+        Command::HealthCheck { port } => health_check(port.unwrap_or(settings.server.port)),
     }
+}
+
+fn health_check(port: u16) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(3);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).unwrap_or_default();
+    if status != "200" {
+        anyhow::bail!("GET /healthz answered {status:?}");
+    }
+    Ok(())
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -17,12 +17,15 @@ use crate::config::Settings;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::node::Node;
 use crate::presence::{memory::MemoryPresence, Presence};
+use crate::redis_backend::{RedisBackend, RedisSetupError};
 use crate::rooms::{random_hex, Rooms};
 use crate::router::Router;
 use crate::routes;
 
 #[derive(Debug, Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Redis(#[from] RedisSetupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -34,6 +37,7 @@ pub struct Application {
     port: u16,
     server: Server,
     node: Arc<Node>,
+    redis: Option<Arc<RedisBackend>>,
     stop: Arc<Notify>,
 }
 
@@ -52,8 +56,20 @@ impl Application {
         let settings = Arc::new(settings);
         let node_id = node_id(&settings);
         let router = Arc::new(Router::new());
-        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(Arc::clone(&router)));
-        let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::new());
+        let lifecycle = Lifecycle::new();
+        let (bus, presence, redis): (Arc<dyn Bus>, Arc<dyn Presence>, _) = if settings.uses_redis()
+        {
+            let backend =
+                RedisBackend::connect(&node_id, &settings.redis, Arc::clone(&router), &lifecycle)
+                    .await?;
+            (backend.clone(), backend.clone(), Some(backend))
+        } else {
+            (
+                Arc::new(MemoryBus::new(Arc::clone(&router))),
+                Arc::new(MemoryPresence::new()),
+                None,
+            )
+        };
         let rooms = Arc::new(Rooms::new(
             node_id.clone(),
             Arc::clone(&settings),
@@ -65,7 +81,7 @@ impl Application {
             id: node_id,
             settings: Arc::clone(&settings),
             rooms,
-            lifecycle: Lifecycle::new(),
+            lifecycle,
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
@@ -105,6 +121,7 @@ impl Application {
             port,
             server,
             node,
+            redis,
             stop: Arc::new(Notify::new()),
         })
     }
@@ -124,7 +141,11 @@ impl Application {
     /// Serves until SIGTERM, SIGINT or the shutdown handle, then drains and stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application {
-            server, node, stop, ..
+            server,
+            node,
+            redis,
+            stop,
+            ..
         } = self;
         let handle = server.handle();
         let mut server = tokio::spawn(server);
@@ -134,6 +155,9 @@ impl Application {
             () = termination_signal() => info!("termination signal received"),
         }
         shut_down(&node).await;
+        if let Some(redis) = redis {
+            redis.deregister().await;
+        }
         handle.stop(true).await;
         server.await.map_err(std::io::Error::other)?
     }

@@ -15,6 +15,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vc_signaling::config::Settings;
 use vc_signaling::startup::{Application, ShutdownHandle};
 
+pub mod fleet;
+
 /// Longest wait for a message that should come.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 

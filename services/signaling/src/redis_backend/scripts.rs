@@ -1,0 +1,138 @@
+//! Lua scripts that make each presence change atomic in Redis. Each touches one
+//! room's hash only (one key), so every script runs on a single Redis Cluster
+//! shard. Replies are flat arrays of strings: a status first, then data.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// KEYS[1] members hash. ARGV: peer, record JSON, capacity.
+/// Reply: {"full"} or {"ok", other records...}.
+pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return {'full'}
+end
+local reply = {'ok'}
+for _, record in ipairs(redis.call('HVALS', KEYS[1])) do
+  table.insert(reply, record)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return reply
+",
+    )
+});
+
+/// KEYS[1] members hash. ARGV: peer, conn. Reply: 1 when the seat was freed.
+pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw or cjson.decode(raw).conn ~= ARGV[2] then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+",
+    )
+});
+
+/// KEYS[1] members hash. ARGV: peer, conn, parked JSON. Reply: 1 when parked.
+pub static PARK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local record = cjson.decode(raw)
+if record.conn ~= ARGV[2] then return 0 end
+record.parked = cjson.decode(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+return 1
+",
+    )
+});
+
+/// KEYS[1] members hash. ARGV: peer, secret, node, conn, now ms.
+/// Reply: {"no"} or {"ok", the seat, every record of the room...}.
+pub static RESUME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return {'no'} end
+local record = cjson.decode(raw)
+if record.resume_secret ~= ARGV[2] then return {'no'} end
+if type(record.parked) == 'table' and tonumber(record.parked.until_ms) <= tonumber(ARGV[5]) then
+  return {'no'}
+end
+record.node = ARGV[3]
+record.conn = ARGV[4]
+record.parked = nil
+local seat = cjson.encode(record)
+redis.call('HSET', KEYS[1], ARGV[1], seat)
+local reply = {'ok', seat}
+for _, other in ipairs(redis.call('HVALS', KEYS[1])) do
+  table.insert(reply, other)
+end
+return reply
+",
+    )
+});
+
+/// KEYS[1] members hash. ARGV: peer, conn. Reply: the parked reason when the seat
+/// was freed, nil otherwise.
+pub static EXPIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+local record = cjson.decode(raw)
+if record.conn ~= ARGV[2] or type(record.parked) ~= 'table' then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return record.parked.reason
+",
+    )
+});
+
+/// KEYS[1] members hash. ARGV: peer, record JSON. Writes the record back after an
+/// outage unless another connection has taken the seat meanwhile. Reply: 1 if set.
+pub static REASSERT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw and cjson.decode(raw).conn ~= cjson.decode(ARGV[2]).conn then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS[1] members hash. ARGV: dead node id, now ms. Frees the dead node's seats
+/// except parked ones still inside their resume window.
+/// Reply: {seats still waiting, peer, reason, peer, reason...}.
+pub static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local waiting = 0
+local reply = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local record = cjson.decode(all[i + 1])
+  if record.node == ARGV[1] then
+    local parked = type(record.parked) == 'table'
+    if parked and tonumber(record.parked.until_ms) > tonumber(ARGV[2]) then
+      waiting = waiting + 1
+    else
+      redis.call('HDEL', KEYS[1], all[i])
+      table.insert(reply, all[i])
+      table.insert(reply, parked and record.parked.reason or 'node-lost')
+    end
+  end
+end
+table.insert(reply, 1, tostring(waiting))
+return reply
+",
+    )
+});

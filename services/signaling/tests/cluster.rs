@@ -1,0 +1,293 @@
+//! Several real node processes on one real Redis: what a fleet behind a load
+//! balancer must do, including its faults.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::fleet::{NodeProcess, RedisServer};
+use common::{member_ids, Client};
+use redis::AsyncCommands;
+use serde_json::json;
+
+fn fleet(count: usize, env: &[(&str, &str)]) -> (RedisServer, Vec<NodeProcess>) {
+    let redis = RedisServer::start();
+    let nodes = (0..count)
+        .map(|i| NodeProcess::start(&format!("node-{i}"), &redis.url(), env))
+        .collect();
+    (redis, nodes)
+}
+
+async fn negotiate_across(a: &NodeProcess, b: &NodeProcess, room: &str) {
+    let (mut ann, _) = Client::joined(&a.ws_url(), room, "Ann").await;
+    let (mut bob, joined) = Client::joined(&b.ws_url(), room, "Bob").await;
+    assert_eq!(member_ids(&joined), [ann.peer.clone()]);
+    assert_eq!(ann.welcome["node"], a.id.as_str());
+    assert_eq!(bob.welcome["node"], b.id.as_str());
+    assert_eq!(
+        ann.recv_type("peer-joined").await["peer"]["id"],
+        bob.peer.as_str()
+    );
+
+    bob.send(json!({"type": "offer", "to": ann.peer, "sdp": "v=0 offer"}))
+        .await;
+    assert_eq!(ann.recv_type("offer").await["from"], bob.peer.as_str());
+    ann.send(json!({"type": "answer", "to": bob.peer, "sdp": "v=0 answer"}))
+        .await;
+    assert_eq!(bob.recv_type("answer").await["sdp"], "v=0 answer");
+    for i in 0..10 {
+        let candidate = json!({"candidate": format!("candidate:{i} 1 udp 1 127.0.0.1 {} typ host", 5000 + i), "sdpMid": "0"});
+        ann.send(json!({"type": "candidate", "to": bob.peer, "candidate": candidate}))
+            .await;
+        bob.send(json!({"type": "candidate", "to": ann.peer, "candidate": candidate}))
+            .await;
+    }
+    for i in 0..10 {
+        let expected = format!("candidate:{i} 1 udp 1 127.0.0.1 {} typ host", 5000 + i);
+        assert_eq!(
+            bob.recv_type("candidate").await["candidate"]["candidate"],
+            expected.as_str()
+        );
+        assert_eq!(
+            ann.recv_type("candidate").await["candidate"]["candidate"],
+            expected.as_str()
+        );
+    }
+    // A target on another node is checked as strictly as a local one.
+    ann.send(json!({"type": "offer", "to": "00000000deadbeef", "sdp": "v=0"}))
+        .await;
+    ann.expect_error("unknown-peer").await;
+}
+
+#[tokio::test]
+async fn peers_on_different_nodes_negotiate() {
+    let (_redis, nodes) = fleet(2, &[]);
+    negotiate_across(&nodes[0], &nodes[1], "across").await;
+}
+
+#[tokio::test]
+async fn sharded_pubsub_carries_the_same_traffic() {
+    let (_redis, nodes) = fleet(2, &[("VC_REDIS__SHARDED", "true")]);
+    negotiate_across(&nodes[0], &nodes[1], "sharded").await;
+}
+
+#[tokio::test]
+async fn a_room_of_four_on_three_nodes_sees_every_arrival_and_departure_once() {
+    let (_redis, nodes) = fleet(3, &[]);
+    let placement = [0, 1, 2, 0];
+    let mut peers: Vec<Client> = Vec::new();
+    for (i, node) in placement.iter().enumerate() {
+        let (client, joined) =
+            Client::joined(&nodes[*node].ws_url(), "four", &format!("P{i}")).await;
+        let expected: Vec<String> = peers.iter().map(|p| p.peer.clone()).collect();
+        assert_eq!(member_ids(&joined), expected);
+        for earlier in &mut peers {
+            let seen = earlier.recv_type("peer-joined").await;
+            assert_eq!(seen["peer"]["id"], client.peer.as_str());
+        }
+        peers.push(client);
+    }
+    // Everyone leaves, in turn; each remaining peer hears of each departure once.
+    while let Some(mut leaving) = (!peers.is_empty()).then(|| peers.remove(0)) {
+        leaving.send(json!({"type": "leave"})).await;
+        leaving.recv_type("left").await;
+        for stayer in &mut peers {
+            let left = stayer.recv_type("peer-left").await;
+            assert_eq!(left["peer"], leaving.peer.as_str());
+            assert_eq!(left["reason"], "left");
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_racing_for_the_last_seat_never_both_win() {
+    let (_redis, nodes) = fleet(2, &[("VC_ROOMS__CAPACITY", "2")]);
+    for round in 0..25 {
+        let room = format!("race-{round}");
+        let (_first, _) = Client::joined(&nodes[0].ws_url(), &room, "First").await;
+        let mut a = Client::connect(&nodes[0].ws_url()).await;
+        let mut b = Client::connect(&nodes[1].ws_url()).await;
+        let join = json!({"type": "join", "room": room, "name": "Racer"});
+        tokio::join!(a.send(join.clone()), b.send(join));
+        let (ra, rb) = tokio::join!(a.recv(), b.recv());
+        let mut outcomes = [
+            ra["type"].as_str().map(str::to_owned),
+            rb["type"].as_str().map(str::to_owned),
+        ];
+        outcomes.sort();
+        assert_eq!(
+            outcomes,
+            [Some("error".to_owned()), Some("joined".to_owned())],
+            "round {round}: {ra} / {rb}"
+        );
+        let error = if ra["type"] == "error" { &ra } else { &rb };
+        assert_eq!(error["code"], "room-full");
+    }
+}
+
+#[tokio::test]
+async fn a_burst_across_nodes_arrives_in_order() {
+    let (_redis, nodes) = fleet(2, &[("VC_LIMITS__MESSAGE_BURST", "1000")]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "order", "Ann").await;
+    let (mut bob, _) = Client::joined(&nodes[1].ws_url(), "order", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    bob.send(json!({"type": "offer", "to": ann.peer, "sdp": "v=0"}))
+        .await;
+    for i in 0..500 {
+        bob.send(json!({"type": "candidate", "to": ann.peer, "candidate": {"candidate": i}}))
+            .await;
+    }
+    assert_eq!(ann.recv_type("offer").await["sdp"], "v=0");
+    for i in 0..500 {
+        assert_eq!(
+            ann.recv_type("candidate").await["candidate"]["candidate"],
+            i
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_s_peers_leave_within_the_bound_and_leave_no_ghosts() {
+    let (redis, mut nodes) = fleet(2, &[]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "crash", "Ann").await;
+    let (bob, _) = Client::joined(&nodes[1].ws_url(), "crash", "Bob").await;
+    let (cat, _) = Client::joined(&nodes[1].ws_url(), "crash", "Cat").await;
+    ann.recv_type("peer-joined").await;
+    ann.recv_type("peer-joined").await;
+    let killed_at = Instant::now();
+    nodes[1].kill();
+    let mut gone = HashMap::new();
+    for _ in 0..2 {
+        let left = ann.recv_type("peer-left").await;
+        assert_eq!(left["reason"], "node-lost", "{left}");
+        gone.insert(
+            left["peer"].as_str().unwrap_or_default().to_owned(),
+            killed_at.elapsed(),
+        );
+    }
+    assert!(gone.contains_key(&bob.peer) && gone.contains_key(&cat.peer));
+    // Bound: node_ttl (1.5 s) + heartbeat (0.3 s) + delivery, well under 15 s.
+    let slowest = gone.values().max().copied().unwrap_or_default();
+    assert!(slowest < Duration::from_secs(5), "took {slowest:?}");
+    let mut redis_conn = redis.connection().await;
+    let left: Vec<String> = redis_conn.hkeys("vc:{crash}:members").await.expect("hkeys");
+    assert_eq!(left, [ann.peer.clone()]);
+    println!("killed node's peers gone after {slowest:?}");
+}
+
+#[tokio::test]
+async fn a_redis_restart_flips_readiness_then_negotiation_works_again() {
+    let (mut redis, nodes) = fleet(2, &[]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "outage", "Ann").await;
+    let (mut bob, _) = Client::joined(&nodes[1].ws_url(), "outage", "Bob").await;
+    ann.recv_type("peer-joined").await;
+
+    redis.kill();
+    let down_at = Instant::now();
+    for node in &nodes {
+        node.wait_ready(false, Duration::from_secs(10));
+    }
+    // Sessions stay connected; what cannot be delivered is refused, not lost.
+    ann.send(json!({"type": "offer", "id": 1, "to": bob.peer, "sdp": "v=0"}))
+        .await;
+    assert_eq!(ann.expect_error("unavailable").await["id"], 1);
+
+    redis.restart();
+    for node in &nodes {
+        node.wait_ready(true, Duration::from_secs(20));
+    }
+    let recovered = down_at.elapsed();
+    ann.send(json!({"type": "offer", "to": bob.peer, "sdp": "v=0 after"}))
+        .await;
+    assert_eq!(bob.recv_type("offer").await["sdp"], "v=0 after");
+    bob.send(json!({"type": "answer", "to": ann.peer, "sdp": "v=0 back"}))
+        .await;
+    assert_eq!(ann.recv_type("answer").await["sdp"], "v=0 back");
+    // Presence was written back: a newcomer sees both.
+    let (_cat, joined) = Client::joined(&nodes[1].ws_url(), "outage", "Cat").await;
+    assert_eq!(member_ids(&joined).len(), 2);
+    println!("cross-node negotiation down for {recovered:?} (including the test's own restart)");
+}
+
+#[tokio::test]
+async fn resume_on_another_node_without_a_flap_and_expiry_after_the_window() {
+    let (_redis, nodes) = fleet(2, &[("VC_RESUME__WINDOW", "2s")]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "moving", "Ann").await;
+    let (bob, _) = Client::joined(&nodes[1].ws_url(), "moving", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let (bob_id, token) = (bob.peer.clone(), bob.resume_token.clone());
+    bob.drop_connection();
+
+    let mut bob = Client::connect(&nodes[0].ws_url()).await;
+    bob.send(json!({"type": "resume", "token": token})).await;
+    let resumed = bob.recv_type("resumed").await;
+    assert_eq!(resumed["peer"], bob_id.as_str());
+    assert_eq!(member_ids(&resumed), [ann.peer.clone()]);
+    ann.send(json!({"type": "offer", "to": bob_id, "sdp": "v=0"}))
+        .await;
+    bob.recv_type("offer").await;
+    // Longer than the window: the old node's expiry timer must not fire on a
+    // seat that moved.
+    ann.expect_silence(Duration::from_millis(2500)).await;
+
+    // Now drop for good: the room is told once the window passes.
+    let token = bob.resume_token.clone();
+    bob.drop_connection();
+    let left = ann.recv_type("peer-left").await;
+    assert_eq!(left["reason"], "disconnected");
+    let mut late = Client::connect(&nodes[1].ws_url()).await;
+    late.send(json!({"type": "resume", "token": token})).await;
+    late.expect_error("resume-failed").await;
+}
+
+#[tokio::test]
+async fn a_draining_node_hands_its_clients_to_the_others() {
+    let (_redis, mut nodes) = fleet(2, &[]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "drain", "Ann").await;
+    let mut movers = Vec::new();
+    for name in ["Bob", "Cat", "Dan"] {
+        let (client, _) = Client::joined(&nodes[1].ws_url(), "drain", name).await;
+        ann.recv_type("peer-joined").await;
+        movers.push(client);
+    }
+    for (i, earlier) in movers.iter_mut().enumerate() {
+        for _ in i + 1..3 {
+            earlier.recv_type("peer-joined").await;
+        }
+    }
+    nodes[1].terminate();
+    nodes[1].wait_ready(false, Duration::from_secs(5));
+    // A draining node takes no new sockets: the load balancer sends them on.
+    assert!(tokio_tungstenite::connect_async(nodes[1].ws_url())
+        .await
+        .is_err());
+    let mut moved = Vec::new();
+    for mut old in movers {
+        let notice = loop {
+            let m = old.recv().await;
+            if m["type"] == "reconnect" {
+                break m;
+            }
+        };
+        assert_eq!(notice["reason"], "draining");
+        let mut new = Client::connect(&nodes[0].ws_url()).await;
+        new.send(json!({"type": "resume", "token": old.resume_token}))
+            .await;
+        let resumed = new.recv_type("resumed").await;
+        assert_eq!(resumed["peer"], old.peer.as_str());
+        new.adopt(&resumed);
+        old.close(4000).await;
+        moved.push(new);
+    }
+    let took = nodes[1].wait_exit(Duration::from_secs(15));
+    assert!(
+        took < Duration::from_secs(10),
+        "drain waited for its timeout: {took:?}"
+    );
+    // Nobody left: the room still has five, and negotiation works on the new node.
+    ann.expect_silence(Duration::from_millis(500)).await;
+    ann.send(json!({"type": "offer", "to": moved[0].peer, "sdp": "v=0"}))
+        .await;
+    moved[0].recv_type("offer").await;
+}
