@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# A local fleet on loopback: Redis, three signaling nodes and nginx in front.
+#   deploy/local/cluster.sh up       build, start everything, wait until ready
+#   deploy/local/cluster.sh down     stop everything
+#   deploy/local/cluster.sh status   show what runs where
+# Ports (override with the environment): LB_PORT=8080 for the load balancer,
+# NODE_PORTS="8081 8082 8083", REDIS_PORT=6380. PROFILE=debug skips the release
+# build. State, logs and pid files live in target/local-cluster/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+LB_PORT=${LB_PORT:-8080}
+NODE_PORTS=${NODE_PORTS:-"8081 8082 8083"}
+REDIS_PORT=${REDIS_PORT:-6380}
+PROFILE=${PROFILE:-release}
+STATE=${STATE:-$PWD/target/local-cluster}
+NGINX=${NGINX:-/usr/sbin/nginx}
+
+binary() { echo "$PWD/target/$PROFILE/vc-signaling"; }
+
+start_redis() {
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --daemonize yes --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log"
+}
+
+start_node() {
+  local index=$1 port=$2
+  VC_SERVER__HOST=127.0.0.1 VC_SERVER__PORT=$port VC_NODE__ID="local-$index" \
+    VC_REDIS__URL="redis://127.0.0.1:$REDIS_PORT" \
+    nohup "$(binary)" >"$STATE/node-$index.log" 2>&1 &
+  echo $! >"$STATE/node-$index.pid"
+}
+
+write_nginx_conf() {
+  local servers=""
+  for port in $NODE_PORTS; do servers+="    server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'; done
+  mkdir -p "$STATE/nginx/logs" "$STATE/nginx/tmp"
+  cat >"$STATE/nginx/nginx.conf" <<CONF
+daemon on;
+pid $STATE/nginx/nginx.pid;
+error_log $STATE/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $STATE/nginx/logs/access.log;
+  client_body_temp_path $STATE/nginx/tmp/body;
+  proxy_temp_path $STATE/nginx/tmp/proxy;
+  fastcgi_temp_path $STATE/nginx/tmp/fastcgi;
+  uwsgi_temp_path $STATE/nginx/tmp/uwsgi;
+  scgi_temp_path $STATE/nginx/tmp/scgi;
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+  upstream signaling {
+$servers  }
+  server {
+    listen 127.0.0.1:$LB_PORT;
+    location / {
+      proxy_pass http://signaling;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      # Signaling sockets idle for minutes between negotiations; nodes ping
+      # every 10 s, so an hour is only a backstop.
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+      # A draining node answers 503: try the next one.
+      proxy_next_upstream error timeout http_502 http_503;
+    }
+  }
+}
+CONF
+}
+
+wait_http() {
+  local url=$1 deadline=$((SECONDS + 30))
+  until curl -fsS -o /dev/null "$url"; do
+    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $url" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+stop_pidfile() {
+  local file=$1
+  [ -f "$file" ] || return 0
+  local pid; pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+up() {
+  mkdir -p "$STATE"
+  if [ "$PROFILE" = release ]; then cargo build --release -p vc-signaling; else cargo build -p vc-signaling; fi
+  start_redis
+  local index=1
+  for port in $NODE_PORTS; do start_node $index "$port"; index=$((index + 1)); done
+  for port in $NODE_PORTS; do wait_http "http://127.0.0.1:$port/readyz"; done
+  write_nginx_conf
+  "$NGINX" -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf"
+  wait_http "http://127.0.0.1:$LB_PORT/readyz"
+  echo "cluster up: open http://127.0.0.1:$LB_PORT  (nodes: $NODE_PORTS, redis: $REDIS_PORT)"
+}
+
+down() {
+  stop_pidfile "$STATE/nginx/nginx.pid"
+  for file in "$STATE"/node-*.pid; do [ -e "$file" ] && stop_pidfile "$file"; done
+  stop_pidfile "$STATE/redis.pid"
+  echo "cluster down"
+}
+
+status() {
+  for port in $NODE_PORTS; do
+    printf 'node  :%s  ' "$port"; curl -s "http://127.0.0.1:$port/readyz" || printf 'down'; echo
+  done
+  printf 'lb    :%s  ' "$LB_PORT"; curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$LB_PORT/healthz" || echo down
+  printf 'redis :%s  ' "$REDIS_PORT"; redis-cli -p "$REDIS_PORT" ping 2>/dev/null || echo down
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs every test of Video Caller, installing what the tests need when it is
+# missing: Debian packages (redis-server, chromium, nginx, coturn, prometheus,
+# docker-compose for parsing the compose file), the Rust lint components, and the
+# npm and pip packages of the web client and chart checks.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+section() { printf '\n==== %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_missing_packages() {
+  local wanted=()
+  command -v redis-server >/dev/null || wanted+=(redis-server)
+  command -v redis-cli >/dev/null || wanted+=(redis-tools)
+  command -v chromium >/dev/null || wanted+=(chromium)
+  [ -x /usr/sbin/nginx ] || wanted+=(nginx-light)
+  command -v turnserver >/dev/null || wanted+=(coturn)
+  command -v curl >/dev/null || wanted+=(curl)
+  if [ ${#wanted[@]} -gt 0 ]; then
+    section "installing ${wanted[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${wanted[@]}"
+  fi
+  for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+  done
+}
+
+install_missing_packages
+
+section "format"
+cargo fmt --all --check
+
+section "lint"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "rust tests (unit, single node, multi-node with real redis-server processes)"
+cargo test --workspace
+
+if [ -f web-client/package.json ]; then
+  section "web client"
+  export VC_NODE_BIN="$PWD/target/debug/vc-signaling"
+  (
+    cd web-client
+    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+      npm ci --no-audit --no-fund
+    fi
+    npm run --silent test:unit
+    npm run --silent test:e2e
+  )
+fi
+
+if [ -f helm/tests/run.sh ]; then
+  section "container image, compose stack and Helm chart"
+  bash helm/tests/run.sh
+fi
+
+if [ -f deploy/local/test-cluster.sh ]; then
+  section "local cluster"
+  bash deploy/local/test-cluster.sh
+fi
+
+section "all tests passed"
