@@ -10,6 +10,7 @@ pub mod bus;
 pub mod config;
 pub mod ice;
 pub mod lifecycle;
+pub mod metrics;
 pub mod node;
 pub mod presence;
 pub mod ratelimit;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 
 pub struct Node {
@@ -11,6 +12,7 @@ pub struct Node {
     pub settings: Arc<Settings>,
     pub rooms: Arc<Rooms>,
     pub lifecycle: Lifecycle,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Node {

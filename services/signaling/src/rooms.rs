@@ -7,7 +7,7 @@
 //! seat, so no event about the room can fall between the snapshot and the stream.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use thiserror::Error;
@@ -20,6 +20,7 @@ use crate::auth::Authenticator;
 use crate::bus::{Bus, Envelope, Event};
 use crate::config::Settings;
 use crate::ice::IceServers;
+use crate::metrics::Metrics;
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError};
 use crate::router::{Outbound, Router, SessionHandle};
 
@@ -71,6 +72,7 @@ pub struct Rooms {
     presence: Arc<dyn Presence>,
     auth: Authenticator,
     ice: IceServers,
+    metrics: Arc<Metrics>,
 }
 
 impl Rooms {
@@ -80,8 +82,10 @@ impl Rooms {
         router: Arc<Router>,
         bus: Arc<dyn Bus>,
         presence: Arc<dyn Presence>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            metrics,
             auth: Authenticator::new(&settings.auth),
             ice: IceServers::new(&settings.ice),
             node_id,
@@ -138,6 +142,10 @@ impl Rooms {
         };
         self.router.reserve(&seat.room, &seat.peer, conn, handle);
         if let Err(e) = self.bus.subscribe(&seat.room).await {
+            self.metrics
+                .bus_errors
+                .with_label_values(&["subscribe"])
+                .inc();
             warn!(room = %seat.room, error = %e, "subscribe failed");
             self.router.remove(&seat.room, &seat.peer, conn);
             return Err(Refusal::unavailable("join"));
@@ -156,6 +164,7 @@ impl Rooms {
                         format!("room \"{}\" is full ({capacity} of {capacity})", seat.room),
                     ),
                     PresenceError::NoSeat | PresenceError::Unavailable(_) => {
+                        self.presence_failed();
                         Refusal::unavailable("join")
                     }
                 });
@@ -173,19 +182,19 @@ impl Rooms {
             resume_token: resume_token(&seat.room, &seat.peer, &record.resume_secret),
             resume_window_ms: duration_ms(self.settings.resume.window),
         };
-        self.router
-            .activate(&seat.room, me.clone(), &others, Outbound::message(&reply));
+        // Announce before activating: if the bus refuses the announcement the
+        // client never sees `joined`, and frames others send meanwhile are held.
         if let Err(e) = self
-            .publish(&seat.room, Event::PeerJoined { member: me })
+            .publish(&seat.room, Event::PeerJoined { member: me.clone() })
             .await
         {
-            // Seated but unannounced would leave the others unable to see this
-            // peer: undo the seat instead.
             warn!(room = %seat.room, error = %e, "announcing a join failed");
             self.presence.leave(&seat.room, &seat.peer, conn).await.ok();
             self.release(&seat).await;
             return Err(Refusal::unavailable("join"));
         }
+        self.router
+            .activate(&seat.room, me, &others, Outbound::message(&reply));
         debug!(room = %seat.room, peer = %seat.peer, "joined");
         Ok(seat)
     }
@@ -212,6 +221,10 @@ impl Rooms {
         };
         self.router.reserve(room, peer, conn, handle);
         if let Err(e) = self.bus.subscribe(room).await {
+            self.metrics
+                .bus_errors
+                .with_label_values(&["subscribe"])
+                .inc();
             warn!(%room, error = %e, "subscribe failed");
             self.router.remove(room, peer, conn);
             return Err(Refusal::unavailable("resume"));
@@ -225,7 +238,10 @@ impl Rooms {
             Err(e) => {
                 self.release(&seat).await;
                 return Err(match e {
-                    PresenceError::Unavailable(_) => Refusal::unavailable("resume"),
+                    PresenceError::Unavailable(_) => {
+                        self.presence_failed();
+                        Refusal::unavailable("resume")
+                    }
                     PresenceError::NoSeat | PresenceError::Full { .. } => failed(),
                 });
             }
@@ -300,7 +316,8 @@ impl Rooms {
             }
             Ok(false) => {}
             Err(e) => {
-                warn!(room = %seat.room, error = %e, "leave not recorded; the node sweep will remove the seat")
+                self.presence_failed();
+                warn!(room = %seat.room, error = %e, "leave not recorded; the node sweep will remove the seat");
             }
         }
         self.unsubscribe(&seat.room).await;
@@ -324,6 +341,7 @@ impl Rooms {
             // Resumed elsewhere already, or gone: nothing to wait for.
             Ok(false) => return,
             Err(e) => {
+                self.presence_failed();
                 warn!(room = %seat.room, error = %e, "parking a seat failed");
                 return;
             }
@@ -348,7 +366,8 @@ impl Rooms {
             }
             Ok(None) => {}
             Err(e) => {
-                warn!(room = %seat.room, error = %e, "expiring a seat failed; the node sweep will remove it")
+                self.presence_failed();
+                warn!(room = %seat.room, error = %e, "expiring a seat failed; the node sweep will remove it");
             }
         }
     }
@@ -384,7 +403,27 @@ impl Rooms {
             traceparent: None,
             event,
         };
-        self.bus.publish(&envelope).await
+        let started = Instant::now();
+        let result = self.bus.publish(&envelope).await;
+        self.metrics
+            .bus_publish
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(()) => self.metrics.bus_published.inc(),
+            Err(_) => self
+                .metrics
+                .bus_errors
+                .with_label_values(&["publish"])
+                .inc(),
+        }
+        result
+    }
+
+    fn presence_failed(&self) {
+        self.metrics
+            .bus_errors
+            .with_label_values(&["presence"])
+            .inc();
     }
 }
 

@@ -8,8 +8,10 @@
 //!
 //! A seat is first *reserved* (pending), then *activated* once presence has given
 //! it a seat and a snapshot of the room: events that arrive in between are held
-//! and replayed after the `joined` reply, reconciled against the snapshot so that a
-//! peer is announced exactly once whichever way the race went.
+//! and replayed after the `joined` reply. Each seat remembers which peers its
+//! client has been told about (the snapshot, then every announcement), so that a
+//! peer is announced exactly once, and its departure only if it was announced,
+//! whichever way a join raced the events of other nodes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use vc_protocol::{Member, ServerMessage};
 
 use crate::bus::{Envelope, Event};
+use crate::metrics::Metrics;
 
 /// One frame waiting for a session's socket.
 #[derive(Debug, Clone)]
@@ -27,6 +30,8 @@ pub struct Outbound {
     pub kind: &'static str,
     /// When the sender's node published it (wall-clock µs), for relayed messages.
     pub sent_at_us: Option<u64>,
+    /// Whether it was published by another node, for the relay latency path.
+    pub cross_node: bool,
 }
 
 impl Outbound {
@@ -35,6 +40,7 @@ impl Outbound {
             text: msg.to_json(),
             kind: msg.type_name(),
             sent_at_us: None,
+            cross_node: false,
         }
     }
 }
@@ -89,6 +95,8 @@ struct LocalSeat {
     handle: SessionHandle,
     /// `Some` while the seat is reserved but not yet active: frames held back.
     held: Option<Vec<(Change, Outbound)>>,
+    /// The peers this seat's client knows are in the room.
+    known: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -110,18 +118,16 @@ pub struct RouterStats {
 }
 
 pub struct Router {
+    node_id: String,
+    metrics: Arc<Metrics>,
     rooms: Mutex<HashMap<String, LocalRoom>>,
 }
 
-impl Default for Router {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Router {
-    pub fn new() -> Self {
+    pub fn new(node_id: &str, metrics: Arc<Metrics>) -> Self {
         Self {
+            node_id: node_id.to_owned(),
+            metrics,
             rooms: Mutex::new(HashMap::new()),
         }
     }
@@ -148,6 +154,7 @@ impl Router {
                 conn: conn.to_owned(),
                 handle,
                 held: Some(Vec::new()),
+                known: HashSet::new(),
             },
         );
     }
@@ -165,10 +172,10 @@ impl Router {
         };
         let held = seat.held.take().unwrap_or_default();
         seat.handle.send(reply);
-        let mut known: HashSet<String> = others.iter().map(|m| m.id.clone()).collect();
-        for (change, out) in &held {
-            if announce(&mut known, change) {
-                seat.handle.send(out.clone());
+        seat.known = others.iter().map(|m| m.id.clone()).collect();
+        for (change, out) in held {
+            if announce(&mut seat.known, &change) {
+                seat.handle.send(out);
             }
         }
         if local.synced {
@@ -189,7 +196,8 @@ impl Router {
                 _ => Change::None,
             };
             if announce(&mut known, &change) {
-                apply(local, &envelope);
+                let cross_node = envelope.origin != self.node_id;
+                apply(local, &envelope, cross_node);
             }
         }
     }
@@ -218,6 +226,8 @@ impl Router {
 
     /// Hands an envelope from the bus to the local sessions it concerns.
     pub fn deliver(&self, envelope: Envelope) {
+        self.metrics.bus_received.inc();
+        let cross_node = envelope.origin != self.node_id;
         let mut rooms = self.lock();
         let Some(local) = rooms.get_mut(&envelope.room) else {
             return;
@@ -226,7 +236,7 @@ impl Router {
             local.backlog.push(envelope);
             return;
         }
-        apply(local, &envelope);
+        apply(local, &envelope, cross_node);
     }
 
     pub fn stats(&self) -> RouterStats {
@@ -251,7 +261,7 @@ fn announce(known: &mut HashSet<String>, change: &Change) -> bool {
 }
 
 /// Applies one envelope to a synced room: updates the mirror and queues frames.
-fn apply(local: &mut LocalRoom, envelope: &Envelope) {
+fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
     match &envelope.event {
         Event::Relay {
             to, frame, message, ..
@@ -261,6 +271,7 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope) {
                     text: frame.clone(),
                     kind: relay_kind(message),
                     sent_at_us: Some(envelope.sent_at_us),
+                    cross_node,
                 };
                 push(seat, Change::None, out);
             }
@@ -303,7 +314,11 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope) {
 fn push(seat: &mut LocalSeat, change: Change, out: Outbound) {
     match &mut seat.held {
         Some(held) => held.push((change, out)),
-        None => seat.handle.send(out),
+        None => {
+            if announce(&mut seat.known, &change) {
+                seat.handle.send(out);
+            }
+        }
     }
 }
 
@@ -368,7 +383,7 @@ mod tests {
 
     #[test]
     fn events_before_activation_follow_the_reply_without_duplicates() {
-        let router = Router::new();
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (handle, mut rx, _e) = seat();
         router.reserve("r", "me", "c1", handle);
         // Arrive while presence is still answering: b is in the snapshot too, c is not.
@@ -390,8 +405,30 @@ mod tests {
     }
 
     #[test]
+    fn a_late_event_about_a_peer_from_the_snapshot_is_not_repeated() {
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let (handle, mut rx, _e) = seat();
+        router.reserve("r", "me", "c1", handle);
+        router.activate("r", member("me"), &[member("b")], reply());
+        // b's own node announces b only now, after my snapshot listed it.
+        router.deliver(envelope(Event::PeerJoined {
+            member: member("b"),
+        }));
+        // x left before I joined: I never heard of it, so I hear nothing.
+        router.deliver(envelope(Event::PeerLeft {
+            peer: "x".into(),
+            reason: LeaveReason::Left,
+        }));
+        router.deliver(envelope(Event::PeerLeft {
+            peer: "b".into(),
+            reason: LeaveReason::Left,
+        }));
+        assert_eq!(drain(&mut rx), ["left", "peer-left"]);
+    }
+
+    #[test]
     fn relays_reach_only_their_target_and_full_outbox_evicts() {
-        let router = Router::new();
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (h1, mut rx1, _e1) = seat();
         let (h2, mut rx2, e2) = seat();
         router.reserve("r", "p1", "c1", h1);
@@ -415,7 +452,7 @@ mod tests {
 
     #[test]
     fn seat_moved_evicts_the_stale_connection_only() {
-        let router = Router::new();
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (h1, _rx1, e1) = seat();
         router.reserve("r", "p1", "old", h1);
         router.activate("r", member("p1"), &[], reply());
@@ -433,7 +470,7 @@ mod tests {
 
     #[test]
     fn last_seat_out_drops_the_room() {
-        let router = Router::new();
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (h1, _rx1, _e1) = seat();
         router.reserve("r", "p1", "c1", h1);
         router.remove("r", "p1", "other-conn");

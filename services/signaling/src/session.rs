@@ -19,9 +19,10 @@ use vc_protocol::{
 };
 
 use crate::lifecycle::Phase;
+use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
 use crate::ratelimit::{Strikes, TokenBucket};
-use crate::rooms::{random_hex, JoinRequest, Refusal, Seat};
+use crate::rooms::{random_hex, unix_us, JoinRequest, Refusal, Seat};
 use crate::router::{Eviction, Outbound, SessionHandle};
 
 /// Most frames written to the socket per wake-up, so that a busy outbox cannot
@@ -49,6 +50,21 @@ enum Ending {
 }
 
 impl Ending {
+    /// The `reason` label of `vc_sessions_closed_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Ending::ClientClosed(_) => "client_closed",
+            Ending::Dropped => "dropped",
+            Ending::TimedOut => "timed_out",
+            Ending::Abuse => "abuse",
+            Ending::TooBig => "too_big",
+            Ending::Protocol => "protocol",
+            Ending::Evicted(Eviction::SlowConsumer) => "slow_consumer",
+            Ending::Evicted(Eviction::SeatMoved) => "seat_moved",
+            Ending::Shutdown => "shutdown",
+        }
+    }
+
     fn close_reason(self) -> Option<CloseReason> {
         let (code, text) = match self {
             Ending::ClientClosed(_) | Ending::Dropped => return None,
@@ -76,12 +92,15 @@ struct Session {
     bucket: TokenBucket,
     strikes: Strikes,
     last_heard: Instant,
+    /// Reference point for ping payloads, which carry the send time.
+    started: Instant,
 }
 
 /// Runs a session to its end. Spawned on the actix worker that accepted the socket
 /// (`MessageStream` is not `Send`).
 pub async fn run(node: Arc<Node>, ws: actix_ws::Session, stream: actix_ws::MessageStream) {
     let _live = node.lifecycle.session_guard();
+    node.metrics.sessions_opened.inc();
     let limits = node.settings.limits.clone();
     let stream = stream
         .max_frame_size(limits.max_frame_bytes)
@@ -99,6 +118,7 @@ pub async fn run(node: Arc<Node>, ws: actix_ws::Session, stream: actix_ws::Messa
         bucket: TokenBucket::new(limits.messages_per_second, limits.message_burst, now),
         strikes: Strikes::new(limits.abuse_strikes, limits.abuse_window),
         last_heard: now,
+        started: now,
         conn,
         node,
     };
@@ -151,6 +171,7 @@ impl Session {
                         return Ending::Shutdown;
                     }
                     for out in batch.drain(..) {
+                        let sent = Sent::of(&out);
                         // A client that stops reading blocks this write once the
                         // socket's buffers fill; eviction and the heartbeat
                         // timeout must still end the session.
@@ -159,6 +180,7 @@ impl Session {
                                 if written.is_err() {
                                     return Ending::Dropped;
                                 }
+                                sent.record(&self.node.metrics);
                             }
                             changed = evicted.changed() => {
                                 let why = changed.ok().and_then(|()| *evicted.borrow());
@@ -177,7 +199,8 @@ impl Session {
                     if self.last_heard.elapsed() > heartbeat.timeout {
                         return Ending::TimedOut;
                     }
-                    if self.ws.ping(b"").await.is_err() {
+                    let stamp = elapsed_micros(self.started).to_be_bytes();
+                    if self.ws.ping(&stamp).await.is_err() {
                         return Ending::Dropped;
                     }
                 }
@@ -203,20 +226,30 @@ impl Session {
         self.last_heard = Instant::now();
         match frame {
             AggregatedMessage::Text(text) => self.on_text(&text).await,
-            AggregatedMessage::Binary(_) => self.refuse(
-                None,
-                Refusal::new(
-                    ErrorCode::BinaryNotSupported,
-                    "binary frames are not supported: send JSON text",
-                ),
-            ),
+            AggregatedMessage::Binary(_) => {
+                self.count_received("binary");
+                self.refuse(
+                    None,
+                    Refusal::new(
+                        ErrorCode::BinaryNotSupported,
+                        "binary frames are not supported: send JSON text",
+                    ),
+                )
+            }
             AggregatedMessage::Ping(bytes) => {
                 if self.ws.pong(&bytes).await.is_err() {
                     return Some(Ending::Dropped);
                 }
                 None
             }
-            AggregatedMessage::Pong(_) => None,
+            AggregatedMessage::Pong(bytes) => {
+                if let Ok(stamp) = <[u8; 8]>::try_from(bytes.as_ref()) {
+                    let rtt =
+                        elapsed_micros(self.started).saturating_sub(u64::from_be_bytes(stamp));
+                    self.node.metrics.ping_rtt.observe(rtt as f64 / 1e6);
+                }
+                None
+            }
             AggregatedMessage::Close(reason) => {
                 Some(Ending::ClientClosed(reason.map(|r| u16::from(r.code))))
             }
@@ -224,6 +257,10 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Option<Ending> {
+        self.node
+            .metrics
+            .received_bytes
+            .inc_by(u64::try_from(text.len()).unwrap_or(u64::MAX));
         if !self.bucket.try_take(Instant::now()) {
             return self.refuse(
                 None,
@@ -235,8 +272,12 @@ impl Session {
         }
         let message = match parse_client_message(text) {
             Ok(message) => message,
-            Err(e) => return self.refuse(e.id, Refusal::new(e.code, e.message)),
+            Err(e) => {
+                self.count_received("invalid");
+                return self.refuse(e.id, Refusal::new(e.code, e.message));
+            }
         };
+        self.count_received(message.type_name());
         let id = message.request_id().cloned();
         match self.dispatch(message).await {
             Ok(()) => None,
@@ -254,26 +295,47 @@ impl Session {
                 token,
                 protocol,
             } => {
-                self.admit(protocol)?;
                 let request = JoinRequest {
                     id,
                     room: &room,
                     name: &name,
                     token: token.as_deref(),
                 };
-                let seat = rooms.join(request, &self.conn, self.handle.clone()).await?;
-                self.seat = Some(seat);
+                let joined = match self.admit(protocol) {
+                    Ok(()) => rooms.join(request, &self.conn, self.handle.clone()).await,
+                    Err(refusal) => Err(refusal),
+                };
+                let outcome = match &joined {
+                    Ok(_) => "ok",
+                    Err(refusal) => join_outcome(refusal.code),
+                };
+                self.node.metrics.joins.with_label_values(&[outcome]).inc();
+                self.seat = Some(joined?);
             }
             ClientMessage::Resume {
                 id,
                 token,
                 protocol,
             } => {
-                self.admit(protocol)?;
-                let seat = rooms
-                    .resume(id, &token, &self.conn, self.handle.clone())
-                    .await?;
-                self.seat = Some(seat);
+                let resumed = match self.admit(protocol) {
+                    Ok(()) => {
+                        rooms
+                            .resume(id, &token, &self.conn, self.handle.clone())
+                            .await
+                    }
+                    Err(refusal) => Err(refusal),
+                };
+                let outcome = match &resumed {
+                    Ok(_) => "ok",
+                    Err(refusal) if refusal.code == ErrorCode::Unavailable => "unavailable",
+                    Err(_) => "failed",
+                };
+                self.node
+                    .metrics
+                    .resumes
+                    .with_label_values(&[outcome])
+                    .inc();
+                self.seat = Some(resumed?);
             }
             ClientMessage::Offer { to, sdp, .. } => {
                 let seat = self.seat()?;
@@ -316,6 +378,7 @@ impl Session {
                 report
                     .validate()
                     .map_err(|e| Refusal::new(ErrorCode::InvalidMessage, e))?;
+                self.node.metrics.record_report(&report);
             }
         }
         Ok(())
@@ -362,6 +425,7 @@ impl Session {
     /// socket.
     fn refuse(&mut self, id: Option<RequestId>, refusal: Refusal) -> Option<Ending> {
         debug!(code = %refusal.code, "refused: {}", refusal.message);
+        self.node.metrics.reject(refusal.code);
         let abusive = refusal.code.is_client_fault() && self.strikes.record(Instant::now());
         self.reply(ServerMessage::error(refusal.code, refusal.message, id));
         abusive.then_some(Ending::Abuse)
@@ -370,6 +434,11 @@ impl Session {
     /// Settles the seat according to how the session ended, then closes the socket.
     async fn finish(mut self, ending: Ending, mut outbox: mpsc::Receiver<Outbound>) {
         let rooms = Arc::clone(&self.node.rooms);
+        let metrics = Arc::clone(&self.node.metrics);
+        metrics
+            .sessions_closed
+            .with_label_values(&[ending.label()])
+            .inc();
         if let Some(seat) = self.seat.take() {
             match ending {
                 // A deliberate close (a closed tab) or a client thrown out: gone now.
@@ -394,15 +463,65 @@ impl Session {
             if matches!(ending, Ending::Abuse | Ending::Shutdown) {
                 // Say why before closing: the last error, or a pending `reconnect`.
                 while let Ok(out) = outbox.try_recv() {
+                    let sent = Sent::of(&out);
                     if ws.text(out.text).await.is_err() {
                         return;
                     }
+                    sent.record(&metrics);
                 }
             }
             ws.close(ending.close_reason()).await.ok();
         };
         tokio::time::timeout(patience, close).await.ok();
     }
+}
+
+impl Session {
+    fn count_received(&self, kind: &str) {
+        self.node
+            .metrics
+            .messages_received
+            .with_label_values(&[kind])
+            .inc();
+    }
+}
+
+/// What to record about a frame once it is written.
+struct Sent {
+    kind: &'static str,
+    bytes: u64,
+    relayed: Option<(u64, bool)>,
+}
+
+impl Sent {
+    fn of(out: &Outbound) -> Self {
+        Self {
+            kind: out.kind,
+            bytes: u64::try_from(out.text.len()).unwrap_or(u64::MAX),
+            relayed: out.sent_at_us.map(|at| (at, out.cross_node)),
+        }
+    }
+
+    fn record(&self, metrics: &Metrics) {
+        metrics.messages_sent.with_label_values(&[self.kind]).inc();
+        metrics.sent_bytes.inc_by(self.bytes);
+        if let Some((sent_at_us, cross_node)) = self.relayed {
+            let path = if cross_node {
+                "cross_node"
+            } else {
+                "same_node"
+            };
+            let latency = unix_us().saturating_sub(sent_at_us) as f64 / 1e6;
+            metrics
+                .relay_latency
+                .with_label_values(&[path])
+                .observe(latency);
+        }
+    }
+}
+
+fn elapsed_micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 fn not_joined() -> Refusal {

@@ -15,6 +15,7 @@ use tracing::info;
 use crate::bus::{memory::MemoryBus, Bus};
 use crate::config::Settings;
 use crate::lifecycle::{Lifecycle, Phase};
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::presence::{memory::MemoryPresence, Presence};
 use crate::redis_backend::{RedisBackend, RedisSetupError};
@@ -55,13 +56,19 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let node_id = node_id(&settings);
-        let router = Arc::new(Router::new());
+        let metrics = Arc::new(Metrics::new(&node_id));
+        let router = Arc::new(Router::new(&node_id, Arc::clone(&metrics)));
         let lifecycle = Lifecycle::new();
         let (bus, presence, redis): (Arc<dyn Bus>, Arc<dyn Presence>, _) = if settings.uses_redis()
         {
-            let backend =
-                RedisBackend::connect(&node_id, &settings.redis, Arc::clone(&router), &lifecycle)
-                    .await?;
+            let backend = RedisBackend::connect(
+                &node_id,
+                &settings.redis,
+                Arc::clone(&router),
+                &lifecycle,
+                Arc::clone(&metrics),
+            )
+            .await?;
             (backend.clone(), backend.clone(), Some(backend))
         } else {
             (
@@ -76,12 +83,14 @@ impl Application {
             router,
             bus,
             presence,
+            Arc::clone(&metrics),
         ));
         let node = Arc::new(Node {
             id: node_id,
             settings: Arc::clone(&settings),
             rooms,
             lifecycle,
+            metrics,
         });
 
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
@@ -103,6 +112,7 @@ impl Application {
                 .route("/ws", web::get().to(routes::ws::upgrade))
                 .route("/healthz", web::get().to(routes::health::healthz))
                 .route("/readyz", web::get().to(routes::health::readyz))
+                .route("/metrics", web::get().to(routes::metrics::metrics))
                 .route("/", web::get().to(routes::web_client::index))
                 .route("/r/{room}", web::get().to(routes::web_client::index))
                 .route("/{path:.*}", web::get().to(routes::web_client::asset))

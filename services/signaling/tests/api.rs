@@ -531,3 +531,125 @@ async fn health_readiness_and_the_embedded_web_client() {
     let (status, _) = common::http_get(node.port, "/no-such-file.js").await;
     assert_eq!(status, 404);
 }
+
+/// The value of the series `name` whose labels include every `labels` pair.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no series {name}{labels:?} in:\n{metrics}"))
+}
+
+#[tokio::test]
+async fn metrics_count_known_traffic() {
+    let node = spawn_node(|_| {}).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "metered", "Ann").await;
+    let (mut bob, _) = Client::joined(&url, "metered", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    bob.send(json!({"type": "offer", "to": ann.peer, "sdp": "v=0"}))
+        .await;
+    ann.recv_type("offer").await;
+    ann.send(json!({"type": "answer", "to": bob.peer, "sdp": "v=0"}))
+        .await;
+    bob.recv_type("answer").await;
+    bob.send_text("{oops").await;
+    bob.expect_error("bad-json").await;
+    let mut eve = Client::connect(&url).await;
+    eve.send(json!({"type": "join", "room": "metered", "name": "Eve", "protocol": 9}))
+        .await;
+    eve.expect_error("unsupported-protocol").await;
+    ann.send(json!({"type": "report", "report": {"final": true, "iceConnectedMs": 250, "outcome": "connected", "candidateType": "srflx", "rttMs": 20}}))
+        .await;
+    ann.send(json!({"type": "leave", "id": 1})).await;
+    ann.recv_type("left").await;
+
+    let (_, text) = common::http_get(node.port, "/metrics").await;
+    let n = ("node", "test-node");
+    assert_eq!(sample(&text, "vc_sessions", &[n]), 3.0);
+    assert_eq!(sample(&text, "vc_sessions_opened_total", &[n]), 3.0);
+    assert_eq!(sample(&text, "vc_rooms", &[n]), 1.0);
+    assert_eq!(
+        sample(&text, "vc_joins_total", &[n, ("outcome", "ok")]),
+        2.0
+    );
+    assert_eq!(
+        sample(&text, "vc_joins_total", &[n, ("outcome", "invalid")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "vc_messages_received_total", &[n, ("type", "offer")]),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "vc_messages_received_total",
+            &[n, ("type", "invalid")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "vc_messages_sent_total", &[n, ("type", "answer")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "vc_messages_sent_total", &[n, ("type", "welcome")]),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "vc_messages_rejected_total",
+            &[n, ("code", "bad-json")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "vc_relay_latency_seconds_count",
+            &[n, ("path", "same_node")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "vc_client_ice_outcomes_total",
+            &[n, ("outcome", "connected"), ("candidate_type", "srflx")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "vc_client_ice_connected_seconds_sum", &[n]),
+        0.25
+    );
+    assert_eq!(sample(&text, "vc_bus_connected", &[n]), 1.0);
+    assert_eq!(sample(&text, "vc_draining", &[n]), 0.0);
+    assert!(sample(&text, "vc_bus_published_total", &[n]) >= 4.0);
+    assert!(sample(&text, "vc_received_bytes_total", &[n]) > 100.0);
+    assert!(sample(&text, "process_resident_memory_bytes", &[n]) > 0.0);
+
+    bob.close(1000).await;
+    let (_, text) = common::http_get(node.port, "/metrics").await;
+    assert_eq!(
+        sample(
+            &text,
+            "vc_sessions_closed_total",
+            &[n, ("reason", "client_closed")]
+        ),
+        1.0
+    );
+}

@@ -64,6 +64,15 @@ async fn negotiate_across(a: &NodeProcess, b: &NodeProcess, room: &str) {
 async fn peers_on_different_nodes_negotiate() {
     let (_redis, nodes) = fleet(2, &[]);
     negotiate_across(&nodes[0], &nodes[1], "across").await;
+    let (_, metrics) = common::http_get(nodes[0].port, "/metrics").await;
+    let cross = metrics
+        .lines()
+        .find(|l| l.starts_with("vc_relay_latency_seconds_count") && l.contains("cross_node"))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .unwrap_or_default();
+    // The answer and ten candidates from the other node.
+    assert_eq!(cross, 11, "{metrics}");
 }
 
 #[tokio::test]
@@ -173,6 +182,11 @@ async fn a_killed_node_s_peers_leave_within_the_bound_and_leave_no_ghosts() {
     let mut redis_conn = redis.connection().await;
     let left: Vec<String> = redis_conn.hkeys("vc:{crash}:members").await.expect("hkeys");
     assert_eq!(left, [ann.peer.clone()]);
+    let (_, metrics) = common::http_get(nodes[0].port, "/metrics").await;
+    assert!(
+        metrics.contains(r#"vc_peers_swept_total{node="node-0"} 2"#),
+        "{metrics}"
+    );
     println!("killed node's peers gone after {slowest:?}");
 }
 
@@ -207,6 +221,16 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again() {
     // Presence was written back: a newcomer sees both.
     let (_cat, joined) = Client::joined(&nodes[1].ws_url(), "outage", "Cat").await;
     assert_eq!(member_ids(&joined).len(), 2);
+    for node in &nodes {
+        let (_, metrics) = common::http_get(node.port, "/metrics").await;
+        assert!(
+            metrics.contains(&format!(
+                r#"vc_bus_resubscriptions_total{{node="{}"}} 1"#,
+                node.id
+            )),
+            "{metrics}"
+        );
+    }
     println!("cross-node negotiation down for {recovered:?} (including the test's own restart)");
 }
 

@@ -143,6 +143,12 @@ async fn sweep_node(
                 warn!(%room, error = %e, "announcing a swept seat failed");
             }
         }
+        if !removed.is_empty() && node != backend.node_id {
+            backend
+                .metrics
+                .peers_swept
+                .inc_by(u64::try_from(removed.len() / 2).unwrap_or(u64::MAX));
+        }
         if !removed.is_empty() {
             info!(%room, dead_node = %node, seats = removed.len() / 2, "swept seats of a lost node");
         }

@@ -29,6 +29,7 @@ use vc_protocol::LeaveReason;
 use crate::bus::{Bus, BusError, Envelope, Event};
 use crate::config::RedisSettings;
 use crate::lifecycle::{Lifecycle, Phase};
+use crate::metrics::Metrics;
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError};
 use crate::router::Router;
 
@@ -75,6 +76,7 @@ pub struct RedisBackend {
     /// Seats this node holds (attached or parked), to write back after an outage
     /// that lost Redis's data.
     mine: Mutex<HashMap<(String, String), MemberRecord>>,
+    metrics: Arc<Metrics>,
 }
 
 impl RedisBackend {
@@ -86,6 +88,7 @@ impl RedisBackend {
         settings: &RedisSettings,
         router: Arc<Router>,
         lifecycle: &Lifecycle,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, RedisSetupError> {
         let phase = lifecycle.subscribe();
         let info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())
@@ -119,6 +122,7 @@ impl RedisBackend {
             connected: AtomicBool::new(true),
             subscriptions: tokio::sync::Mutex::new(HashMap::new()),
             mine: Mutex::new(HashMap::new()),
+            metrics,
         });
         tokio::spawn(Arc::clone(&backend).deliver_pushes(push_rx, router));
         tokio::spawn(Arc::clone(&backend).supervise(phase.clone()));
@@ -182,6 +186,9 @@ impl RedisBackend {
             } else if !self.connected.load(Ordering::SeqCst) {
                 match self.resync().await {
                     Ok(rooms) => {
+                        self.metrics
+                            .bus_resubscriptions
+                            .inc_by(u64::try_from(rooms).unwrap_or(u64::MAX));
                         info!(rooms, "resubscribed after a Redis outage");
                         self.set_connected(true);
                     }
@@ -215,12 +222,33 @@ impl RedisBackend {
         let mut commands = self.commands.clone();
         for (room, record) in &seats {
             let json = encode_record(record)?;
-            let _: i64 = scripts::REASSERT
+            let outcome: i64 = scripts::REASSERT
                 .key(members_key(room))
                 .arg(&record.id)
                 .arg(json)
                 .invoke_async(&mut commands)
                 .await?;
+            if outcome == 2 && record.parked.is_none() {
+                // Others may have been told this peer left (a sweep during a
+                // partition): announce it again. Nodes drop the announcement
+                // for clients that never stopped knowing it.
+                let envelope = Envelope {
+                    room: room.clone(),
+                    origin: self.node_id.clone(),
+                    sent_at_us: crate::rooms::unix_us(),
+                    traceparent: None,
+                    event: Event::PeerJoined {
+                        member: record.member(),
+                    },
+                };
+                self.publish_now(&envelope).await.map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "re-announcing a seat",
+                        e.to_string(),
+                    ))
+                })?;
+            }
             let _: i64 = commands.sadd(node_rooms_key(&self.node_id), room).await?;
         }
         liveness::heartbeat(&self.node_id, &self.settings, &mut commands).await?;
@@ -369,6 +397,18 @@ impl Bus for RedisBackend {
         if !self.connected.load(Ordering::SeqCst) {
             return Err(BusError::Disconnected);
         }
+        self.publish_now(envelope).await
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+}
+
+impl RedisBackend {
+    /// Publishes whatever the supervisor thinks of the connection: for the
+    /// resync, which runs before the node reports connected again.
+    async fn publish_now(&self, envelope: &Envelope) -> Result<(), BusError> {
         let payload = serde_json::to_vec(envelope)?;
         let mut commands = self.commands.clone();
         let command = if self.settings.sharded {
@@ -383,10 +423,6 @@ impl Bus for RedisBackend {
             .await
             .map(|_| ())
             .map_err(|e| BusError::Command(e.to_string()))
-    }
-
-    fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::SeqCst)
     }
 }
 

@@ -95,7 +95,9 @@ return record.parked.reason
 });
 
 /// KEYS[1] members hash. ARGV: peer, record JSON. Writes the record back after an
-/// outage unless another connection has taken the seat meanwhile. Reply: 1 if set.
+/// outage unless another connection has taken the seat meanwhile.
+/// Reply: 0 untouched, 1 rewritten, 2 re-created (it was gone: swept by another
+/// node during a partition, or lost by a Redis restart).
 pub static REASSERT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -104,7 +106,8 @@ if raw and cjson.decode(raw).conn ~= cjson.decode(ARGV[2]).conn then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
+if raw then return 1 end
+return 2
 ",
     )
 });
