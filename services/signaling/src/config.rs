@@ -235,6 +235,8 @@ pub struct RedisSettings {
     pub url: String,
     /// Use Redis 7 sharded pub/sub (SSUBSCRIBE/SPUBLISH), for Redis Cluster.
     pub sharded: bool,
+    /// `url` names one seed node of a Redis Cluster; commands follow slots.
+    pub cluster: bool,
     /// How often this node refreshes its liveness key and sweeps dead nodes.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -251,6 +253,7 @@ impl Default for RedisSettings {
         Self {
             url: String::new(),
             sharded: false,
+            cluster: false,
             heartbeat_interval: Duration::from_secs(3),
             node_ttl: Duration::from_secs(10),
             max_backoff: Duration::from_secs(5),

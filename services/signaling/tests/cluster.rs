@@ -6,18 +6,51 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::fleet::{NodeProcess, RedisServer};
+use common::fleet::{Backing, NodeProcess, RedisServer};
 use common::{member_ids, Client};
-use redis::AsyncCommands;
 use serde_json::json;
 
-fn fleet(count: usize, env: &[(&str, &str)]) -> (RedisServer, Vec<NodeProcess>) {
-    let redis = RedisServer::start();
+fn fleet(backing: Backing, count: usize, env: &[(&str, &str)]) -> (RedisServer, Vec<NodeProcess>) {
+    let redis = RedisServer::start(backing);
     let nodes = (0..count)
-        .map(|i| NodeProcess::start(&format!("node-{i}"), &redis.url(), env))
+        .map(|i| NodeProcess::start(&format!("node-{i}"), &redis, env))
         .collect();
     (redis, nodes)
 }
+
+/// Every fleet test runs twice: on a standalone Redis with plain pub/sub, and on a
+/// three-shard Redis Cluster with sharded pub/sub.
+macro_rules! on_every_backing {
+    ($($test:ident),* $(,)?) => {
+        mod standalone {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::Backing::Standalone).await;
+                }
+            )*
+        }
+        mod redis_cluster {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::Backing::Cluster).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backing!(
+    peers_on_different_nodes_negotiate,
+    a_room_of_four_on_three_nodes_sees_every_arrival_and_departure_once,
+    two_nodes_racing_for_the_last_seat_never_both_win,
+    a_burst_across_nodes_arrives_in_order,
+    a_killed_node_s_peers_leave_within_the_bound_and_leave_no_ghosts,
+    a_redis_restart_flips_readiness_then_negotiation_works_again,
+    resume_on_another_node_without_a_flap_and_expiry_after_the_window,
+    a_draining_node_hands_its_clients_to_the_others,
+);
 
 async fn negotiate_across(a: &NodeProcess, b: &NodeProcess, room: &str) {
     let (mut ann, _) = Client::joined(&a.ws_url(), room, "Ann").await;
@@ -60,9 +93,8 @@ async fn negotiate_across(a: &NodeProcess, b: &NodeProcess, room: &str) {
     ann.expect_error("unknown-peer").await;
 }
 
-#[tokio::test]
-async fn peers_on_different_nodes_negotiate() {
-    let (_redis, nodes) = fleet(2, &[]);
+async fn peers_on_different_nodes_negotiate(backing: Backing) {
+    let (_redis, nodes) = fleet(backing, 2, &[]);
     negotiate_across(&nodes[0], &nodes[1], "across").await;
     let (_, metrics) = common::http_get(nodes[0].port, "/metrics").await;
     let cross = metrics
@@ -75,15 +107,16 @@ async fn peers_on_different_nodes_negotiate() {
     assert_eq!(cross, 11, "{metrics}");
 }
 
+/// Sharded pub/sub on a standalone Redis 7 too: one deployment can switch it on
+/// before moving to a Cluster.
 #[tokio::test]
-async fn sharded_pubsub_carries_the_same_traffic() {
-    let (_redis, nodes) = fleet(2, &[("VC_REDIS__SHARDED", "true")]);
+async fn sharded_pubsub_on_a_standalone_redis() {
+    let (_redis, nodes) = fleet(Backing::Standalone, 2, &[("VC_REDIS__SHARDED", "true")]);
     negotiate_across(&nodes[0], &nodes[1], "sharded").await;
 }
 
-#[tokio::test]
-async fn a_room_of_four_on_three_nodes_sees_every_arrival_and_departure_once() {
-    let (_redis, nodes) = fleet(3, &[]);
+async fn a_room_of_four_on_three_nodes_sees_every_arrival_and_departure_once(backing: Backing) {
+    let (_redis, nodes) = fleet(backing, 3, &[]);
     let placement = [0, 1, 2, 0];
     let mut peers: Vec<Client> = Vec::new();
     for (i, node) in placement.iter().enumerate() {
@@ -109,9 +142,8 @@ async fn a_room_of_four_on_three_nodes_sees_every_arrival_and_departure_once() {
     }
 }
 
-#[tokio::test]
-async fn two_nodes_racing_for_the_last_seat_never_both_win() {
-    let (_redis, nodes) = fleet(2, &[("VC_ROOMS__CAPACITY", "2")]);
+async fn two_nodes_racing_for_the_last_seat_never_both_win(backing: Backing) {
+    let (_redis, nodes) = fleet(backing, 2, &[("VC_ROOMS__CAPACITY", "2")]);
     for round in 0..25 {
         let room = format!("race-{round}");
         let (_first, _) = Client::joined(&nodes[0].ws_url(), &room, "First").await;
@@ -135,9 +167,8 @@ async fn two_nodes_racing_for_the_last_seat_never_both_win() {
     }
 }
 
-#[tokio::test]
-async fn a_burst_across_nodes_arrives_in_order() {
-    let (_redis, nodes) = fleet(2, &[("VC_LIMITS__MESSAGE_BURST", "1000")]);
+async fn a_burst_across_nodes_arrives_in_order(backing: Backing) {
+    let (_redis, nodes) = fleet(backing, 2, &[("VC_LIMITS__MESSAGE_BURST", "1000")]);
     let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "order", "Ann").await;
     let (mut bob, _) = Client::joined(&nodes[1].ws_url(), "order", "Bob").await;
     ann.recv_type("peer-joined").await;
@@ -156,9 +187,8 @@ async fn a_burst_across_nodes_arrives_in_order() {
     }
 }
 
-#[tokio::test]
-async fn a_killed_node_s_peers_leave_within_the_bound_and_leave_no_ghosts() {
-    let (redis, mut nodes) = fleet(2, &[]);
+async fn a_killed_node_s_peers_leave_within_the_bound_and_leave_no_ghosts(backing: Backing) {
+    let (redis, mut nodes) = fleet(backing, 2, &[]);
     let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "crash", "Ann").await;
     let (bob, _) = Client::joined(&nodes[1].ws_url(), "crash", "Bob").await;
     let (cat, _) = Client::joined(&nodes[1].ws_url(), "crash", "Cat").await;
@@ -179,8 +209,7 @@ async fn a_killed_node_s_peers_leave_within_the_bound_and_leave_no_ghosts() {
     // Bound: node_ttl (1.5 s) + heartbeat (0.3 s) + delivery, well under 15 s.
     let slowest = gone.values().max().copied().unwrap_or_default();
     assert!(slowest < Duration::from_secs(5), "took {slowest:?}");
-    let mut redis_conn = redis.connection().await;
-    let left: Vec<String> = redis_conn.hkeys("vc:{crash}:members").await.expect("hkeys");
+    let left = redis.hkeys("vc:{crash}:members").await;
     assert_eq!(left, [ann.peer.clone()]);
     let (_, metrics) = common::http_get(nodes[0].port, "/metrics").await;
     assert!(
@@ -190,9 +219,8 @@ async fn a_killed_node_s_peers_leave_within_the_bound_and_leave_no_ghosts() {
     println!("killed node's peers gone after {slowest:?}");
 }
 
-#[tokio::test]
-async fn a_redis_restart_flips_readiness_then_negotiation_works_again() {
-    let (mut redis, nodes) = fleet(2, &[]);
+async fn a_redis_restart_flips_readiness_then_negotiation_works_again(backing: Backing) {
+    let (mut redis, nodes) = fleet(backing, 2, &[]);
     let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "outage", "Ann").await;
     let (mut bob, _) = Client::joined(&nodes[1].ws_url(), "outage", "Bob").await;
     ann.recv_type("peer-joined").await;
@@ -234,9 +262,8 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again() {
     println!("cross-node negotiation down for {recovered:?} (including the test's own restart)");
 }
 
-#[tokio::test]
-async fn resume_on_another_node_without_a_flap_and_expiry_after_the_window() {
-    let (_redis, nodes) = fleet(2, &[("VC_RESUME__WINDOW", "2s")]);
+async fn resume_on_another_node_without_a_flap_and_expiry_after_the_window(backing: Backing) {
+    let (_redis, nodes) = fleet(backing, 2, &[("VC_RESUME__WINDOW", "2s")]);
     let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "moving", "Ann").await;
     let (bob, _) = Client::joined(&nodes[1].ws_url(), "moving", "Bob").await;
     ann.recv_type("peer-joined").await;
@@ -265,9 +292,8 @@ async fn resume_on_another_node_without_a_flap_and_expiry_after_the_window() {
     late.expect_error("resume-failed").await;
 }
 
-#[tokio::test]
-async fn a_draining_node_hands_its_clients_to_the_others() {
-    let (_redis, mut nodes) = fleet(2, &[]);
+async fn a_draining_node_hands_its_clients_to_the_others(backing: Backing) {
+    let (_redis, mut nodes) = fleet(backing, 2, &[]);
     let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "drain", "Ann").await;
     let mut movers = Vec::new();
     for name in ["Bob", "Cat", "Dan"] {

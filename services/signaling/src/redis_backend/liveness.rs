@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use tracing::{info, warn};
 
+use super::connection::RedisConn;
 use super::{members_key, node_rooms_key, scripts, RedisBackend};
 use crate::bus::{Bus, Envelope, Event};
 use crate::config::RedisSettings;
@@ -29,20 +29,19 @@ fn sweep_lock_key(node: &str) -> String {
 pub(super) async fn heartbeat(
     node: &str,
     settings: &RedisSettings,
-    commands: &mut ConnectionManager,
+    commands: &mut RedisConn,
 ) -> redis::RedisResult<()> {
     let ttl_ms = u64::try_from(settings.node_ttl.as_millis()).unwrap_or(u64::MAX);
-    redis::pipe()
-        .cmd("SET")
+    // Two commands, not a pipeline: on a Redis Cluster the keys live on
+    // different shards.
+    redis::cmd("SET")
         .arg(alive_key(node))
         .arg(unix_ms())
         .arg("PX")
         .arg(ttl_ms)
-        .ignore()
-        .sadd(NODES_KEY, node)
-        .ignore()
         .query_async::<()>(commands)
-        .await
+        .await?;
+    commands.sadd::<_, _, ()>(NODES_KEY, node).await
 }
 
 /// Starts the heartbeat-and-sweep task. First sweeps what a previous process
@@ -74,7 +73,7 @@ pub fn spawn_liveness(backend: Arc<RedisBackend>, phase: tokio::sync::watch::Rec
 
 async fn sweep_dead_nodes(
     backend: &RedisBackend,
-    commands: &mut ConnectionManager,
+    commands: &mut RedisConn,
 ) -> redis::RedisResult<()> {
     let nodes: Vec<String> = commands.smembers(NODES_KEY).await?;
     for node in nodes.iter().filter(|n| **n != backend.node_id) {
@@ -106,7 +105,7 @@ async fn sweep_dead_nodes(
 /// Frees the seats `node` held, announcing each departure to its room.
 async fn sweep_node(
     backend: &RedisBackend,
-    commands: &mut ConnectionManager,
+    commands: &mut RedisConn,
     node: &str,
 ) -> redis::RedisResult<()> {
     let rooms: Vec<String> = commands.smembers(node_rooms_key(node)).await?;
@@ -154,13 +153,8 @@ async fn sweep_node(
         }
     }
     if waiting_total == 0 && node != backend.node_id {
-        redis::pipe()
-            .del(node_rooms_key(node))
-            .ignore()
-            .srem(NODES_KEY, node)
-            .ignore()
-            .query_async::<()>(commands)
-            .await?;
+        commands.del::<_, ()>(node_rooms_key(node)).await?;
+        commands.srem::<_, _, ()>(NODES_KEY, node).await?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! when Redis comes back after an outage it resubscribes every room that still has
 //! local members and writes this node's seats back, then reports ready again.
 
+mod connection;
 mod liveness;
 mod scripts;
 
@@ -20,8 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, ProtocolVersion, PushKind};
+use redis::{AsyncCommands, PushKind};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 use vc_protocol::LeaveReason;
@@ -32,6 +32,7 @@ use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError};
 use crate::router::Router;
+use connection::RedisConn;
 
 use liveness::spawn_liveness;
 
@@ -68,8 +69,8 @@ fn node_rooms_key(node: &str) -> String {
 pub struct RedisBackend {
     node_id: String,
     settings: RedisSettings,
-    commands: ConnectionManager,
-    subscriber: ConnectionManager,
+    commands: RedisConn,
+    subscriber: RedisConn,
     connected: AtomicBool,
     /// Rooms this node is subscribed to, with how many local seats want each.
     subscriptions: tokio::sync::Mutex<HashMap<String, usize>>,
@@ -91,27 +92,14 @@ impl RedisBackend {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, RedisSetupError> {
         let phase = lifecycle.subscribe();
-        let info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())
-            .map_err(RedisSetupError::Url)?;
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client =
-            redis::Client::open(info.set_redis_settings(resp3)).map_err(RedisSetupError::Url)?;
-        let config = || {
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_max_delay(settings.max_backoff)
-        };
-        let commands = client
-            .get_connection_manager_with_config(config())
+        if let Err(e) = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()) {
+            return Err(RedisSetupError::Url(e));
+        }
+        let commands = connection::open(settings, RESPONSE_TIMEOUT, None)
             .await
             .map_err(RedisSetupError::Connect)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let subscriber = client
-            .get_connection_manager_with_config(config().set_push_sender(push_tx))
+        let subscriber = connection::open(settings, RESPONSE_TIMEOUT, Some(push_tx))
             .await
             .map_err(RedisSetupError::Connect)?;
         let backend = Arc::new(Self {
@@ -258,17 +246,12 @@ impl RedisBackend {
 
     async fn subscribe_command(
         &self,
-        subscriber: &mut ConnectionManager,
+        subscriber: &mut RedisConn,
         room: &str,
     ) -> redis::RedisResult<()> {
-        if self.settings.sharded {
-            redis::cmd("SSUBSCRIBE")
-                .arg(channel(room))
-                .query_async::<()>(subscriber)
-                .await
-        } else {
-            subscriber.subscribe(channel(room)).await
-        }
+        subscriber
+            .subscribe(&channel(room), self.settings.sharded)
+            .await
     }
 
     fn lock_mine(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), MemberRecord>> {
@@ -381,14 +364,9 @@ impl Bus for RedisBackend {
         }
         subscriptions.remove(room);
         let mut subscriber = self.subscriber.clone();
-        let result = if self.settings.sharded {
-            redis::cmd("SUNSUBSCRIBE")
-                .arg(channel(room))
-                .query_async::<()>(&mut subscriber)
-                .await
-        } else {
-            subscriber.unsubscribe(channel(room)).await
-        };
+        let result = subscriber
+            .unsubscribe(&channel(room), self.settings.sharded)
+            .await;
         // After an outage the room is simply not resubscribed.
         result.map_err(|e| BusError::Command(e.to_string()))
     }

@@ -13,59 +13,162 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// What the fleet runs on: one standalone `redis-server`, or a three-shard Redis
+/// Cluster made with `redis-cli --cluster create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    Standalone,
+    Cluster,
+}
+
 pub struct RedisServer {
-    pub port: u16,
-    child: Option<Child>,
+    pub backing: Backing,
+    ports: Vec<u16>,
+    dir: std::path::PathBuf,
+    children: Vec<Child>,
+    /// Whether the cluster has been created (so a restart must wait for it).
+    formed: bool,
 }
 
 impl RedisServer {
-    pub fn start() -> RedisServer {
+    pub fn start(backing: Backing) -> RedisServer {
+        let shards = match backing {
+            Backing::Standalone => 1,
+            Backing::Cluster => 3,
+        };
+        let dir =
+            std::env::temp_dir().join(format!("vc-redis-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
         let mut redis = RedisServer {
-            port: free_port(),
-            child: None,
+            backing,
+            ports: (0..shards).map(|_| free_port()).collect(),
+            dir,
+            children: Vec::new(),
+            formed: false,
         };
         redis.restart();
+        if backing == Backing::Cluster {
+            let nodes: Vec<String> = redis
+                .ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect();
+            let created = Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(&nodes)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .output()
+                .expect("redis-cli runs (apt-get install redis-tools)");
+            assert!(
+                created.status.success(),
+                "cluster create failed: {}",
+                String::from_utf8_lossy(&created.stdout)
+            );
+            redis.wait_cluster_ok();
+            redis.formed = true;
+        }
         redis
     }
 
+    /// A seed URL: the first shard.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://127.0.0.1:{}", self.ports[0])
     }
 
-    /// Starts (again) on the same port, with nothing persisted: a restart loses
-    /// every key, as a crashed cache would.
+    /// The node settings that point at this Redis.
+    pub fn node_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("VC_REDIS__URL", self.url())];
+        if self.backing == Backing::Cluster {
+            env.push(("VC_REDIS__CLUSTER", "true".into()));
+            env.push(("VC_REDIS__SHARDED", "true".into()));
+        }
+        env
+    }
+
+    /// Starts (again) on the same ports, with no data persisted: a restart loses
+    /// every key, as a crashed cache would. A cluster keeps its topology (its
+    /// nodes.conf) and so comes back as the same cluster.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (apt-get install redis-server)");
-        self.child = Some(child);
-        wait_until("redis accepts connections", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-        });
+        for port in self.ports.clone() {
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--port", &port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&self.dir)
+                .stdout(Stdio::null());
+            if self.backing == Backing::Cluster {
+                command
+                    .args(["--cluster-enabled", "yes"])
+                    .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                    .args(["--cluster-node-timeout", "2000"]);
+            }
+            self.children.push(
+                command
+                    .spawn()
+                    .expect("redis-server runs (apt-get install redis-server)"),
+            );
+            wait_until("redis accepts connections", Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        }
+        if self.formed {
+            self.wait_cluster_ok();
+        }
+    }
+
+    fn wait_cluster_ok(&self) {
+        wait_until(
+            &format!("cluster_state:ok on {:?}", self.ports),
+            Duration::from_secs(20),
+            || {
+                self.ports.iter().all(|port| {
+                    Command::new("redis-cli")
+                        .args(["-p", &port.to_string(), "cluster", "info"])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+                        .unwrap_or(false)
+                })
+            },
+        );
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for mut child in self.children.drain(..) {
             child.kill().ok();
             child.wait().ok();
         }
     }
 
-    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("test connects to redis")
+    /// The fields of a hash, wherever its slot lives.
+    pub async fn hkeys(&self, key: &str) -> Vec<String> {
+        let mut cmd = redis::cmd("HKEYS");
+        cmd.arg(key);
+        match self.backing {
+            Backing::Standalone => {
+                let mut conn = redis::Client::open(self.url())
+                    .expect("url")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("test connects to redis");
+                cmd.query_async(&mut conn).await.expect("hkeys")
+            }
+            Backing::Cluster => {
+                let mut conn = redis::cluster::ClusterClient::new(vec![self.url()])
+                    .expect("cluster client")
+                    .get_async_connection()
+                    .await
+                    .expect("test connects to the cluster");
+                cmd.query_async(&mut conn).await.expect("hkeys")
+            }
+        }
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        std::fs::remove_dir_all(&self.dir).ok();
     }
 }
 
@@ -86,7 +189,7 @@ pub const FAST_TIMERS: [(&str, &str); 5] = [
 
 impl NodeProcess {
     /// Starts a node on the fleet's Redis and waits until it is ready.
-    pub fn start(id: &str, redis_url: &str, env: &[(&str, &str)]) -> NodeProcess {
+    pub fn start(id: &str, redis: &RedisServer, env: &[(&str, &str)]) -> NodeProcess {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_vc-signaling"));
         command
@@ -96,9 +199,15 @@ impl NodeProcess {
             .env("VC_SERVER__PORT", port.to_string())
             .env("VC_SERVER__WORKERS", "1")
             .env("VC_NODE__ID", id)
-            .env("VC_REDIS__URL", redis_url)
             .env("VC_TELEMETRY__LOG_LEVEL", "warn")
             .stdout(Stdio::null());
+        // Node logs only when asked: expected faults (a killed Redis) log warnings.
+        if std::env::var_os("VC_TEST_NODE_LOGS").is_none() {
+            command.stderr(Stdio::null());
+        }
+        for (key, value) in redis.node_env() {
+            command.env(key, value);
+        }
         for (key, value) in FAST_TIMERS.iter().chain(env) {
             command.env(key, value);
         }

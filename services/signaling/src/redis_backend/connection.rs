@@ -1,0 +1,117 @@
+//! One connection type for a standalone Redis and a Redis Cluster, so that the
+//! backend's commands, scripts and subscriptions are written once.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, ProtocolVersion, PushInfo, RedisFuture, RedisResult, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::config::RedisSettings;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub enum RedisConn {
+    /// A standalone Redis (or a primary behind a proxy), reconnecting by itself.
+    Single(ConnectionManager),
+    /// A Redis Cluster: commands follow their key's slot to its shard.
+    Cluster(ClusterConnection),
+}
+
+/// Opens a RESP3 connection; pub/sub messages go to `pushes` when given.
+pub async fn open(
+    settings: &RedisSettings,
+    response_timeout: Duration,
+    pushes: Option<UnboundedSender<PushInfo>>,
+) -> RedisResult<RedisConn> {
+    let info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())?;
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let info = info.set_redis_settings(resp3);
+    if settings.cluster {
+        let mut builder = ClusterClientBuilder::new(vec![info])
+            .use_protocol(ProtocolVersion::RESP3)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(response_timeout);
+        if let Some(pushes) = pushes {
+            builder = builder.push_sender(pushes);
+        }
+        let client = builder.build()?;
+        return Ok(RedisConn::Cluster(client.get_async_connection().await?));
+    }
+    let mut config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response_timeout))
+        .set_max_delay(settings.max_backoff);
+    if let Some(pushes) = pushes {
+        config = config.set_push_sender(pushes);
+    }
+    let client = redis::Client::open(info)?;
+    Ok(RedisConn::Single(
+        client.get_connection_manager_with_config(config).await?,
+    ))
+}
+
+impl RedisConn {
+    pub async fn subscribe(&mut self, channel: &str, sharded: bool) -> RedisResult<()> {
+        match (self, sharded) {
+            (RedisConn::Cluster(c), true) => c.ssubscribe(channel).await,
+            (RedisConn::Cluster(c), false) => c.subscribe(channel).await,
+            // A standalone Redis 7 answers SSUBSCRIBE like SUBSCRIBE.
+            (RedisConn::Single(c), true) => {
+                redis::cmd("SSUBSCRIBE")
+                    .arg(channel)
+                    .query_async::<()>(c)
+                    .await
+            }
+            (RedisConn::Single(c), false) => c.subscribe(channel).await,
+        }
+    }
+
+    pub async fn unsubscribe(&mut self, channel: &str, sharded: bool) -> RedisResult<()> {
+        match (self, sharded) {
+            (RedisConn::Cluster(c), true) => c.sunsubscribe(channel).await,
+            (RedisConn::Cluster(c), false) => c.unsubscribe(channel).await,
+            (RedisConn::Single(c), true) => {
+                redis::cmd("SUNSUBSCRIBE")
+                    .arg(channel)
+                    .query_async::<()>(c)
+                    .await
+            }
+            (RedisConn::Single(c), false) => c.unsubscribe(channel).await,
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
