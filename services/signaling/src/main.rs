@@ -97,8 +97,9 @@ fn health_check(port: u16) -> anyhow::Result<()> {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
-    vc_signaling::telemetry::init(&settings.telemetry);
     actix_web::rt::System::new().block_on(async move {
+        // Inside the runtime: the OTLP exporter's gRPC channel lives on it.
+        let _telemetry = vc_signaling::telemetry::init(&settings.telemetry);
         let app = Application::build(settings).await?;
         app.run_until_stopped().await.context("serving")
     })

@@ -299,7 +299,9 @@ impl Rooms {
         self.publish(&seat.room, event).await.map_err(|e| {
             warn!(room = %seat.room, error = %e, "relay not delivered");
             Refusal::unavailable(message)
-        })
+        })?;
+        debug!(kind = message, "relayed");
+        Ok(())
     }
 
     /// Frees the seat now and tells the room why.
@@ -400,7 +402,7 @@ impl Rooms {
             room: room.to_owned(),
             origin: self.node_id.clone(),
             sent_at_us: unix_us(),
-            traceparent: None,
+            traceparent: crate::telemetry::current_traceparent(),
             event,
         };
         let started = Instant::now();

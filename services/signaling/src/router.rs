@@ -227,6 +227,20 @@ impl Router {
     /// Hands an envelope from the bus to the local sessions it concerns.
     pub fn deliver(&self, envelope: Envelope) {
         self.metrics.bus_received.inc();
+        let span = match (&envelope.event, &envelope.traceparent) {
+            (Event::Relay { message, .. }, Some(traceparent)) => {
+                let span = tracing::debug_span!(
+                    "deliver",
+                    node = %self.node_id,
+                    kind = %message,
+                    trace_id = tracing::field::Empty
+                );
+                crate::telemetry::continue_trace(&span, traceparent);
+                span
+            }
+            _ => tracing::Span::none(),
+        };
+        let _entered = span.enter();
         let cross_node = envelope.origin != self.node_id;
         let mut rooms = self.lock();
         let Some(local) = rooms.get_mut(&envelope.room) else {

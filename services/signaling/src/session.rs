@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, debug_span, info_span, Instrument};
 use vc_protocol::{
     parse_client_message, ClientMessage, ErrorCode, LeaveReason, RequestId, ServerMessage,
     PROTOCOL_VERSION,
@@ -24,6 +24,7 @@ use crate::node::Node;
 use crate::ratelimit::{Strikes, TokenBucket};
 use crate::rooms::{random_hex, unix_us, JoinRequest, Refusal, Seat};
 use crate::router::{Eviction, Outbound, SessionHandle};
+use crate::telemetry;
 
 /// Most frames written to the socket per wake-up, so that a busy outbox cannot
 /// starve reading and pinging.
@@ -110,7 +111,13 @@ pub async fn run(node: Arc<Node>, ws: actix_ws::Session, stream: actix_ws::Messa
     let (evict, evict_rx) = watch::channel(None);
     let now = Instant::now();
     let conn = random_hex(8);
-    let span = info_span!("session", node = %node.id, conn = %conn);
+    let span = info_span!(
+        "session",
+        node = %node.id,
+        conn = %conn,
+        trace_id = tracing::field::Empty
+    );
+    telemetry::record_trace_id(&span);
     let mut session = Session {
         ws,
         handle: SessionHandle::new(outbox, evict),
@@ -302,7 +309,13 @@ impl Session {
                     token: token.as_deref(),
                 };
                 let joined = match self.admit(protocol) {
-                    Ok(()) => rooms.join(request, &self.conn, self.handle.clone()).await,
+                    Ok(()) => {
+                        let span = info_span!("join", room = %room);
+                        rooms
+                            .join(request, &self.conn, self.handle.clone())
+                            .instrument(span)
+                            .await
+                    }
                     Err(refusal) => Err(refusal),
                 };
                 let outcome = match &joined {
@@ -343,7 +356,7 @@ impl Session {
                     from: seat.peer.clone(),
                     sdp,
                 };
-                rooms.relay(seat, &to, "offer", frame.to_json()).await?;
+                relay(&rooms, seat, &to, "offer", frame.to_json()).await?;
             }
             ClientMessage::Answer { to, sdp, .. } => {
                 let seat = self.seat()?;
@@ -351,7 +364,7 @@ impl Session {
                     from: seat.peer.clone(),
                     sdp,
                 };
-                rooms.relay(seat, &to, "answer", frame.to_json()).await?;
+                relay(&rooms, seat, &to, "answer", frame.to_json()).await?;
             }
             ClientMessage::Candidate { to, candidate, .. } => {
                 let seat = self.seat()?;
@@ -359,7 +372,7 @@ impl Session {
                     from: seat.peer.clone(),
                     candidate,
                 };
-                rooms.relay(seat, &to, "candidate", frame.to_json()).await?;
+                relay(&rooms, seat, &to, "candidate", frame.to_json()).await?;
             }
             ClientMessage::AppData { to, data, .. } => {
                 let seat = self.seat()?;
@@ -367,7 +380,7 @@ impl Session {
                     from: seat.peer.clone(),
                     data,
                 };
-                rooms.relay(seat, &to, "app-data", frame.to_json()).await?;
+                relay(&rooms, seat, &to, "app-data", frame.to_json()).await?;
             }
             ClientMessage::Leave { id } => {
                 let seat = self.seat.take().ok_or_else(not_joined)?;
@@ -522,6 +535,26 @@ impl Sent {
 
 fn elapsed_micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Relays in a span of its own, one trace per message: the trace follows the
+/// message to the receiving node rather than growing with the session.
+async fn relay(
+    rooms: &crate::rooms::Rooms,
+    seat: &Seat,
+    to: &str,
+    kind: &'static str,
+    frame: String,
+) -> Result<(), Refusal> {
+    let span = debug_span!(
+        parent: None,
+        "relay",
+        node = %rooms.node_id(),
+        kind,
+        trace_id = tracing::field::Empty
+    );
+    telemetry::record_trace_id(&span);
+    rooms.relay(seat, to, kind, frame).instrument(span).await
 }
 
 fn not_joined() -> Refusal {
