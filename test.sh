@@ -17,6 +17,7 @@ install_missing_packages() {
   command -v chromium >/dev/null || wanted+=(chromium)
   [ -x /usr/sbin/nginx ] || wanted+=(nginx-light)
   command -v turnserver >/dev/null || wanted+=(coturn)
+  command -v promtool >/dev/null || wanted+=(prometheus)
   command -v curl >/dev/null || wanted+=(curl)
   if [ ${#wanted[@]} -gt 0 ]; then
     section "installing ${wanted[*]}"
@@ -60,6 +61,16 @@ fi
 if [ -f deploy/local/test-cluster.sh ]; then
   section "local cluster"
   bash deploy/local/test-cluster.sh
+fi
+
+if [ -f deploy/prometheus/test_live.sh ]; then
+  section "alert rules, and every dashboard query against a live three-node cluster"
+  bash deploy/prometheus/test_live.sh
+fi
+
+if [ -f load-tests/smoke.sh ]; then
+  section "load generator smoke run against a two-node cluster"
+  bash load-tests/smoke.sh
 fi
 
 section "all tests passed"

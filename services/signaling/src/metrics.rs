@@ -5,8 +5,8 @@
 //! never a room name or a peer id, which would grow the series without limit.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use vc_protocol::{CallReport, CandidateType, ErrorCode, IceOutcome};
 
@@ -101,7 +101,7 @@ impl Metrics {
         }
         let info = register(
             r,
-            IntCounterVec::new(
+            IntGaugeVec::new(
                 Opts::new(
                     "vc_node_info",
                     "Constant 1, labelled with the node's version.",
@@ -110,7 +110,7 @@ impl Metrics {
             )
             .unwrap_or_else(|e| panic!("vc_node_info: {e}")),
         );
-        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let metrics = Self {
             sessions: gauge(r, "vc_sessions", "Open WebSocket sessions."),
             rooms: gauge(r, "vc_rooms", "Rooms with members on this node."),
