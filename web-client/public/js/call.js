@@ -1,0 +1,313 @@
+// A call in one room: the signaling session, one PeerLink per remote peer, and
+// the local media they send. Knows nothing of the DOM; the UI listens to it.
+//
+// Events (CustomEvent, data in `detail`):
+// - `signaling` {state, retryInMs}: connected, reconnecting, ...
+// - `peer-added` {link, arrived}: `arrived` when the peer just entered the room
+// - `peer-changed` {link}, `peer-removed` {peerId, name, reason}
+// - `stats` {peerId, summary}: every STATS_INTERVAL_MS per connected peer
+// - `rejoined`: the seat was lost and taken again; every peer starts over
+// - `ended` {reason, error?}: `left`, or `lost` when the room could not be re-entered
+
+import { SignalingClient } from '../lib/signaling-client.js';
+import { callReport, summarize, takeSnapshot } from './call-stats.js';
+import { PeerLink } from './peer-link.js';
+
+const STATS_INTERVAL_MS = 2000;
+const REPORT_INTERVAL_MS = 10_000;
+
+/** Per-peer video send cap by mesh size: every peer gets its own copy of our video. */
+function videoBitrateCap(remotePeers) {
+  if (remotePeers <= 1) return 2_500_000;
+  if (remotePeers <= 3) return 900_000;
+  return 500_000;
+}
+
+export class Call extends EventTarget {
+  #client;
+  #media;
+  #relayOnly;
+  #params;
+  #links = new Map();
+  #summaries = new Map();
+  #snapshots = new Map();
+  #earlyAppData = new Map();
+  #timers = [];
+  #unsubscribers = [];
+  #onMediaChange = () => this.#localMediaChanged();
+  #ended = false;
+  #displayName;
+
+  /**
+   * @param {object} options
+   * @param {string} options.signalingUrl
+   * @param {string} options.room
+   * @param {string} options.name
+   * @param {string} [options.token] a join token, when the node requires one
+   * @param {import('./local-media.js').LocalMedia} options.media
+   * @param {boolean} [options.relayOnly]
+   */
+  constructor({ signalingUrl, room, name, token, media, relayOnly = false }) {
+    super();
+    this.#client = new SignalingClient(signalingUrl);
+    this.#media = media;
+    this.#relayOnly = relayOnly;
+    this.#params = { room, name, token };
+    this.#displayName = name;
+  }
+
+  get client() {
+    return this.#client;
+  }
+
+  get peerId() {
+    return this.#client.peerId;
+  }
+
+  /** The name the others see: the node may take it from the join token. */
+  get displayName() {
+    return this.#displayName;
+  }
+
+  /** Remote peers by id. */
+  get links() {
+    return this.#links;
+  }
+
+  #emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /**
+   * Connects and joins. Rejects with the node's SignalingError (`room-full`,
+   * `auth-*`, ...) when the room cannot be entered.
+   */
+  async join() {
+    const client = this.#client;
+    const on = (type, handler) => this.#unsubscribers.push(client.on(type, handler));
+    on('state', (detail) => this.#emit('signaling', detail));
+    on('peer-joined', ({ peer }) => this.#addPeer(peer.id, peer.name, { arrived: true }));
+    on('peer-left', ({ peer, reason }) => this.#removePeer(peer, reason));
+    on('offer', (message) => this.#linkFrom(message).handleDescription({ type: 'offer', sdp: message.sdp }));
+    on('answer', (message) => this.#links.get(message.from)?.handleDescription({ type: 'answer', sdp: message.sdp }));
+    on('candidate', (message) => this.#links.get(message.from)?.handleCandidate(message.candidate));
+    on('app-data', (message) => this.#onAppData(message));
+    on('resumed', (message) => this.#onResumed(message));
+    on('rejoined', () => this.#onRejoined());
+    on('session-lost', ({ error }) => this.#end('lost', error));
+    on('error', (error) => console.warn('signaling:', error.code, error.message));
+
+    try {
+      const joined = await client.join(this.#params);
+      this.#displayName = joined.name ?? this.#displayName;
+    } catch (err) {
+      this.#detach();
+      await client.close();
+      throw err;
+    }
+    this.#media.addEventListener('change', this.#onMediaChange);
+    for (const member of client.members) this.#addPeer(member.id, member.name);
+    this.#timers.push(setInterval(() => this.#sampleStats(), STATS_INTERVAL_MS));
+    this.#timers.push(setInterval(() => this.#sendReports(false), REPORT_INTERVAL_MS));
+  }
+
+  /** Hangs up: final reports, `leave`, and the socket closed so the seat frees at once. */
+  async leave() {
+    if (this.#ended) return;
+    await Promise.all([...this.#links.values()].map((link) => this.#sendFinalReport(link)));
+    this.#closeAllLinks({ reported: true });
+    await this.#client.close();
+    this.#end('left');
+  }
+
+  /** For a page being unloaded: says goodbye without waiting for replies. */
+  leaveNow() {
+    if (this.#ended) return;
+    this.#closeAllLinks();
+    this.#client.close();
+    this.#end('left');
+  }
+
+  #end(reason, error) {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#closeAllLinks();
+    this.#detach();
+    // After a lost session the socket is still open, and of no use any more.
+    this.#client.close();
+    this.#emit('ended', { reason, error });
+  }
+
+  #detach() {
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#timers = [];
+    for (const unsubscribe of this.#unsubscribers) unsubscribe();
+    this.#unsubscribers = [];
+    this.#media.removeEventListener('change', this.#onMediaChange);
+  }
+
+  // Final reports from the last stats sample, unless already sent with fresh ones.
+  #closeAllLinks({ reported = false } = {}) {
+    if (!reported) this.#sendReports(true);
+    for (const link of [...this.#links.values()]) {
+      link.close();
+      this.#links.delete(link.peerId);
+      this.#forgetStats(link.peerId);
+      this.#emit('peer-removed', { peerId: link.peerId, name: link.name, reason: 'ended' });
+    }
+  }
+
+  #forgetStats(peerId) {
+    this.#summaries.delete(peerId);
+    this.#snapshots.delete(peerId);
+  }
+
+  #addPeer(peerId, name, { arrived = false } = {}) {
+    const existing = this.#links.get(peerId);
+    if (existing) {
+      existing.name = name;
+      this.#emit('peer-changed', { link: existing });
+      return existing;
+    }
+    const self = this.#client.peerId;
+    // The lower id makes the first offer; the other side is the polite one.
+    const initiator = self < peerId;
+    const link = new PeerLink({
+      peerId,
+      name,
+      polite: !initiator,
+      initiator,
+      signaling: this.#client,
+      iceServers: this.#client.iceServers,
+      relayOnly: this.#relayOnly,
+      media: this.#media,
+    });
+    this.#links.set(peerId, link);
+    link.addEventListener('state', () => this.#emit('peer-changed', { link }));
+    link.addEventListener('remote-state', () => this.#emit('peer-changed', { link }));
+    link.addEventListener('negotiated', () => link.setVideoBitrateCap(videoBitrateCap(this.#links.size)));
+    const early = this.#earlyAppData.get(peerId);
+    if (early) {
+      link.setRemoteState(early);
+      this.#earlyAppData.delete(peerId);
+    }
+    this.#emit('peer-added', { link, arrived });
+    link.start();
+    this.#sendLocalState(peerId, { askBack: true });
+    this.#capBitrates();
+    return link;
+  }
+
+  // An offer can come before `peer-joined` when the two travel different paths
+  // between nodes; the name follows with `peer-joined`.
+  #linkFrom({ from }) {
+    return this.#links.get(from) ?? this.#addPeer(from, this.#memberName(from));
+  }
+
+  #memberName(peerId) {
+    return this.#client.members.find((member) => member.id === peerId)?.name ?? 'Guest';
+  }
+
+  async #removePeer(peerId, reason) {
+    const link = this.#links.get(peerId);
+    this.#earlyAppData.delete(peerId);
+    if (!link) return;
+    this.#links.delete(peerId);
+    this.#emit('peer-removed', { peerId, name: link.name, reason });
+    this.#capBitrates();
+    await this.#sendFinalReport(link);
+    link.close();
+    // Unless the same peer came back meanwhile (a resume that raced its peer-left).
+    if (!this.#links.has(peerId)) this.#forgetStats(peerId);
+  }
+
+  #capBitrates() {
+    const cap = videoBitrateCap(this.#links.size);
+    for (const link of this.#links.values()) link.setVideoBitrateCap(cap);
+  }
+
+  #onAppData({ from, data }) {
+    const link = this.#links.get(from);
+    if (!link) {
+      this.#earlyAppData.set(from, data);
+      return;
+    }
+    link.setRemoteState(data);
+    if (data?.askBack) this.#sendLocalState(from);
+  }
+
+  #sendLocalState(peerId, extra = {}) {
+    try {
+      this.#client.sendAppData(peerId, { ...this.#media.state, ...extra });
+    } catch (err) {
+      if (err?.name !== 'SignalingError') throw err;
+    }
+  }
+
+  #localMediaChanged() {
+    for (const [peerId, link] of this.#links) {
+      link.updateLocalTracks();
+      this.#sendLocalState(peerId);
+    }
+  }
+
+  // Back on signaling as the same peer. The room may have changed meanwhile, and
+  // messages addressed to this side were dropped: catch up on both.
+  #onResumed({ members, iceServers }) {
+    const present = new Set(members.map((member) => member.id));
+    for (const peerId of [...this.#links.keys()]) {
+      if (!present.has(peerId)) this.#removePeer(peerId, 'left');
+    }
+    for (const member of members) {
+      const link = this.#links.get(member.id);
+      if (!link) {
+        this.#addPeer(member.id, member.name);
+        continue;
+      }
+      link.setIceServers(iceServers ?? []);
+      link.recoverAfterSignalingGap();
+      this.#sendLocalState(member.id, { askBack: true });
+    }
+  }
+
+  // A new peer id: the others see a new peer, so every connection starts over.
+  #onRejoined() {
+    this.#closeAllLinks();
+    for (const member of this.#client.members) this.#addPeer(member.id, member.name);
+    this.#emit('rejoined');
+  }
+
+  async #sampleStats() {
+    await Promise.all(
+      [...this.#links.values()].map(async (link) => {
+        if (link.connectionState === 'closed' || link.connectionState === 'new') return;
+        const snapshot = await takeSnapshot(link.pc).catch(() => null);
+        if (!snapshot || this.#links.get(link.peerId) !== link) return;
+        const summary = summarize(snapshot, this.#snapshots.get(link.peerId));
+        this.#snapshots.set(link.peerId, snapshot);
+        this.#summaries.set(link.peerId, summary);
+        this.#emit('stats', { peerId: link.peerId, summary });
+      }),
+    );
+  }
+
+  // The last periodic sample can be seconds old, or missing in a short call.
+  async #sendFinalReport(link) {
+    const previous = this.#snapshots.get(link.peerId);
+    const snapshot = await takeSnapshot(link.pc).catch(() => null);
+    this.#sendReport(link, true, snapshot ? summarize(snapshot, previous) : this.#summaries.get(link.peerId));
+  }
+
+  #sendReports(final) {
+    for (const link of this.#links.values()) this.#sendReport(link, final);
+  }
+
+  #sendReport(link, final, summary = this.#summaries.get(link.peerId)) {
+    if (!link.negotiationStartedAt) return;
+    try {
+      this.#client.sendReport(callReport(link, summary, { final }));
+    } catch (err) {
+      if (err?.name !== 'SignalingError') throw err;
+    }
+  }
+}

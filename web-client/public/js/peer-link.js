@@ -1,0 +1,342 @@
+// The call with one remote peer: its RTCPeerConnection, negotiated with the
+// "perfect negotiation" pattern so that either side may change things at any time.
+//
+// - Each side adds what it sends whenever it likes; `negotiationneeded` makes an
+//   offer. When both offer at once (glare), the impolite side ignores the other's
+//   offer and the polite side rolls its own back and answers.
+// - Candidates trickle through signaling as they are found.
+// - A connection that fails, or stays disconnected, restarts ICE; an offer left
+//   unanswered (its answer was lost while the other side's signaling was down) is
+//   rolled back and made again.
+//
+// Events: `state` (connection or ICE state changed), `remote-state` (the peer's
+// microphone/camera state, from app-data), `negotiated` (an offer/answer exchange
+// completed).
+
+/** A brief "disconnected" often heals by itself (a Wi-Fi hiccup); past this, restart ICE. */
+const DISCONNECTED_GRACE_MS = 4000;
+/** An offer unanswered for this long is taken as lost. */
+const ANSWER_TIMEOUT_MS = 8000;
+
+const KINDS = ['audio', 'video'];
+
+export class PeerLink extends EventTarget {
+  #pc;
+  #signaling;
+  #media;
+  #transceivers = { audio: null, video: null };
+  #makingOffer = false;
+  #ignoreOffer = false;
+  #settingRemoteAnswer = false;
+  #work = Promise.resolve();
+  #disconnectedTimer = null;
+  #answerTimer = null;
+  #closed = false;
+  // Until the first offer, only the initiator adds transceivers: if both did, each
+  // side would end up with two audio and two video m-lines after the glare.
+  #awaitingFirstOffer;
+
+  /** The peer's camera and microphone, in one stream for its tile. */
+  remoteStream = new MediaStream();
+  /** What the peer told us about its microphone, camera and screen. */
+  remoteState = { audio: true, video: true, screen: false };
+  /** When this side started negotiating, for the time-to-connect report. */
+  negotiationStartedAt = null;
+  /** Milliseconds from the start of negotiation to the first ICE connection. */
+  iceConnectedMs = null;
+  everConnected = false;
+  iceFailed = false;
+  /** Completed offer/answer exchanges. */
+  negotiations = 0;
+  /** Offers that crossed one of this side's own (glare). */
+  collisions = 0;
+  iceRestarts = 0;
+
+  /**
+   * @param {object} options
+   * @param {string} options.peerId the remote peer
+   * @param {string} options.name its display name
+   * @param {boolean} options.polite whether this side yields on glare
+   * @param {boolean} options.initiator whether this side makes the first offer
+   * @param {import('../lib/signaling-client.js').SignalingClient} options.signaling
+   * @param {RTCIceServer[]} options.iceServers
+   * @param {boolean} options.relayOnly use TURN relays only
+   * @param {import('./local-media.js').LocalMedia} options.media what to send
+   */
+  constructor({ peerId, name, polite, initiator, signaling, iceServers, relayOnly, media }) {
+    super();
+    this.peerId = peerId;
+    this.name = name;
+    this.polite = polite;
+    this.initiator = initiator;
+    this.#awaitingFirstOffer = !initiator;
+    this.#signaling = signaling;
+    this.#media = media;
+    const pc = new RTCPeerConnection({
+      iceServers,
+      iceTransportPolicy: relayOnly ? 'relay' : 'all',
+      bundlePolicy: 'max-bundle',
+    });
+    this.#pc = pc;
+    pc.addEventListener('negotiationneeded', () => this.#offer());
+    pc.addEventListener('icecandidate', ({ candidate }) => {
+      this.#send(() => this.#signaling.sendCandidate(this.peerId, candidate ? candidate.toJSON() : null));
+    });
+    pc.addEventListener('track', ({ track }) => {
+      this.remoteStream.addTrack(track);
+      this.#emit('state');
+    });
+    pc.addEventListener('iceconnectionstatechange', () => this.#onIceStateChange());
+    pc.addEventListener('connectionstatechange', () => this.#emit('state'));
+    pc.addEventListener('signalingstatechange', () => {
+      if (pc.signalingState === 'stable') clearTimeout(this.#answerTimer);
+    });
+  }
+
+  get pc() {
+    return this.#pc;
+  }
+
+  /** `new`, `connecting`, `connected`, `disconnected`, `failed` or `closed`. */
+  get connectionState() {
+    return this.#pc.connectionState;
+  }
+
+  #emit(type) {
+    this.dispatchEvent(new Event(type));
+  }
+
+  // Signaling may be between sockets or already gone at hang-up; a lost message is
+  // recovered by the answer timeout and ICE restarts, so it must not throw here.
+  #send(sendMessage) {
+    try {
+      sendMessage();
+    } catch (err) {
+      if (err?.name !== 'SignalingError') throw err;
+    }
+  }
+
+  // Remote descriptions, candidates and track changes must apply one at a time and
+  // in order: a candidate needs the description before it.
+  #enqueue(task) {
+    this.#work = this.#work.then(async () => {
+      if (this.#closed) return;
+      try {
+        await task();
+      } catch (err) {
+        if (!this.#closed) console.warn(`peer ${this.peerId}:`, err);
+      }
+    });
+    return this.#work;
+  }
+
+  /** Starts the call: the initiator offers; the other side waits for that offer. */
+  start() {
+    if (!this.initiator) return this.#work;
+    this.negotiationStartedAt ??= performance.now();
+    return this.#enqueue(() => this.#attachLocalTracks());
+  }
+
+  /** After the local camera, microphone or screen changed. */
+  updateLocalTracks() {
+    return this.#enqueue(async () => {
+      if (!this.#awaitingFirstOffer) await this.#attachLocalTracks();
+    });
+  }
+
+  handleDescription(description) {
+    return this.#enqueue(() => this.#onDescription(description));
+  }
+
+  handleCandidate(candidate) {
+    return this.#enqueue(() => this.#onCandidate(candidate));
+  }
+
+  setRemoteState(data) {
+    if (!data || typeof data !== 'object') return;
+    const next = { ...this.remoteState };
+    for (const key of ['audio', 'video', 'screen']) {
+      if (typeof data[key] === 'boolean') next[key] = data[key];
+    }
+    this.remoteState = next;
+    this.#emit('remote-state');
+  }
+
+  /** New ICE servers (fresh TURN credentials after a resume) for the next gathering. */
+  setIceServers(iceServers) {
+    this.#pc.setConfiguration({ ...this.#pc.getConfiguration(), iceServers });
+  }
+
+  restartIce() {
+    if (this.#closed) return;
+    this.iceRestarts += 1;
+    this.#pc.restartIce();
+  }
+
+  /**
+   * After this side's signaling came back: messages sent to it meanwhile are lost.
+   * An offer waiting for its answer is made again, and a connection that is not up
+   * restarts ICE, since candidates may have been lost too.
+   */
+  recoverAfterSignalingGap() {
+    return this.#enqueue(async () => {
+      const pc = this.#pc;
+      // Nothing negotiated yet: the initiator's answer timeout covers a lost first offer.
+      if (this.#awaitingFirstOffer) return;
+      if (pc.signalingState === 'have-local-offer') {
+        await pc.setLocalDescription({ type: 'rollback' });
+        this.restartIce();
+      } else if (!['connected', 'completed'].includes(pc.iceConnectionState)) {
+        this.restartIce();
+      }
+    });
+  }
+
+  /** Caps the video this side sends, so that a mesh fits the uplink. */
+  setVideoBitrateCap(bitsPerSecond) {
+    return this.#enqueue(async () => {
+      const sender = this.#transceivers.video?.sender;
+      if (!sender) return;
+      const parameters = sender.getParameters();
+      // Before the first negotiation there is no encoding to cap yet.
+      if (!parameters.encodings?.length) return;
+      if (parameters.encodings[0].maxBitrate === bitsPerSecond) return;
+      parameters.encodings[0].maxBitrate = bitsPerSecond;
+      await sender.setParameters(parameters);
+    });
+  }
+
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#disconnectedTimer);
+    clearTimeout(this.#answerTimer);
+    this.#pc.close();
+    this.#emit('state');
+  }
+
+  // Puts the local tracks on one audio and one video transceiver. A transceiver
+  // that starts sending changes its direction, which triggers a renegotiation;
+  // swapping one track for another (camera to screen) does not. Both kinds are set
+  // up before the first await, so that one negotiation covers both.
+  async #attachLocalTracks() {
+    const replacing = [];
+    for (const kind of KINDS) {
+      const track = kind === 'audio' ? this.#media.audioTrack : this.#media.videoTrack;
+      const transceiver = this.#transceiverFor(kind, track);
+      if (transceiver.sender.track !== track) replacing.push(transceiver.sender.replaceTrack(track));
+      if (track && transceiver.direction !== 'sendrecv') transceiver.direction = 'sendrecv';
+    }
+    await Promise.all(replacing);
+  }
+
+  #transceiverFor(kind, track) {
+    const known = this.#transceivers[kind];
+    if (known && !known.stopped) return known;
+    // Answering a first offer: reuse the transceiver it created rather than add one.
+    const offered = this.#pc
+      .getTransceivers()
+      .find((t) => !t.stopped && t.receiver.track.kind === kind && !Object.values(this.#transceivers).includes(t));
+    const transceiver =
+      offered ?? this.#pc.addTransceiver(track ?? kind, { direction: track ? 'sendrecv' : 'recvonly' });
+    this.#transceivers[kind] = transceiver;
+    return transceiver;
+  }
+
+  async #offer() {
+    if (this.#closed) return;
+    try {
+      this.#makingOffer = true;
+      this.negotiationStartedAt ??= performance.now();
+      await this.#pc.setLocalDescription();
+      // A remote offer may have rolled ours back while it was being made.
+      if (this.#pc.signalingState !== 'have-local-offer') return;
+      this.#send(() => this.#signaling.sendOffer(this.peerId, this.#pc.localDescription.sdp));
+      this.#armAnswerTimer();
+    } catch (err) {
+      if (!this.#closed) console.warn(`peer ${this.peerId}: offer failed`, err);
+    } finally {
+      this.#makingOffer = false;
+    }
+  }
+
+  #armAnswerTimer() {
+    clearTimeout(this.#answerTimer);
+    this.#answerTimer = setTimeout(() => {
+      // While this side's signaling is down the offer waits in its outbox: not lost yet.
+      if (this.#signaling.state !== 'connected') {
+        this.#armAnswerTimer();
+        return;
+      }
+      this.#enqueue(async () => {
+        if (this.#pc.signalingState !== 'have-local-offer') return;
+        await this.#pc.setLocalDescription({ type: 'rollback' });
+        // The rollback leaves changes pending, so `negotiationneeded` offers again.
+        this.restartIce();
+      });
+    }, ANSWER_TIMEOUT_MS);
+  }
+
+  async #onDescription({ type, sdp }) {
+    const pc = this.#pc;
+    const readyForOffer = !this.#makingOffer && (pc.signalingState === 'stable' || this.#settingRemoteAnswer);
+    const offerCollision = type === 'offer' && !readyForOffer;
+    if (offerCollision) this.collisions += 1;
+    this.#ignoreOffer = !this.polite && offerCollision;
+    if (this.#ignoreOffer) return;
+    if (type === 'answer' && pc.signalingState !== 'have-local-offer') {
+      // The answer to an offer rolled back since (timeout or glare): stale.
+      return;
+    }
+    // Glare on the polite side: setting their offer rolls our own back in the same
+    // step. A separate rollback first would let `negotiationneeded` slip in between
+    // and send an offer that is stale at once.
+    this.#settingRemoteAnswer = type === 'answer';
+    try {
+      await pc.setRemoteDescription({ type, sdp });
+    } finally {
+      this.#settingRemoteAnswer = false;
+    }
+    if (type === 'offer') {
+      this.negotiationStartedAt ??= performance.now();
+      this.#awaitingFirstOffer = false;
+      await this.#attachLocalTracks();
+      await pc.setLocalDescription();
+      this.#send(() => this.#signaling.sendAnswer(this.peerId, pc.localDescription.sdp));
+    }
+    this.negotiations += 1;
+    this.#emit('negotiated');
+  }
+
+  async #onCandidate(candidate) {
+    try {
+      await this.#pc.addIceCandidate(candidate ?? null);
+    } catch (err) {
+      // Candidates for an offer this side ignored, or of an ICE generation replaced
+      // since, cannot apply; that is expected.
+      if (!this.#ignoreOffer && this.#pc.remoteDescription) {
+        console.debug(`peer ${this.peerId}: candidate not applied`, err);
+      }
+    }
+  }
+
+  #onIceStateChange() {
+    const state = this.#pc.iceConnectionState;
+    clearTimeout(this.#disconnectedTimer);
+    if (state === 'connected' || state === 'completed') {
+      if (!this.everConnected) {
+        this.everConnected = true;
+        this.iceConnectedMs = Math.round(performance.now() - (this.negotiationStartedAt ?? performance.now()));
+      }
+      this.iceFailed = false;
+    } else if (state === 'disconnected') {
+      this.#disconnectedTimer = setTimeout(() => {
+        if (this.#pc.iceConnectionState === 'disconnected') this.restartIce();
+      }, DISCONNECTED_GRACE_MS);
+    } else if (state === 'failed') {
+      this.iceFailed = true;
+      this.restartIce();
+    }
+    this.#emit('state');
+  }
+}

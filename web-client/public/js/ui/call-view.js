@@ -1,0 +1,358 @@
+// The in-call screen: top bar with the room and the signaling state, the video
+// grid, and the control bar.
+
+import { inviteUrl } from '../room-link.js';
+import { createDevicePicker } from './device-picker.js';
+import { h } from './dom.js';
+import { icon } from './icons.js';
+import { copyText, createInviteLink } from './invite-link.js';
+import { bestGrid } from './layout.js';
+import { connectionBadge, mediaProblemMessage, peerLeftText, signalingStatus } from './messages.js';
+import { VideoTile } from './tile.js';
+import { Toasts } from './toasts.js';
+
+const SHORTCUTS = { mic: 'm', camera: 'v', stats: 's' };
+
+function controlButton({ id, iconName, label, shortcut, onClick, extraClass = '' }) {
+  const labelText = h('span', { class: 'control-label' }, label);
+  const button = h(
+    'button',
+    {
+      type: 'button',
+      id,
+      class: `control ${extraClass}`.trim(),
+      'aria-keyshortcuts': shortcut ? shortcut.toUpperCase() : null,
+      onclick: onClick,
+    },
+    icon(iconName),
+    labelText,
+  );
+  return {
+    button,
+    set({ iconName: nextIcon, label: nextLabel, off, pressed, title }) {
+      if (nextIcon) button.replaceChildren(icon(nextIcon), labelText);
+      if (nextLabel) labelText.textContent = nextLabel;
+      if (off !== undefined) button.classList.toggle('control--off', off);
+      if (pressed !== undefined) button.setAttribute('aria-pressed', String(pressed));
+      if (title) button.title = title;
+    },
+  };
+}
+
+export class CallView {
+  #call;
+  #media;
+  #room;
+  #origin;
+  #onLeave;
+  #stage;
+  #tiles = new Map();
+  #localTile;
+  #waiting;
+  #statusPill;
+  #peopleCount;
+  #toasts = new Toasts();
+  #controls = {};
+  #settings;
+  #picker;
+  #statsVisible = false;
+  #resizeObserver;
+  #localTrack = null;
+  #subscriptions = [];
+
+  /**
+   * @param {object} options
+   * @param {import('../call.js').Call} options.call
+   * @param {import('../local-media.js').LocalMedia} options.media
+   * @param {string} options.room
+   * @param {string} options.name
+   * @param {string} options.origin
+   * @param {() => void} options.onLeave
+   */
+  constructor({ call, media, room, name, origin, onLeave }) {
+    this.#call = call;
+    this.#media = media;
+    this.#room = room;
+    this.#origin = origin;
+    this.#onLeave = onLeave;
+
+    this.#localTile = new VideoTile({ name, local: true });
+    this.#stage = h('section', { class: 'stage', 'aria-label': 'Participants' }, this.#localTile.element);
+    this.#waiting = h(
+      'div',
+      { class: 'waiting-card' },
+      h('h2', {}, 'Waiting for others to join'),
+      h('p', {}, 'Share this link with the people you want to talk to.'),
+      createInviteLink(inviteUrl(origin, room), { compact: true }).element,
+    );
+    this.#statusPill = h('div', { class: 'status-pill', role: 'status', 'aria-live': 'polite', id: 'signaling-status' });
+    this.#peopleCount = h('span', { class: 'people-count' });
+
+    this.element = h(
+      'main',
+      { class: 'call', id: 'main', tabIndex: -1 },
+      h(
+        'header',
+        { class: 'topbar' },
+        h('div', { class: 'topbar-room' }, h('h1', { class: 'room-name' }, room), this.#peopleCount),
+        this.#statusPill,
+        h(
+          'button',
+          { type: 'button', class: 'button button--secondary topbar-invite', onclick: () => this.#copyInvite() },
+          icon('link'),
+          h('span', { class: 'button-label' }, 'Copy invite link'),
+        ),
+      ),
+      h('div', { class: 'stage-wrap' }, this.#stage, this.#waiting),
+      this.#buildControls(),
+      this.#buildSettings(),
+      this.#toasts.element,
+    );
+
+    this.#listen(call, 'signaling', ({ detail }) => this.#renderSignaling(detail));
+    this.#listen(call, 'peer-added', ({ detail }) => this.#addTile(detail.link, detail));
+    this.#listen(call, 'peer-changed', ({ detail }) => this.#renderPeer(detail.link));
+    this.#listen(call, 'peer-removed', ({ detail }) => this.#removeTile(detail));
+    this.#listen(call, 'stats', ({ detail }) => this.#tiles.get(detail.peerId)?.setStats(detail.summary));
+    this.#listen(call, 'rejoined', () => this.#toasts.show('Reconnected to the call'));
+    this.#listen(media, 'change', () => this.#renderLocal());
+    this.#listen(document, 'keydown', (event) => this.#onKey(event));
+
+    this.#resizeObserver = new ResizeObserver(() => this.#layout());
+    this.#resizeObserver.observe(this.#stage);
+    for (const link of call.links.values()) this.#addTile(link);
+    this.#renderSignaling({ state: call.client.state });
+    this.#renderLocal();
+    this.#layout();
+  }
+
+  #listen(target, type, handler) {
+    target.addEventListener(type, handler);
+    this.#subscriptions.push(() => target.removeEventListener(type, handler));
+  }
+
+  focus() {
+    this.#controls.mic.button.focus();
+  }
+
+  dispose() {
+    for (const unsubscribe of this.#subscriptions) unsubscribe();
+    this.#resizeObserver.disconnect();
+    this.#picker.dispose();
+    for (const tile of this.#tiles.values()) tile.remove();
+    this.#localTile.remove();
+  }
+
+  #buildControls() {
+    const c = this.#controls;
+    c.mic = controlButton({
+      id: 'toggle-mic',
+      iconName: 'mic',
+      label: 'Mute',
+      shortcut: SHORTCUTS.mic,
+      onClick: () => this.#toggleMic(),
+    });
+    c.camera = controlButton({
+      id: 'toggle-camera',
+      iconName: 'camera',
+      label: 'Stop video',
+      shortcut: SHORTCUTS.camera,
+      onClick: () => this.#toggleCamera(),
+    });
+    c.screen = controlButton({
+      id: 'toggle-screen',
+      iconName: 'screen',
+      label: 'Share screen',
+      onClick: () => this.#toggleScreen(),
+    });
+    c.stats = controlButton({
+      id: 'toggle-stats',
+      iconName: 'stats',
+      label: 'Stats',
+      shortcut: SHORTCUTS.stats,
+      onClick: () => this.#toggleStats(),
+    });
+    c.stats.set({ pressed: false, title: 'Show connection quality (S)' });
+    c.settings = controlButton({
+      id: 'open-settings',
+      iconName: 'settings',
+      label: 'Devices',
+      onClick: () => this.#openSettings(),
+    });
+    c.leave = controlButton({
+      id: 'leave-call',
+      iconName: 'leave',
+      label: 'Leave',
+      extraClass: 'control--danger',
+      onClick: () => this.#onLeave(),
+    });
+    // Phones and some browsers cannot capture the screen.
+    c.screen.button.hidden = typeof navigator.mediaDevices?.getDisplayMedia !== 'function';
+    return h(
+      'nav',
+      { class: 'controls', 'aria-label': 'Call controls' },
+      h('div', { class: 'controls-group' }, c.mic.button, c.camera.button, c.screen.button),
+      h('div', { class: 'controls-group' }, c.stats.button, c.settings.button),
+      h('div', { class: 'controls-group' }, c.leave.button),
+    );
+  }
+
+  #buildSettings() {
+    this.#picker = createDevicePicker(this.#media, {
+      onFailure: () => this.#toasts.show(mediaProblemMessage(this.#media.problems) ?? 'That device could not be used', { tone: 'warn' }),
+    });
+    this.#settings = h(
+      'dialog',
+      { class: 'settings', 'aria-labelledby': 'settings-title' },
+      h(
+        'form',
+        { method: 'dialog', class: 'settings-form' },
+        h('h2', { id: 'settings-title' }, 'Camera and microphone'),
+        this.#picker.element,
+        h('div', { class: 'settings-actions' }, h('button', { class: 'button button--primary', value: 'done' }, 'Done')),
+      ),
+    );
+    return this.#settings;
+  }
+
+  async #openSettings() {
+    await this.#picker.refresh();
+    this.#settings.showModal();
+  }
+
+  async #toggleMic() {
+    const wasOn = this.#media.state.audio;
+    const ok = await this.#media.setMicEnabled(!wasOn);
+    if (!ok) this.#toasts.show(mediaProblemMessage(this.#media.problems) ?? 'The microphone could not be started', { tone: 'warn' });
+  }
+
+  async #toggleCamera() {
+    const ok = await this.#media.setCameraEnabled(!this.#media.state.camera);
+    if (!ok) this.#toasts.show(mediaProblemMessage(this.#media.problems) ?? 'The camera could not be started', { tone: 'warn' });
+  }
+
+  async #toggleScreen() {
+    if (this.#media.state.screen) {
+      this.#media.stopScreenShare();
+      return;
+    }
+    try {
+      await this.#media.startScreenShare();
+    } catch {
+      this.#toasts.show('Screen sharing could not be started', { tone: 'warn' });
+    }
+  }
+
+  #toggleStats() {
+    this.#statsVisible = !this.#statsVisible;
+    this.#controls.stats.set({ pressed: this.#statsVisible });
+    for (const tile of this.#tiles.values()) tile.setStatsVisible(this.#statsVisible);
+  }
+
+  async #copyInvite() {
+    const copied = await copyText(inviteUrl(this.#origin, this.#room));
+    this.#toasts.show(copied ? 'Invite link copied' : `Invite link: ${inviteUrl(this.#origin, this.#room)}`);
+  }
+
+  #onKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const target = event.target;
+    if (target instanceof HTMLElement && (target.isContentEditable || ['INPUT', 'SELECT', 'TEXTAREA'].includes(target.tagName))) return;
+    if (this.#settings.open) return;
+    const key = event.key.toLowerCase();
+    if (key === SHORTCUTS.mic) this.#toggleMic();
+    else if (key === SHORTCUTS.camera) this.#toggleCamera();
+    else if (key === SHORTCUTS.stats) this.#toggleStats();
+    else return;
+    event.preventDefault();
+  }
+
+  #renderSignaling(detail) {
+    const { label, tone } = signalingStatus(detail);
+    this.#statusPill.textContent = label;
+    this.#statusPill.dataset.tone = tone;
+    this.#statusPill.dataset.state = detail.state;
+  }
+
+  #renderLocal() {
+    const state = this.#media.state;
+    const track = this.#media.videoTrack;
+    if (track !== this.#localTrack) {
+      this.#localTrack = track;
+      this.#localTile.setStream(track ? new MediaStream([track]) : null);
+    }
+    this.#localTile.setMedia(state);
+    this.#controls.mic.set({
+      iconName: state.audio ? 'mic' : 'mic-off',
+      label: state.audio ? 'Mute' : 'Unmute',
+      off: !state.audio,
+      title: `${state.audio ? 'Mute' : 'Unmute'} (M)`,
+    });
+    const cameraOn = state.camera;
+    this.#controls.camera.set({
+      iconName: cameraOn ? 'camera' : 'camera-off',
+      label: cameraOn ? 'Stop video' : 'Start video',
+      off: !cameraOn,
+      title: `${cameraOn ? 'Stop' : 'Start'} video (V)`,
+    });
+    this.#controls.screen.set({
+      iconName: state.screen ? 'screen-stop' : 'screen',
+      label: state.screen ? 'Stop sharing' : 'Share screen',
+      pressed: state.screen,
+    });
+  }
+
+  #addTile(link, { arrived = false } = {}) {
+    if (this.#tiles.has(link.peerId)) return;
+    const tile = new VideoTile({ name: link.name, peerId: link.peerId });
+    tile.setStream(link.remoteStream);
+    tile.setStatsVisible(this.#statsVisible);
+    this.#tiles.set(link.peerId, tile);
+    this.#stage.append(tile.element);
+    this.#renderPeer(link);
+    this.#layout();
+    if (arrived) this.#toasts.show(`${link.name} joined`);
+  }
+
+  #renderPeer(link) {
+    const tile = this.#tiles.get(link.peerId);
+    if (!tile) return;
+    tile.setName(link.name);
+    tile.setMedia(link.remoteState);
+    tile.setBadge(connectionBadge(link.connectionState, link.everConnected));
+    tile.element.dataset.connection = link.connectionState;
+  }
+
+  #removeTile({ peerId, name, reason }) {
+    const tile = this.#tiles.get(peerId);
+    if (!tile) return;
+    tile.remove();
+    this.#tiles.delete(peerId);
+    this.#layout();
+    // `ended`: this side's own call ended or restarted; nobody left.
+    if (reason !== 'ended') this.#toasts.show(peerLeftText(name, reason));
+  }
+
+  #layout() {
+    const remote = this.#tiles.size;
+    const count = remote + 1;
+    this.#peopleCount.textContent = count === 1 ? 'Just you' : `${count} people`;
+    this.#waiting.hidden = remote > 0;
+    this.#stage.dataset.count = String(count);
+    // One other person: their video fills the stage and yours floats in a corner.
+    const pair = remote === 1;
+    this.#stage.classList.toggle('stage--pair', pair);
+    this.#stage.classList.toggle('stage--alone', remote === 0);
+    const { width, height } = this.#stage.getBoundingClientRect();
+    if (!width || !height) return;
+    const narrow = width < 600;
+    // Portrait phones fit more of each face in portrait tiles.
+    const [across, down] = narrow && height > width ? [3, 4] : [16, 9];
+    const { tileWidth } = bestGrid(pair || remote === 0 ? 1 : count, width, height, {
+      gap: narrow ? 8 : 12,
+      aspect: across / down,
+    });
+    this.#stage.style.setProperty('--tile-width', `${tileWidth}px`);
+    this.#stage.style.setProperty('--tile-aspect', `${across} / ${down}`);
+  }
+}

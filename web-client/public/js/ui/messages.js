@@ -1,0 +1,127 @@
+// Everything the app tells a person about what went wrong, in their words.
+
+const JOIN_ERRORS = {
+  'room-full': {
+    title: 'This call is full',
+    body: 'The room has as many people as it can take. Try again when someone leaves, or start a new call.',
+  },
+  'auth-required': {
+    title: 'This call needs an invitation',
+    body: 'Open the call from the invitation link you were sent.',
+  },
+  'auth-invalid': {
+    title: 'Your invitation was not accepted',
+    body: 'The link may be incomplete or broken. Ask the organizer to send it again.',
+  },
+  'auth-expired': {
+    title: 'Your invitation has expired',
+    body: 'Ask the organizer for a new link.',
+  },
+  'auth-wrong-room': {
+    title: 'This invitation is for another call',
+    body: 'Check that you opened the right link, or ask the organizer for a new one.',
+  },
+  'invalid-room': {
+    title: 'That call link is not valid',
+    body: 'Room names use letters, digits, dashes and underscores, up to 64 characters.',
+  },
+  'invalid-name': {
+    title: 'Please choose another name',
+    body: 'Names can be up to 64 characters long.',
+  },
+  'unsupported-protocol': {
+    title: 'Please reload the page',
+    body: 'The service was updated since this page was opened.',
+  },
+};
+
+const SERVICE_TROUBLE = {
+  title: 'The service is having trouble',
+  body: 'Please try again in a moment.',
+};
+
+/** Title and explanation for a join that the node refused. */
+export function joinErrorMessage(error) {
+  return JOIN_ERRORS[error?.code] ?? SERVICE_TROUBLE;
+}
+
+const PROBLEM_TEXT = {
+  denied: {
+    both: 'Camera and microphone are blocked. Others will not see or hear you. Allow them in your browser\u2019s site settings, then reload.',
+    video: 'Your camera is blocked. Allow it in your browser\u2019s site settings to be seen.',
+    audio: 'Your microphone is blocked. Allow it in your browser\u2019s site settings to be heard.',
+  },
+  'no-device': {
+    both: 'No camera or microphone was found. You can still join to watch and listen.',
+    video: 'No camera was found. You can join with audio only.',
+    audio: 'No microphone was found. Others will not hear you.',
+  },
+  'in-use': {
+    both: 'Your camera and microphone are in use by another app. Close it and try again.',
+    video: 'Your camera is in use by another app. Close it, then turn the camera on.',
+    audio: 'Your microphone is in use by another app. Close it, then unmute.',
+  },
+  failed: {
+    both: 'Your camera and microphone could not be started.',
+    video: 'Your camera could not be started.',
+    audio: 'Your microphone could not be started.',
+  },
+};
+
+/** Advice about devices that could not be opened, or null when all is well. */
+export function mediaProblemMessage({ audio, video }) {
+  if (audio && video && audio.reason === video.reason) return PROBLEM_TEXT[audio.reason].both;
+  const parts = [];
+  if (video) parts.push(PROBLEM_TEXT[video.reason].video);
+  if (audio) parts.push(PROBLEM_TEXT[audio.reason].audio);
+  return parts.length ? parts.join(' ') : null;
+}
+
+function seconds(ms) {
+  return Math.max(1, Math.round(ms / 1000));
+}
+
+/**
+ * The signaling status shown in the call's top bar, with a tone for its colour:
+ * `ok`, `warn` or `bad`.
+ */
+export function signalingStatus({ state, retryInMs }) {
+  switch (state) {
+    case 'connected':
+      return { label: 'Connected', tone: 'ok' };
+    case 'connecting':
+      if (retryInMs !== undefined) {
+        return { label: `Can\u2019t reach the server \u2014 retrying in ${seconds(retryInMs)} s`, tone: 'bad' };
+      }
+      return { label: 'Connecting\u2026', tone: 'warn' };
+    case 'reconnecting':
+      if (retryInMs !== undefined && retryInMs >= 1500) {
+        return { label: `Connection lost \u2014 retrying in ${seconds(retryInMs)} s`, tone: 'bad' };
+      }
+      return { label: 'Reconnecting\u2026', tone: 'warn' };
+    case 'closed':
+      return { label: 'Disconnected', tone: 'bad' };
+    default:
+      return { label: 'Starting\u2026', tone: 'warn' };
+  }
+}
+
+/** A short notice when someone leaves. */
+export function peerLeftText(name, reason) {
+  return reason === 'left' ? `${name} left` : `${name} lost connection`;
+}
+
+/** What a tile says while its media is not flowing. */
+export function connectionBadge(connectionState, everConnected) {
+  switch (connectionState) {
+    case 'new':
+    case 'connecting':
+      return everConnected ? 'Reconnecting\u2026' : 'Connecting\u2026';
+    case 'disconnected':
+      return 'Reconnecting\u2026';
+    case 'failed':
+      return 'Connection failed \u2014 retrying';
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,140 @@
+// One person's tile in the call grid: video, name, microphone state, an avatar
+// when their camera is off, connection state and the optional stats panel.
+
+import { h, hueFor, initials } from './dom.js';
+import { icon } from './icons.js';
+
+const STAT_ROWS = [
+  ['rtt', 'Round trip'],
+  ['receive', 'Receiving'],
+  ['send', 'Sending'],
+  ['loss', 'Packet loss'],
+  ['resolution', 'Resolution'],
+  ['route', 'Route'],
+];
+
+const ROUTE_LABELS = {
+  host: 'direct (host)',
+  srflx: 'direct via NAT (srflx)',
+  prflx: 'direct via NAT (prflx)',
+  relay: 'relayed (TURN)',
+};
+
+function formatRate(kbps) {
+  if (kbps === null) return '\u2014';
+  return kbps >= 1000 ? `${(kbps / 1000).toFixed(1)} Mbit/s` : `${kbps} kbit/s`;
+}
+
+export class VideoTile {
+  #video;
+  #avatar;
+  #nameText;
+  #micIcon;
+  #badge;
+  #statsPanel;
+  #statValues = new Map();
+  #name = '';
+
+  /**
+   * @param {{name: string, local?: boolean, peerId?: string}} options
+   */
+  constructor({ name, local = false, peerId = null }) {
+    this.local = local;
+    this.#video = h('video', { autoplay: true, playsInline: true, muted: local, class: 'tile-video' });
+    this.#avatar = h('div', { class: 'tile-avatar', 'aria-hidden': 'true' });
+    this.#nameText = h('span', { class: 'tile-name-text' });
+    this.#micIcon = h('span', { class: 'tile-mic' });
+    this.#badge = h('div', { class: 'tile-badge', hidden: true });
+    // Quality stats describe a connection; your own tile has none.
+    this.#statsPanel = local ? null : this.#buildStatsPanel();
+    this.element = h(
+      'figure',
+      {
+        class: `tile${local ? ' tile--local' : ''}`,
+        'data-peer': peerId ?? 'local',
+      },
+      this.#video,
+      this.#avatar,
+      this.#badge,
+      this.#statsPanel,
+      h('figcaption', { class: 'tile-name' }, this.#micIcon, this.#nameText),
+    );
+    this.setName(name);
+    this.setMedia({ audio: true, video: true, screen: false });
+  }
+
+  #buildStatsPanel() {
+    return h(
+      'dl',
+      { class: 'tile-stats', hidden: true },
+      STAT_ROWS.map(([key, label]) => {
+        const value = h('dd', {}, '\u2014');
+        this.#statValues.set(key, value);
+        return h('div', { class: 'tile-stat' }, h('dt', {}, label), value);
+      }),
+    );
+  }
+
+  get video() {
+    return this.#video;
+  }
+
+  setName(name) {
+    this.#name = name;
+    this.#nameText.textContent = this.local ? `${name} (you)` : name;
+    this.#avatar.textContent = initials(name);
+    this.#avatar.style.setProperty('--hue', String(hueFor(name)));
+    this.element.setAttribute('aria-label', this.local ? `You, ${name}` : name);
+  }
+
+  setStream(stream) {
+    if (this.#video.srcObject !== stream) this.#video.srcObject = stream;
+  }
+
+  /** Shows the microphone and camera state: {audio, video, screen}. */
+  setMedia({ audio, video, screen }) {
+    this.element.classList.toggle('tile--camera-off', !video);
+    this.element.classList.toggle('tile--muted', !audio);
+    this.element.classList.toggle('tile--screen', Boolean(screen));
+    this.#micIcon.replaceChildren(icon(audio ? 'mic' : 'mic-off'));
+    this.#micIcon.title = audio ? 'Microphone on' : 'Muted';
+    const who = this.local ? 'You' : this.#name;
+    const state = [audio ? null : 'muted', video ? null : 'camera off', screen ? 'sharing screen' : null].filter(Boolean);
+    this.#nameText.setAttribute('aria-label', state.length ? `${who}, ${state.join(', ')}` : who);
+  }
+
+  /** Connection trouble in words, or null when media flows. */
+  setBadge(text) {
+    this.#badge.hidden = !text;
+    this.#badge.textContent = text ?? '';
+    this.element.classList.toggle('tile--waiting', Boolean(text));
+  }
+
+  setStatsVisible(visible) {
+    if (this.#statsPanel) this.#statsPanel.hidden = !visible;
+  }
+
+  /** @param {ReturnType<import('../call-stats.js').summarize>} summary */
+  setStats(summary) {
+    const set = (key, text) => {
+      this.#statValues.get(key).textContent = text;
+    };
+    set('rtt', summary.rttMs === null ? '\u2014' : `${Math.round(summary.rttMs)} ms`);
+    set('receive', formatRate(summary.receiveKbps));
+    set('send', formatRate(summary.sendKbps));
+    set('loss', summary.lossPercent === null ? '\u2014' : `${summary.lossPercent} %`);
+    set(
+      'resolution',
+      summary.frameWidth
+        ? `${summary.frameWidth}\u00d7${summary.frameHeight}${summary.framesPerSecond ? ` @ ${Math.round(summary.framesPerSecond)} fps` : ''}`
+        : '\u2014',
+    );
+    const route = ROUTE_LABELS[summary.candidateType] ?? '\u2014';
+    set('route', summary.protocol && summary.candidateType ? `${route}, ${summary.protocol.toUpperCase()}` : route);
+  }
+
+  remove() {
+    this.#video.srcObject = null;
+    this.element.remove();
+  }
+}

@@ -1,0 +1,619 @@
+// A client for the Video Caller signaling protocol (docs/protocol.md), version 1.
+//
+// It owns one WebSocket to a node at a time and keeps the session alive across
+// drops: it reconnects with exponential backoff, takes its seat back with
+// `resume`, joins again when the seat is gone, and moves to another node without a
+// gap when its node drains. It has no DOM dependency: pass a WebSocket constructor
+// to run it outside a browser.
+
+export const PROTOCOL_VERSION = 1;
+
+/** Close code telling the node to keep the seat for a resume. */
+export const CLOSE_RECONNECTING = 4000;
+/** Close code telling the node the person is gone: the seat is freed at once. */
+export const CLOSE_NORMAL = 1000;
+
+export const ConnectionState = Object.freeze({
+  IDLE: 'idle',
+  CONNECTING: 'connecting',
+  CONNECTED: 'connected',
+  RECONNECTING: 'reconnecting',
+  CLOSED: 'closed',
+});
+
+export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 250, maxMs: 5000, factor: 2, jitter: 0.2 });
+
+/** Error codes after which a request is retried on a new socket rather than failed. */
+const TRANSIENT_CODES = new Set(['disconnected', 'timeout', 'draining', 'unavailable', 'internal']);
+
+/** Messages queued while the socket is down; older ones are dropped past this. */
+const OUTBOX_LIMIT = 500;
+
+const RELAY_TYPES = ['offer', 'answer', 'candidate', 'app-data'];
+
+export class SignalingError extends Error {
+  /**
+   * @param {string} code a protocol error code, or `disconnected`, `timeout`, `closed`
+   * @param {string} message
+   * @param {string|number} [requestId]
+   */
+  constructor(code, message, requestId) {
+    super(message);
+    this.name = 'SignalingError';
+    this.code = code;
+    this.requestId = requestId;
+  }
+
+  /** Whether the same request may succeed on another socket or a bit later. */
+  get transient() {
+    return TRANSIENT_CODES.has(this.code);
+  }
+}
+
+/**
+ * Delay before reconnect attempt number `attempt` (0 for the first retry):
+ * exponential, capped, and spread by ±jitter so that a fleet of clients dropped by
+ * the same node does not come back in lockstep.
+ */
+export function backoffDelay(attempt, backoff = DEFAULT_BACKOFF, random = Math.random) {
+  const { initialMs, maxMs, factor, jitter } = { ...DEFAULT_BACKOFF, ...backoff };
+  const base = Math.min(maxMs, initialMs * factor ** attempt);
+  const spread = base * jitter;
+  return Math.round(base - spread + random() * 2 * spread);
+}
+
+/** The `/ws` URL of the node that served a page at `location`. */
+export function signalingUrlFor(location) {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/ws`;
+}
+
+function deferred() {
+  const result = { settled: false };
+  result.promise = new Promise((resolve, reject) => {
+    result.resolve = (value) => {
+      result.settled = true;
+      resolve(value);
+    };
+    result.reject = (error) => {
+      result.settled = true;
+      reject(error);
+    };
+  });
+  return result;
+}
+
+const SOCKET_OPEN = 1;
+
+/**
+ * One WebSocket and what the client knows of it: its welcome, its requests in
+ * flight, and a promise settled when it closes.
+ */
+class Link {
+  constructor(socket) {
+    this.socket = socket;
+    this.welcome = null;
+    this.pending = new Map();
+    this.closed = deferred();
+  }
+
+  get isOpen() {
+    return this.socket.readyState === SOCKET_OPEN && !this.closed.settled;
+  }
+
+  send(message) {
+    this.socket.send(JSON.stringify(message));
+  }
+
+  close(code, reason) {
+    if (!this.closed.settled) this.socket.close(code, reason);
+  }
+}
+
+export class SignalingClient {
+  #url;
+  #WebSocket;
+  #backoff;
+  #requestTimeoutMs;
+  #random;
+  #listeners = new Map();
+
+  #state = ConnectionState.IDLE;
+  #wantOpen = false;
+  #everConnected = false;
+  #connectedOnce = deferred();
+  #link = null;
+  #liveLinks = new Set();
+  #attempt = 0;
+  #retryTimer = null;
+  #retryWake = null;
+  #nextRequestId = 1;
+
+  // A drain handover in progress: the task, and the socket it is resuming on.
+  #handoverTask = null;
+  #handoverLink = null;
+  #holdOutgoing = false;
+
+  #session = null;
+  #joinRequest = null;
+  #outbox = [];
+
+  /**
+   * @param {string} url the node's WebSocket URL, e.g. `wss://call.example.org/ws`
+   * @param {object} [options]
+   * @param {typeof WebSocket} [options.WebSocket] constructor to use (default: the global one)
+   * @param {{initialMs?: number, maxMs?: number, factor?: number, jitter?: number}} [options.backoff]
+   * @param {number} [options.requestTimeoutMs] a request unanswered this long counts the socket as dead
+   * @param {() => number} [options.random] source of jitter, for tests
+   */
+  constructor(url, options = {}) {
+    this.#url = url;
+    this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this.#WebSocket !== 'function') {
+      throw new TypeError('SignalingClient needs a WebSocket constructor (options.WebSocket)');
+    }
+    this.#backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.#random = options.random ?? Math.random;
+    // A rejected connect() that nobody awaits must not crash the host.
+    this.#connectedOnce.promise.catch(() => {});
+  }
+
+  /** One of {@link ConnectionState}. */
+  get state() {
+    return this.#state;
+  }
+
+  /** The id of the node the client is connected to, from its `welcome`. */
+  get node() {
+    return this.#link?.welcome?.node ?? null;
+  }
+
+  /** This client's peer id while in a room, else null. */
+  get peerId() {
+    return this.#session?.peer ?? null;
+  }
+
+  get room() {
+    return this.#session?.room ?? null;
+  }
+
+  /** The other members of the room, oldest first, as last known. */
+  get members() {
+    return this.#session ? [...this.#session.members.values()] : [];
+  }
+
+  /** ICE servers from the last `joined` or `resumed`, for RTCPeerConnection. */
+  get iceServers() {
+    return this.#session?.iceServers ?? [];
+  }
+
+  /**
+   * Subscribes to an event; returns a function that unsubscribes. Events:
+   * - `state` {state, attempt?, retryInMs?}
+   * - `welcome`, `joined`, `resumed`: the node's messages
+   * - `rejoined`: the seat was lost and a new one taken (`joined` plus
+   *   `previousPeer`); every peer connection must start over
+   * - `session-lost` {error, previousPeer}: the seat was lost and joining again failed
+   * - `peer-joined`, `peer-left`, `offer`, `answer`, `candidate`, `app-data`
+   * - `reconnect`: the node drains; the client moves by itself
+   * - `error`: a SignalingError not tied to a request of this client
+   */
+  on(type, listener) {
+    if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
+    this.#listeners.get(type).add(listener);
+    return () => this.#listeners.get(type)?.delete(listener);
+  }
+
+  #emit(type, detail) {
+    for (const listener of [...(this.#listeners.get(type) ?? [])]) {
+      try {
+        listener(detail);
+      } catch (err) {
+        // A faulty listener must not break the protocol state machine; report it apart.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  #setState(state, retry) {
+    if (this.#state === state && !retry) return;
+    this.#state = state;
+    this.#emit('state', { state, ...retry });
+  }
+
+  /**
+   * Opens the connection and keeps it open until {@link close}. Resolves with the
+   * node's `welcome` once the first socket is up, retrying with backoff until then
+   * (`state` events tell when the node is unreachable).
+   */
+  connect() {
+    if (this.#state === ConnectionState.CLOSED) {
+      return Promise.reject(new SignalingError('closed', 'the client was closed'));
+    }
+    if (!this.#wantOpen) {
+      this.#wantOpen = true;
+      this.#run();
+    }
+    return this.#connectedOnce.promise;
+  }
+
+  /**
+   * Joins a room. Resolves with `joined`; rejects with a SignalingError carrying the
+   * node's code (`room-full`, `auth-invalid`, ...). A drop while waiting is no
+   * failure: the join goes out again on the next socket.
+   */
+  join({ room, name, token } = {}) {
+    if (this.#state === ConnectionState.CLOSED) {
+      return Promise.reject(new SignalingError('closed', 'the client was closed'));
+    }
+    if (this.#session || this.#joinRequest) {
+      return Promise.reject(new SignalingError('already-joined', 'already in a room or joining one'));
+    }
+    const request = { params: { room, name, token }, result: deferred(), inFlight: false };
+    this.#joinRequest = request;
+    if (!this.#wantOpen) this.connect();
+    else if (this.#state === ConnectionState.CONNECTED) this.#sendJoin(this.#link);
+    return request.result.promise;
+  }
+
+  /** Leaves the room; the socket stays open for another join. */
+  async leave() {
+    const session = this.#session;
+    this.#session = null;
+    this.#outbox = [];
+    this.#joinRequest?.result.reject(new SignalingError('closed', 'left before the join completed'));
+    this.#joinRequest = null;
+    if (!session || this.#state !== ConnectionState.CONNECTED) return;
+    try {
+      await this.#request(this.#link, { type: 'leave' });
+    } catch (err) {
+      // Gone either way: without a socket the node frees the seat when its window ends.
+      if (!(err instanceof SignalingError)) throw err;
+    }
+  }
+
+  /** Leaves the room if in one and closes for good; the node frees the seat at once. */
+  async close() {
+    if (this.#state === ConnectionState.CLOSED) return;
+    if (this.#session) await this.leave();
+    this.#wantOpen = false;
+    this.#joinRequest?.result.reject(new SignalingError('closed', 'the client was closed'));
+    this.#joinRequest = null;
+    this.#connectedOnce.reject(new SignalingError('closed', 'the client was closed'));
+    clearTimeout(this.#retryTimer);
+    this.#retryWake?.();
+    for (const link of this.#liveLinks) link.close(CLOSE_NORMAL, 'bye');
+    this.#setState(ConnectionState.CLOSED);
+  }
+
+  /**
+   * Tries again at once instead of waiting out the backoff, or drops a socket that
+   * is believed dead (the browser went offline and online again).
+   */
+  reconnectNow() {
+    if (this.#retryWake) {
+      clearTimeout(this.#retryTimer);
+      this.#retryWake();
+    } else if (this.#state === ConnectionState.CONNECTED) {
+      this.#link.close(CLOSE_RECONNECTING, 'reconnecting');
+    }
+  }
+
+  sendOffer(to, sdp) {
+    this.#sendInSession({ type: 'offer', to, sdp });
+  }
+
+  sendAnswer(to, sdp) {
+    this.#sendInSession({ type: 'answer', to, sdp });
+  }
+
+  /** `candidate` is an RTCIceCandidateInit, or null for the end of candidates. */
+  sendCandidate(to, candidate) {
+    this.#sendInSession({ type: 'candidate', to, candidate: candidate ?? null });
+  }
+
+  sendAppData(to, data) {
+    this.#sendInSession({ type: 'app-data', to, data });
+  }
+
+  /** Sends a call-quality summary: {final, iceConnectedMs, outcome, candidateType, rttMs}. */
+  sendReport(report) {
+    this.#sendInSession({ type: 'report', report });
+  }
+
+  #sendInSession(message) {
+    if (!this.#session) {
+      throw new SignalingError('not-joined', `cannot send ${message.type} outside a room`);
+    }
+    if (this.#state === ConnectionState.CONNECTED && !this.#holdOutgoing && this.#link.isOpen) {
+      this.#link.send(message);
+      return;
+    }
+    // Kept for the resumed session: the peers' negotiations go on meanwhile.
+    this.#outbox.push(message);
+    if (this.#outbox.length > OUTBOX_LIMIT) this.#outbox.shift();
+  }
+
+  #flushOutbox() {
+    const queued = this.#outbox;
+    this.#outbox = [];
+    if (!this.#session) return;
+    for (const message of queued) this.#link.send(message);
+  }
+
+  // The connection loop: one turn per socket, until close().
+  async #run() {
+    while (this.#wantOpen) {
+      try {
+        const link = await this.#open();
+        this.#link = link;
+        if (this.#session) await this.#restoreSession(link);
+        this.#attempt = 0;
+        this.#everConnected = true;
+        this.#setState(ConnectionState.CONNECTED);
+        this.#connectedOnce.resolve(link.welcome);
+        this.#flushOutbox();
+        if (this.#joinRequest) this.#sendJoin(link);
+        await this.#untilCurrentLinkEnds();
+      } catch (err) {
+        if (!(err instanceof SignalingError)) throw err;
+      }
+      if (!this.#wantOpen) break;
+      await this.#waitBeforeRetry();
+    }
+  }
+
+  async #waitBeforeRetry() {
+    const retryInMs = backoffDelay(this.#attempt, this.#backoff, this.#random);
+    this.#attempt += 1;
+    const state = this.#everConnected ? ConnectionState.RECONNECTING : ConnectionState.CONNECTING;
+    this.#setState(state, { attempt: this.#attempt, retryInMs });
+    await new Promise((resolve) => {
+      this.#retryWake = resolve;
+      this.#retryTimer = setTimeout(resolve, retryInMs);
+    });
+    this.#retryWake = null;
+  }
+
+  // Waits until the socket in use closes. A drain handover swaps the socket during
+  // this wait: the loop then goes on with the new one, or reconnects if the old
+  // socket closed before the handover could finish and the handover failed.
+  async #untilCurrentLinkEnds() {
+    for (;;) {
+      const link = this.#link;
+      await link.closed.promise;
+      if (this.#link !== link) continue;
+      if (this.#handoverTask) {
+        this.#setState(ConnectionState.RECONNECTING);
+        if (await this.#handoverTask) continue;
+      }
+      return;
+    }
+  }
+
+  /** Opens a socket and resolves with its Link once the node's `welcome` arrived. */
+  #open() {
+    if (this.#state === ConnectionState.IDLE) this.#setState(ConnectionState.CONNECTING);
+    const link = new Link(new this.#WebSocket(this.#url));
+    this.#liveLinks.add(link);
+    const welcomed = deferred();
+    const welcomeTimer = setTimeout(() => {
+      welcomed.reject(new SignalingError('timeout', 'the node sent no welcome'));
+      link.close(CLOSE_RECONNECTING, 'no welcome');
+    }, this.#requestTimeoutMs);
+
+    link.socket.onmessage = (event) => {
+      const message = parseFrame(event.data);
+      if (!message) return;
+      if (message.type === 'welcome' && !link.welcome) {
+        clearTimeout(welcomeTimer);
+        link.welcome = message;
+        this.#emit('welcome', message);
+        welcomed.resolve(link);
+        return;
+      }
+      this.#onMessage(link, message);
+    };
+    link.socket.onclose = (event) => {
+      clearTimeout(welcomeTimer);
+      const error = new SignalingError('disconnected', `the socket closed (code ${event?.code ?? 'none'})`);
+      this.#liveLinks.delete(link);
+      link.closed.resolve(event);
+      for (const request of link.pending.values()) {
+        clearTimeout(request.timer);
+        request.reject(error);
+      }
+      link.pending.clear();
+      welcomed.reject(error);
+    };
+    link.socket.onerror = () => {
+      // A close event follows every error; the work is done there.
+    };
+    return welcomed.promise;
+  }
+
+  #onMessage(link, message) {
+    if (link !== this.#link && link !== this.#handoverLink) return;
+    if (message.id !== undefined && link.pending.has(message.id)) {
+      const request = link.pending.get(message.id);
+      link.pending.delete(message.id);
+      clearTimeout(request.timer);
+      if (message.type === 'error') {
+        request.reject(new SignalingError(message.code, message.message, message.id));
+      } else {
+        request.resolve(message);
+      }
+      return;
+    }
+    switch (message.type) {
+      case 'error':
+        this.#emit('error', new SignalingError(message.code, message.message, message.id));
+        break;
+      case 'peer-joined':
+        this.#session?.members.set(message.peer.id, message.peer);
+        this.#emit('peer-joined', message);
+        break;
+      case 'peer-left':
+        this.#session?.members.delete(message.peer);
+        this.#emit('peer-left', message);
+        break;
+      case 'reconnect':
+        this.#emit('reconnect', message);
+        if (link === this.#link) this.#startHandover();
+        break;
+      default:
+        if (RELAY_TYPES.includes(message.type)) this.#emit(message.type, message);
+      // Any other type is from a newer revision of the protocol: ignored.
+    }
+  }
+
+  #request(link, message) {
+    const id = this.#nextRequestId++;
+    if (link.closed.settled) {
+      return Promise.reject(new SignalingError('disconnected', 'the socket is closed', id));
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        link.pending.delete(id);
+        reject(new SignalingError('timeout', `no reply to ${message.type}`, id));
+        // An unanswered request means a socket dead in a way TCP has not noticed yet.
+        link.close(CLOSE_RECONNECTING, 'request timed out');
+      }, this.#requestTimeoutMs);
+      link.pending.set(id, { resolve, reject, timer });
+      link.send({ ...message, id });
+    });
+  }
+
+  async #sendJoin(link) {
+    const request = this.#joinRequest;
+    if (!request || request.inFlight) return;
+    request.inFlight = true;
+    try {
+      const joined = await this.#request(link, joinMessage(request.params));
+      if (this.#joinRequest !== request) return;
+      this.#joinRequest = null;
+      this.#adoptSession(joined, request.params);
+      request.result.resolve(joined);
+      this.#emit('joined', joined);
+    } catch (err) {
+      request.inFlight = false;
+      if (this.#joinRequest !== request) return;
+      if (err.transient) {
+        // Sent again by the loop once the next socket is up.
+        if (err.code !== 'disconnected') link.close(CLOSE_RECONNECTING, err.code);
+        return;
+      }
+      this.#joinRequest = null;
+      request.result.reject(err);
+    }
+  }
+
+  #adoptSession(reply, params) {
+    this.#session = {
+      params,
+      room: reply.room,
+      peer: reply.peer,
+      name: reply.name,
+      resumeToken: reply.resumeToken,
+      resumeWindowMs: reply.resumeWindowMs,
+      iceServers: reply.iceServers ?? [],
+      members: new Map((reply.members ?? []).map((member) => [member.id, member])),
+    };
+  }
+
+  // On a fresh socket after a drop: take the seat back, or a new one if it is gone.
+  // Transient failures throw, so that the loop tries again on another socket.
+  async #restoreSession(link) {
+    const session = this.#session;
+    try {
+      const resumed = await this.#request(link, resumeMessage(session));
+      this.#adoptSession(resumed, session.params);
+      this.#emit('resumed', resumed);
+      return;
+    } catch (err) {
+      if (err.transient) {
+        if (err.code !== 'disconnected') link.close(CLOSE_RECONNECTING, err.code);
+        throw err;
+      }
+      // resume-failed, or a refusal of the token itself: either way the seat is gone.
+    }
+    // What was queued belongs to negotiations of the old peer id.
+    this.#outbox = [];
+    try {
+      const joined = await this.#request(link, joinMessage(session.params));
+      this.#adoptSession(joined, session.params);
+      this.#emit('rejoined', { ...joined, previousPeer: session.peer });
+    } catch (err) {
+      if (err.transient) {
+        if (err.code !== 'disconnected') link.close(CLOSE_RECONNECTING, err.code);
+        throw err;
+      }
+      this.#session = null;
+      this.#emit('session-lost', { error: err, previousPeer: session.peer });
+    }
+  }
+
+  // The node drains: open a second socket (the load balancer picks a node that is
+  // not draining), resume there, and only then let go of the first one.
+  #startHandover() {
+    if (this.#handoverTask || !this.#session) return;
+    this.#handoverTask = this.#handOver().finally(() => {
+      this.#handoverTask = null;
+      this.#handoverLink = null;
+      this.#holdOutgoing = false;
+    });
+  }
+
+  async #handOver() {
+    for (let attempt = 0; this.#wantOpen && this.#session; attempt += 1) {
+      let link = null;
+      try {
+        link = await this.#open();
+        this.#handoverLink = link;
+        // From here the node may move the seat at any moment: send nothing on the old socket.
+        this.#holdOutgoing = true;
+        const resumed = await this.#request(link, resumeMessage(this.#session));
+        const previous = this.#link;
+        this.#adoptSession(resumed, this.#session.params);
+        this.#link = link;
+        this.#holdOutgoing = false;
+        previous.close(CLOSE_RECONNECTING, 'moved to another node');
+        this.#setState(ConnectionState.CONNECTED);
+        this.#flushOutbox();
+        this.#emit('resumed', resumed);
+        return true;
+      } catch (err) {
+        if (!(err instanceof SignalingError)) throw err;
+        link?.close(CLOSE_NORMAL, 'handover failed');
+        this.#handoverLink = null;
+        this.#holdOutgoing = false;
+        if (this.#state === ConnectionState.CONNECTED && this.#link?.isOpen) this.#flushOutbox();
+        // Past the window the main loop joins again once the old socket is gone.
+        if (err.code === 'resume-failed') return false;
+        await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, this.#backoff, this.#random)));
+      }
+    }
+    return false;
+  }
+}
+
+function parseFrame(data) {
+  if (typeof data !== 'string') return null;
+  try {
+    const message = JSON.parse(data);
+    return message && typeof message.type === 'string' ? message : null;
+  } catch {
+    return null;
+  }
+}
+
+function joinMessage({ room, name, token }) {
+  return { type: 'join', room, name, ...(token ? { token } : {}), protocol: PROTOCOL_VERSION };
+}
+
+function resumeMessage(session) {
+  return { type: 'resume', token: session.resumeToken, protocol: PROTOCOL_VERSION };
+}

@@ -1,0 +1,60 @@
+// Takes the screenshots in docs/images from real calls: a node, Chromium with a
+// fake camera, and two or four people in a room.
+//
+//   node scripts/screenshots.mjs [output-dir]     (default: ../docs/images)
+
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+import {
+  REPO_ROOT,
+  Stack,
+  launchBrowser,
+  openCaller,
+  roomName,
+  startNode,
+  waitFor,
+  waitForMediaFromAll,
+} from '../test/e2e/harness.mjs';
+
+const outputDir = path.resolve(process.argv[2] ?? path.join(REPO_ROOT, 'docs/images'));
+const viewport = { width: 1280, height: 720 };
+
+async function callOf(browser, node, names, query = '') {
+  const room = roomName('team-sync').replace(/-\d+-/, '-');
+  const callers = [];
+  for (const name of names) callers.push(await openCaller(browser, `${node.url}/r/${room}${query}`, name, { viewport }));
+  for (const caller of callers) await caller.join();
+  await Promise.all(callers.map((caller) => waitForMediaFromAll(caller, names.length - 1, { timeoutMs: 60_000 })));
+  return callers;
+}
+
+async function settle(page) {
+  // No "X joined" notices in the picture.
+  await waitFor(async () => (await page.locator('.toast').count()) === 0, { timeoutMs: 10_000, message: 'notices to fade' });
+}
+
+const stack = new Stack();
+try {
+  mkdirSync(outputDir, { recursive: true });
+  const [node, browser] = await Promise.all([startNode(stack, { id: 'shots' }), launchBrowser(stack)]);
+
+  const pair = await callOf(browser, node, ['Maya Chen', 'Jonas Weber']);
+  await pair[0].page.click('#toggle-stats');
+  await waitFor(() => pair[0].page.locator('.tile-stats').first().innerText().then((text) => text.includes('UDP')), {
+    message: 'stats to fill in',
+  });
+  await settle(pair[0].page);
+  await pair[0].page.screenshot({ path: path.join(outputDir, 'call-2peers.png') });
+  await Promise.all(pair.map((caller) => caller.close()));
+
+  const four = await callOf(browser, node, ['Maya Chen', 'Jonas Weber', 'Aiko Tanaka', 'Sam Okafor'], '?video=640x360');
+  await four[2].page.click('#toggle-mic');
+  await waitFor(async () => (await four[0].page.locator('.tile--muted').count()) === 1, { message: 'the mute to show' });
+  await settle(four[0].page);
+  await four[0].page.screenshot({ path: path.join(outputDir, 'call-4peers.png') });
+  await Promise.all(four.map((caller) => caller.close()));
+  console.log(`screenshots written to ${outputDir}`);
+} finally {
+  await stack.cleanup();
+}

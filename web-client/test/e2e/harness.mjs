@@ -1,0 +1,501 @@
+// Everything the browser tests start: signaling nodes, Redis, nginx, coturn and
+// Chromium, each on a free loopback port, each stopped by the test's `after`
+// hook even when the test failed. Plus helpers that read media statistics from
+// the pages, since "an element exists" proves nothing about a call.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+export const REPO_ROOT = path.resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+const NODE_BIN = process.env.VC_NODE_BIN ?? path.join(REPO_ROOT, 'target/debug/vc-signaling');
+const CHROMIUM = process.env.VC_CHROMIUM ?? '/usr/bin/chromium';
+const NGINX = process.env.VC_NGINX ?? '/usr/sbin/nginx';
+
+/** Polls `check` until it returns a truthy value; fails with `message` and the last value. */
+export async function waitFor(check, { timeoutMs = 15_000, intervalMs = 100, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last) return last;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}; last: ${JSON.stringify(last)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Things to undo when a test file ends, undone in reverse order. */
+export class Stack {
+  #undo = [];
+  #dirs = [];
+  #cleaning = false;
+
+  defer(fn) {
+    // Something that finished starting after cleanup began (a hook failed half-way)
+    // is undone at once rather than left running.
+    if (this.#cleaning) {
+      Promise.resolve()
+        .then(fn)
+        .catch((err) => console.error('cleanup:', err));
+      return;
+    }
+    this.#undo.push(fn);
+  }
+
+  tempDir(prefix) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), `vc-e2e-${prefix}-`));
+    this.#dirs.push(dir);
+    return dir;
+  }
+
+  async cleanup() {
+    this.#cleaning = true;
+    while (this.#undo.length) {
+      const fn = this.#undo.pop();
+      try {
+        await fn();
+      } catch (err) {
+        console.error('cleanup:', err);
+      }
+    }
+    if (!process.env.VC_E2E_KEEP_LOGS) {
+      for (const dir of this.#dirs) rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** A child process whose output goes to a log file, killed at cleanup if still alive. */
+export class Service {
+  /**
+   * @param {object} [options]
+   * @param {Record<string, string>} [options.env] added to (or, with `ownEnv`, replacing) this process's environment
+   * @param {string} [options.stopSignal] what cleanup sends first; nginx needs SIGTERM to take its workers along
+   */
+  constructor(stack, name, command, args, { env = {}, ownEnv = false, cwd, dir, stopSignal = 'SIGKILL' } = {}) {
+    this.name = name;
+    this.logPath = path.join(dir ?? stack.tempDir(name), `${name}.log`);
+    const log = openSync(this.logPath, 'a');
+    this.child = spawn(command, args, {
+      cwd,
+      env: ownEnv ? env : { ...process.env, ...env },
+      stdio: ['ignore', log, log],
+    });
+    this.exitCode = null;
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.exitCode = code ?? signal;
+        resolve(this.exitCode);
+      });
+      this.child.on('error', (err) => {
+        this.exitCode = err.message;
+        resolve(err.message);
+      });
+    });
+    stack.defer(() => this.stop(stopSignal));
+  }
+
+  get alive() {
+    return this.exitCode === null;
+  }
+
+  get pid() {
+    return this.child.pid;
+  }
+
+  /** The last lines it wrote, for failure messages. */
+  logTail(lines = 30) {
+    try {
+      return readFileSync(this.logPath, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  kill(signal) {
+    if (this.alive) this.child.kill(signal);
+  }
+
+  /** Sends `signal` and waits for the exit; SIGKILL after `graceMs`. */
+  async stop(signal = 'SIGTERM', graceMs = 5000) {
+    if (!this.alive) return this.exitCode;
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.kill('SIGKILL'), graceMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+async function httpStatus(url) {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    await response.arrayBuffer();
+    return response.status;
+  } catch {
+    return 0;
+  }
+}
+
+async function waitUntilListening(port, service, timeoutMs = 10_000) {
+  await waitFor(
+    async () => {
+      if (!service.alive) throw new Error(`${service.name} exited (${service.exitCode}):\n${service.logTail()}`);
+      return new Promise((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.on('error', () => resolve(false));
+      });
+    },
+    { timeoutMs, message: `${service.name} to listen on ${port}` },
+  );
+}
+
+let binaryChecked = false;
+
+/** Builds the node once if its binary is missing (a fresh checkout). */
+export function ensureNodeBinary() {
+  if (binaryChecked) return NODE_BIN;
+  if (!existsSync(NODE_BIN)) {
+    if (process.env.VC_NODE_BIN) throw new Error(`VC_NODE_BIN points at ${NODE_BIN}, which does not exist`);
+    const build = spawnSync('cargo', ['build', '-p', 'vc-signaling'], { cwd: REPO_ROOT, stdio: 'inherit' });
+    if (build.status !== 0) throw new Error('cargo build -p vc-signaling failed');
+  }
+  binaryChecked = true;
+  return NODE_BIN;
+}
+
+export async function startRedis(stack) {
+  const port = await freePort();
+  const dir = stack.tempDir('redis');
+  const service = new Service(
+    stack,
+    'redis',
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { dir },
+  );
+  await waitUntilListening(port, service);
+  return { port, url: `redis://127.0.0.1:${port}`, service };
+}
+
+/**
+ * A signaling node, ready (GET /readyz is 200).
+ * @param {Stack} stack
+ * @param {{id: string, redisUrl?: string, port?: number, env?: Record<string, string>}} options
+ *   port: to start a node again where the pages expect it
+ */
+export async function startNode(stack, { id, redisUrl, port: fixedPort, env = {} }) {
+  const binary = ensureNodeBinary();
+  const port = fixedPort ?? (await freePort());
+  // The node reads every VC_* variable as a setting and refuses unknown ones, so
+  // the harness's own (VC_NODE_BIN, ...) must not leak into its environment.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('VC_')));
+  const service = new Service(stack, `node-${id}`, binary, [], {
+    cwd: REPO_ROOT,
+    ownEnv: true,
+    env: {
+      ...inherited,
+      VC_SERVER__HOST: '127.0.0.1',
+      VC_SERVER__PORT: String(port),
+      VC_NODE__ID: id,
+      VC_RESUME__WINDOW: '10s',
+      VC_TELEMETRY__LOG_LEVEL: 'warn',
+      ...(redisUrl ? { VC_REDIS__URL: redisUrl } : {}),
+      ...env,
+    },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(
+    async () => {
+      if (!service.alive) throw new Error(`node ${id} exited (${service.exitCode}):\n${service.logTail()}`);
+      return (await httpStatus(`${url}/readyz`)) === 200;
+    },
+    { timeoutMs: 20_000, message: `node ${id} to be ready` },
+  );
+  return { id, port, url, service };
+}
+
+/** A counter or histogram count from a node's /metrics, summed over matching series. */
+export async function metricValue(nodeUrl, name, labels = {}) {
+  const text = await (await fetch(`${nodeUrl}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const matches = Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`));
+    if (matches) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
+/** nginx balancing WebSockets and pages over `nodes`, as a load balancer would. */
+export async function startNginx(stack, nodes) {
+  const port = await freePort();
+  const dir = stack.tempDir('nginx');
+  const upstreams = nodes.map((node) => `    server 127.0.0.1:${node.port} max_fails=1 fail_timeout=30s;`).join('\n');
+  const conf = `
+worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream nodes {
+${upstreams}
+  }
+  map $http_upgrade $connection_upgrade {
+    default upgrade;
+    '' close;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://nodes;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_connect_timeout 2s;
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+      proxy_next_upstream error timeout http_502 http_503;
+    }
+  }
+}
+`;
+  const confPath = path.join(dir, 'nginx.conf');
+  writeFileSync(confPath, conf);
+  const service = new Service(stack, 'nginx', NGINX, ['-p', dir, '-c', confPath, '-e', path.join(dir, 'error.log')], {
+    dir,
+    stopSignal: 'SIGTERM',
+  });
+  await waitUntilListening(port, service);
+  return { port, url: `http://127.0.0.1:${port}`, service };
+}
+
+/** coturn with TURN REST credentials (`use-auth-secret`), relaying on loopback only. */
+export async function startTurn(stack, { secret, realm = 'video-caller.test' }) {
+  const port = await freePort();
+  const dir = stack.tempDir('turn');
+  const relayBase = 40000 + Math.floor(Math.random() * 200) * 100;
+  const service = new Service(
+    stack,
+    'turn',
+    'turnserver',
+    [
+      '-n',
+      '--listening-ip=127.0.0.1',
+      `--listening-port=${port}`,
+      '--relay-ip=127.0.0.1',
+      `--min-port=${relayBase}`,
+      `--max-port=${relayBase + 99}`,
+      '--use-auth-secret',
+      `--static-auth-secret=${secret}`,
+      `--realm=${realm}`,
+      // Both browsers' relay addresses are on loopback; coturn refuses such peers unless told.
+      '--allow-loopback-peers',
+      '--no-cli',
+      '--no-tls',
+      '--no-dtls',
+      '--no-tcp-relay',
+      '--fingerprint',
+      `--db=${path.join(dir, 'turndb')}`,
+      `--pidfile=${path.join(dir, 'turn.pid')}`,
+      `--log-file=${path.join(dir, 'turn-server.log')}`,
+      '--simple-log',
+      '--no-stdout-log',
+    ],
+    { dir },
+  );
+  // coturn answers on UDP only here, so readiness is "it is still running and logged its relay set-up".
+  await waitFor(
+    () => {
+      if (!service.alive) throw new Error(`turnserver exited (${service.exitCode})`);
+      try {
+        return readFileSync(path.join(dir, 'turn-server.log'), 'utf8').includes('Relay ports initialization done');
+      } catch {
+        return false;
+      }
+    },
+    { timeoutMs: 10_000, message: 'turnserver to start' },
+  );
+  return { port, url: `turn:127.0.0.1:${port}?transport=udp`, service, logPath: path.join(dir, 'turn-server.log') };
+}
+
+/**
+ * Chromium with a fake camera and microphone.
+ * @param {{fakeUi?: boolean}} [options] fakeUi: grant camera, microphone and screen
+ *   capture without prompts (without it, media requests are denied unless the
+ *   context was given the permissions)
+ */
+export async function launchBrowser(stack, { fakeUi = true } = {}) {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      // Several cameras and microphones, so that switching devices can be tested.
+      '--use-fake-device-for-media-stream=device-count=3',
+      ...(fakeUi ? ['--use-fake-ui-for-media-stream'] : []),
+      '--allow-loopback-in-peer-connection',
+      // Playwright adds the rest that matters here: no background throttling of
+      // the pages that are not in front, no background networking, headless.
+    ],
+  });
+  stack.defer(() => browser.close());
+  return browser;
+}
+
+/** A person in a browser context of their own. */
+export class Caller {
+  constructor(context, page, name) {
+    this.context = context;
+    this.page = page;
+    this.name = name;
+    this.errors = [];
+    page.on('pageerror', (err) => this.errors.push(err.message));
+  }
+
+  /**
+   * Opens `url` (a room link), types the name and presses Join; resolves when the
+   * call screen is up. Returns the time of the click.
+   */
+  async join() {
+    await this.page.fill('#display-name', this.name);
+    await this.page.waitForFunction(() => window.__vc?.media?.audioTrack || window.__vc?.media?.problems?.audio);
+    const clickedAt = Date.now();
+    await this.page.click('#join-button');
+    await this.page.waitForSelector('.call', { timeout: 20_000 });
+    this.joinedAt = clickedAt;
+    return clickedAt;
+  }
+
+  state() {
+    return this.page.evaluate(() => window.__vc.state());
+  }
+
+  /** Per remote peer: what getStats() says arrives from them. */
+  mediaStats() {
+    return this.page.evaluate(readMediaStats);
+  }
+
+  async close() {
+    await this.context.close();
+  }
+}
+
+// Runs in the page: one entry per peer connection.
+async function readMediaStats() {
+  const result = [];
+  for (const { peerId, name, pc } of window.__vc.peerConnections()) {
+    const report = await pc.getStats();
+    const entry = {
+      peerId,
+      name,
+      connectionState: pc.connectionState,
+      framesDecoded: 0,
+      frameWidth: 0,
+      frameHeight: 0,
+      audioPacketsReceived: 0,
+      localCandidateType: null,
+      remoteCandidateType: null,
+      sendingVideoLabel: pc.getSenders().find((sender) => sender.track?.kind === 'video')?.track.label ?? null,
+      sendingAudioLabel: pc.getSenders().find((sender) => sender.track?.kind === 'audio')?.track.label ?? null,
+    };
+    let pairId = null;
+    report.forEach((stat) => {
+      if (stat.type === 'transport' && stat.selectedCandidatePairId) pairId = stat.selectedCandidatePairId;
+    });
+    report.forEach((stat) => {
+      if (stat.type === 'inbound-rtp' && stat.kind === 'video' && (stat.framesDecoded ?? 0) >= entry.framesDecoded) {
+        entry.framesDecoded = stat.framesDecoded ?? 0;
+        entry.frameWidth = stat.frameWidth ?? 0;
+        entry.frameHeight = stat.frameHeight ?? 0;
+      }
+      if (stat.type === 'inbound-rtp' && stat.kind === 'audio') {
+        entry.audioPacketsReceived += stat.packetsReceived ?? 0;
+      }
+    });
+    const pair = pairId ? report.get(pairId) : null;
+    if (pair) {
+      entry.localCandidateType = report.get(pair.localCandidateId)?.candidateType ?? null;
+      entry.remoteCandidateType = report.get(pair.remoteCandidateId)?.candidateType ?? null;
+    }
+    result.push(entry);
+  }
+  return result;
+}
+
+/**
+ * Opens a page for `name` at `url` in a new context.
+ * @param {import('playwright-core').Browser} browser
+ */
+export async function openCaller(browser, url, name, { viewport = { width: 1280, height: 720 }, permissions } = {}) {
+  const context = await browser.newContext({ viewport, ...(permissions ? { permissions } : {}) });
+  const page = await context.newPage();
+  await page.goto(url);
+  return new Caller(context, page, name);
+}
+
+/**
+ * Waits until `caller` decodes video and receives audio from each of `peerCount`
+ * peers, and the frame counts are still rising on a second look: a frozen call
+ * is not a call.
+ */
+export async function waitForMediaFromAll(caller, peerCount, { timeoutMs = 20_000 } = {}) {
+  const first = await waitFor(
+    async () => {
+      const stats = await caller.mediaStats();
+      const flowing = stats.filter((s) => s.framesDecoded > 0 && s.audioPacketsReceived > 0);
+      return stats.length === peerCount && flowing.length === peerCount ? stats : false;
+    },
+    { timeoutMs, intervalMs: 50, message: `${caller.name} to decode video and receive audio from ${peerCount} peers` },
+  );
+  const firstMediaAt = Date.now();
+  await assertMediaKeepsFlowing(caller, first);
+  return { stats: first, firstMediaAt };
+}
+
+/** Fails unless every peer's decoded frames and audio packets rise beyond `before`. */
+export async function assertMediaKeepsFlowing(caller, before, { timeoutMs = 10_000 } = {}) {
+  return waitFor(
+    async () => {
+      const now = await caller.mediaStats();
+      const rising = before.every((old) => {
+        const current = now.find((s) => s.peerId === old.peerId);
+        return current && current.framesDecoded > old.framesDecoded + 5 && current.audioPacketsReceived > old.audioPacketsReceived + 5;
+      });
+      return rising ? now : false;
+    },
+    { timeoutMs, intervalMs: 200, message: `${caller.name}'s media to keep flowing` },
+  );
+}
+
+/** A fresh room name per test, so that tests never see each other's seats. */
+export function roomName(prefix) {
+  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+}
