@@ -41,8 +41,7 @@ section "rust tests (unit, single node, multi-node with real redis-server proces
 cargo test --workspace
 
 if [ -f web-client/package.json ]; then
-  section "web client"
-  export VC_NODE_BIN="$PWD/target/debug/vc-signaling"
+  section "web client (unit tests, then Chromium against real nodes)"
   (
     cd web-client
     if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then

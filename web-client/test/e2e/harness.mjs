@@ -13,9 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const REPO_ROOT = path.resolve(fileURLToPath(new URL('../../..', import.meta.url)));
-const NODE_BIN = process.env.VC_NODE_BIN ?? path.join(REPO_ROOT, 'target/debug/vc-signaling');
-const CHROMIUM = process.env.VC_CHROMIUM ?? '/usr/bin/chromium';
-const NGINX = process.env.VC_NGINX ?? '/usr/sbin/nginx';
+const NODE_BIN = process.env.E2E_NODE_BIN ?? path.join(REPO_ROOT, 'target/debug/vc-signaling');
+const CHROMIUM = process.env.E2E_CHROMIUM ?? '/usr/bin/chromium';
+const NGINX = process.env.E2E_NGINX ?? '/usr/sbin/nginx';
 
 /** Polls `check` until it returns a truthy value; fails with `message` and the last value. */
 export async function waitFor(check, { timeoutMs = 15_000, intervalMs = 100, message = 'condition' } = {}) {
@@ -77,7 +77,7 @@ export class Stack {
         console.error('cleanup:', err);
       }
     }
-    if (!process.env.VC_E2E_KEEP_LOGS) {
+    if (!process.env.E2E_KEEP_LOGS) {
       for (const dir of this.#dirs) rmSync(dir, { recursive: true, force: true });
     }
   }
@@ -177,7 +177,7 @@ let binaryChecked = false;
 export function ensureNodeBinary() {
   if (binaryChecked) return NODE_BIN;
   if (!existsSync(NODE_BIN)) {
-    if (process.env.VC_NODE_BIN) throw new Error(`VC_NODE_BIN points at ${NODE_BIN}, which does not exist`);
+    if (process.env.E2E_NODE_BIN) throw new Error(`E2E_NODE_BIN points at ${NODE_BIN}, which does not exist`);
     const build = spawnSync('cargo', ['build', '-p', 'vc-signaling'], { cwd: REPO_ROOT, stdio: 'inherit' });
     if (build.status !== 0) throw new Error('cargo build -p vc-signaling failed');
   }
@@ -208,8 +208,8 @@ export async function startRedis(stack) {
 export async function startNode(stack, { id, redisUrl, port: fixedPort, env = {} }) {
   const binary = ensureNodeBinary();
   const port = fixedPort ?? (await freePort());
-  // The node reads every VC_* variable as a setting and refuses unknown ones, so
-  // the harness's own (VC_NODE_BIN, ...) must not leak into its environment.
+  // The node reads every VC_* variable as a setting and refuses unknown ones:
+  // only the settings given here reach it, whatever the caller's environment.
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('VC_')));
   const service = new Service(stack, `node-${id}`, binary, [], {
     cwd: REPO_ROOT,
