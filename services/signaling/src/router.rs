@@ -22,14 +22,16 @@ use vc_protocol::{Member, ServerMessage};
 use crate::bus::{Envelope, Event};
 use crate::metrics::Metrics;
 
-/// One frame waiting for a session's socket.
+/// One frame waiting for a session's socket. Kept small: every session holds a
+/// block of these in its outbox for its whole life.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    pub text: String,
+    pub text: Box<str>,
     /// The message `type`, for metrics.
     pub kind: &'static str,
-    /// When the sender's node published it (wall-clock µs), for relayed messages.
-    pub sent_at_us: Option<u64>,
+    /// When the sender's node published it (wall-clock µs) for relayed
+    /// messages; 0 for everything else.
+    pub sent_at_us: u64,
     /// Whether it was published by another node, for the relay latency path.
     pub cross_node: bool,
 }
@@ -37,9 +39,9 @@ pub struct Outbound {
 impl Outbound {
     pub fn message(msg: &ServerMessage) -> Self {
         Self {
-            text: msg.to_json(),
+            text: msg.to_json().into_boxed_str(),
             kind: msg.type_name(),
-            sent_at_us: None,
+            sent_at_us: 0,
             cross_node: false,
         }
     }
@@ -282,9 +284,9 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
         } => {
             if let Some(seat) = local.seats.get_mut(to) {
                 let out = Outbound {
-                    text: frame.clone(),
+                    text: frame.as_str().into(),
                     kind: relay_kind(message),
-                    sent_at_us: Some(envelope.sent_at_us),
+                    sent_at_us: envelope.sent_at_us,
                     cross_node,
                 };
                 push(seat, Change::None, out);

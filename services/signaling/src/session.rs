@@ -158,7 +158,6 @@ impl Session {
         if *phase.borrow_and_update() == Phase::Draining {
             self.ask_to_reconnect();
         }
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
         loop {
             tokio::select! {
                 biased;
@@ -173,27 +172,19 @@ impl Session {
                         Ok(Phase::Stopping) | Err(_) => return Ending::Shutdown,
                     }
                 }
-                count = outbox.recv_many(&mut batch, WRITE_BATCH) => {
-                    if count == 0 {
+                first = outbox.recv() => {
+                    let Some(first) = first else {
                         return Ending::Shutdown;
+                    };
+                    if let Err(ending) = self.write(first, &mut evicted, heartbeat.timeout).await {
+                        return ending;
                     }
-                    for out in batch.drain(..) {
-                        let sent = Sent::of(&out);
-                        // A client that stops reading blocks this write once the
-                        // socket's buffers fill; eviction and the heartbeat
-                        // timeout must still end the session.
-                        tokio::select! {
-                            written = self.ws.text(out.text) => {
-                                if written.is_err() {
-                                    return Ending::Dropped;
-                                }
-                                sent.record(&self.node.metrics);
-                            }
-                            changed = evicted.changed() => {
-                                let why = changed.ok().and_then(|()| *evicted.borrow());
-                                return Ending::Evicted(why.unwrap_or(Eviction::SlowConsumer));
-                            }
-                            () = tokio::time::sleep(heartbeat.timeout) => return Ending::TimedOut,
+                    // Whatever else is queued goes out now, a bounded number at a
+                    // time so that reading and pinging are not starved.
+                    for _ in 1..WRITE_BATCH {
+                        let Ok(out) = outbox.try_recv() else { break };
+                        if let Err(ending) = self.write(out, &mut evicted, heartbeat.timeout).await {
+                            return ending;
                         }
                     }
                 }
@@ -212,6 +203,32 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// Writes one frame. A client that stops reading blocks the write once the
+    /// socket's buffers fill; eviction and the heartbeat timeout must still end
+    /// the session.
+    async fn write(
+        &mut self,
+        out: Outbound,
+        evicted: &mut watch::Receiver<Option<Eviction>>,
+        patience: std::time::Duration,
+    ) -> Result<(), Ending> {
+        let sent = Sent::of(&out);
+        tokio::select! {
+            written = self.ws.text(String::from(out.text)) => {
+                if written.is_err() {
+                    return Err(Ending::Dropped);
+                }
+                sent.record(&self.node.metrics);
+                Ok(())
+            }
+            changed = evicted.changed() => {
+                let why = changed.ok().and_then(|()| *evicted.borrow());
+                Err(Ending::Evicted(why.unwrap_or(Eviction::SlowConsumer)))
+            }
+            () = tokio::time::sleep(patience) => Err(Ending::TimedOut),
         }
     }
 
@@ -477,7 +494,7 @@ impl Session {
                 // Say why before closing: the last error, or a pending `reconnect`.
                 while let Ok(out) = outbox.try_recv() {
                     let sent = Sent::of(&out);
-                    if ws.text(out.text).await.is_err() {
+                    if ws.text(String::from(out.text)).await.is_err() {
                         return;
                     }
                     sent.record(&metrics);
@@ -511,7 +528,7 @@ impl Sent {
         Self {
             kind: out.kind,
             bytes: u64::try_from(out.text.len()).unwrap_or(u64::MAX),
-            relayed: out.sent_at_us.map(|at| (at, out.cross_node)),
+            relayed: (out.sent_at_us != 0).then_some((out.sent_at_us, out.cross_node)),
         }
     }
 
