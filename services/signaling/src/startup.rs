@@ -117,6 +117,10 @@ impl Application {
                 .route("/r/{room}", web::get().to(routes::web_client::index))
                 .route("/{path:.*}", web::get().to(routes::web_client::asset))
         })
+        // Signaling is small frames, each one awaited by a browser: Nagle's
+        // algorithm would hold them back behind the previous frame's ACK, which
+        // the browser delays by up to 40 ms.
+        .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1));
         if settings.server.workers > 0 {

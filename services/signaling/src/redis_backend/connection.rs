@@ -6,6 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
 use redis::{Cmd, Pipeline, ProtocolVersion, PushInfo, RedisFuture, RedisResult, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -32,9 +33,14 @@ pub async fn open(
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
-    let info = info.set_redis_settings(resp3);
+    // Nagle's algorithm holds a small write back until the previous one is
+    // acknowledged, and the peer delays its ACK: pipelined PUBLISHes then wait up
+    // to 40 ms. Signaling is nothing but small writes.
+    let tcp = TcpSettings::default().set_nodelay(true);
+    let info = info.set_redis_settings(resp3).set_tcp_settings(tcp.clone());
     if settings.cluster {
         let mut builder = ClusterClientBuilder::new(vec![info])
+            .tcp_settings(tcp)
             .use_protocol(ProtocolVersion::RESP3)
             .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(response_timeout);
