@@ -3,24 +3,20 @@
 //! Peer A sits on node `i`, peer B on node `i + 1`, so with two URLs every call
 //! crosses the bus.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
-use tokio::task::JoinSet;
 use vc_protocol::{ClientMessage, ServerMessage};
 
+use super::open_loop::{drive, Counters, Plan};
 use super::{
-    candidate_stamp, fake_candidate, fake_sdp, join, leave_and_close, sdp_stamp, short,
-    wait_peer_joined, Common, Ctx, Progress, Timing,
+    candidate_stamp, fake_candidate, fake_sdp, join, leave_and_close, sdp_stamp, wait_peer_joined,
+    Common, Ctx, Timing,
 };
 use crate::net::Client;
-use crate::rate::{Schedule, Ticker};
 use crate::report::Output;
-use crate::stats::{per_second, ratio};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CallsArgs {
@@ -246,98 +242,36 @@ pub async fn run(args: CallsArgs, out: &Output) -> anyhow::Result<serde_json::Va
         bail!("--rate must be positive");
     }
     let expected = (args.rate * args.timing.cap().as_secs_f64()) as usize;
-    let ctx = Ctx::new(
+    let ctx = Arc::new(Ctx::new(
         &args.common,
         (expected * 2).min(args.max_in_flight * 2),
         "call-setup",
-    )?;
-    let start = Instant::now() + Duration::from_millis(50);
-    let window = start + args.timing.warmup;
-    ctx.recorder.measure_from(window);
-    let schedule = Schedule::new(start, args.rate, args.timing.cap());
-    let total = schedule.total();
-    let progress = Progress::start(
-        args.timing.cap().as_secs(),
-        "s",
-        Arc::clone(&ctx.recorder),
-        out.quiet,
-        Some(start),
-    );
-    let mut ticker = Ticker::new(schedule);
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let mut tasks = JoinSet::new();
-    let mut lag_max = Duration::ZERO;
-    while let Some((k, due)) = ticker.tick().await {
-        lag_max = lag_max.max(due.elapsed());
-        let measured = due >= window;
-        if in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-            if measured {
-                ctx.recorder.count("calls_skipped", 1);
-            }
-            continue;
-        }
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        if measured {
-            ctx.recorder.count("calls_started", 1);
-        }
-        let (ctx, shape, in_flight, failures) = (
-            Arc::clone(&ctx),
-            args.shape.clone(),
-            Arc::clone(&in_flight),
-            Arc::clone(&failures),
-        );
-        tasks.spawn(async move {
-            let result = run_call(&ctx, k as usize, due, &shape, CallExtras::default()).await;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-            match result {
-                Ok(()) if measured => ctx.recorder.count("calls_ok", 1),
-                Ok(()) => ctx.recorder.count("warmup_calls_ok", 1),
-                Err(e) => {
-                    ctx.recorder.count(
-                        if measured {
-                            "calls_failed"
-                        } else {
-                            "warmup_calls_failed"
-                        },
-                        1,
-                    );
-                    *failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(short(&e))
-                        .or_insert(0) += 1;
-                }
-            }
-            ctx.recorder.progress(1);
-        });
-        // Reap finished calls as we go so that the set stays small.
-        while tasks.try_join_next().is_some() {}
-    }
-    let grace = args.common.timeout * 3 + Duration::from_secs(2);
-    tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
-        .await
-        .ok();
-    tasks.abort_all();
-    drop(progress);
-    let r = &ctx.recorder;
-    let ok = r.get("calls_ok");
-    let mut report = ctx.base_report("calls");
+    )?);
+    let plan = Plan {
+        rate: args.rate,
+        timing: &args.timing,
+        max_in_flight: args.max_in_flight,
+        grace: args.common.timeout * 3 + Duration::from_secs(2),
+        counters: Counters {
+            started: "calls_started",
+            skipped: "calls_skipped",
+            ok: "calls_ok",
+            failed: "calls_failed",
+            warmup_ok: Some("warmup_calls_ok"),
+            warmup_failed: "warmup_calls_failed",
+        },
+    };
+    let shape = Arc::new(args.shape.clone());
+    let outcome = drive(&ctx, &plan, out.quiet, |ctx, k, due| {
+        let shape = Arc::clone(&shape);
+        async move { run_call(&ctx, k as usize, due, &shape, CallExtras::default()).await }
+    })
+    .await;
+    let mut report = outcome.report(&ctx, "calls", &plan);
     report["series_phase"] = json!("call-setup");
-    report["target_rate_per_s"] = json!(args.rate);
-    report["warmup_seconds"] = json!(args.timing.warmup.as_secs_f64());
-    report["duration_seconds"] = json!(args.timing.duration.as_secs_f64());
-    report["calls_scheduled_total"] = json!(total);
-    report["calls_started"] = json!(r.get("calls_started"));
-    report["calls_ok"] = json!(ok);
-    report["calls_failed"] = json!(r.get("calls_failed") + r.get("warmup_calls_failed"));
-    report["calls_skipped"] = json!(r.get("calls_skipped"));
-    report["achieved_rate_per_s"] = json!(per_second(ok, args.timing.duration));
-    report["achieved_fraction"] = json!(ratio(per_second(ok, args.timing.duration), args.rate));
-    report["generator_max_lag_ms"] = json!(lag_max.as_secs_f64() * 1000.0);
+    report["calls_scheduled_total"] = json!(outcome.scheduled);
     report["candidates_each_way"] = json!(args.shape.candidates);
-    report["failures"] = json!(*failures.lock().unwrap_or_else(|p| p.into_inner()));
-    crate::report::finish(r, report, out)
+    crate::report::finish(&ctx.recorder, report, out)
 }
 
 #[cfg(test)]

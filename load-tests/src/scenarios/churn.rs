@@ -1,18 +1,14 @@
 //! `churn`: sessions that connect, join, leave and close, started at a rate.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use serde_json::json;
-use tokio::task::JoinSet;
 
-use super::{join, leave_and_close, short, Common, Ctx, Progress, Timing};
-use crate::rate::{Schedule, Ticker};
+use super::open_loop::{drive, Counters, Plan};
+use super::{join, leave_and_close, Common, Ctx, Timing};
 use crate::report::Output;
-use crate::stats::{per_second, ratio};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChurnArgs {
@@ -49,78 +45,27 @@ pub async fn run(args: ChurnArgs, out: &Output) -> anyhow::Result<serde_json::Va
     if !crate::rate::valid_rate(args.rate) {
         bail!("--rate must be positive");
     }
-    let ctx = Ctx::new(&args.common, args.max_in_flight, "cycle")?;
-    let start = Instant::now() + Duration::from_millis(50);
-    let window = start + args.timing.warmup;
-    ctx.recorder.measure_from(window);
-    let schedule = Schedule::new(start, args.rate, args.timing.cap());
-    let progress = Progress::start(
-        args.timing.cap().as_secs(),
-        "s",
-        Arc::clone(&ctx.recorder),
-        out.quiet,
-        Some(start),
-    );
-    let mut ticker = Ticker::new(schedule);
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let mut tasks = JoinSet::new();
-    while let Some((k, due)) = ticker.tick().await {
-        let measured = due >= window;
-        if in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-            if measured {
-                ctx.recorder.count("cycles_skipped", 1);
-            }
-            continue;
-        }
-        if measured {
-            ctx.recorder.count("cycles_started", 1);
-        }
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let (ctx, in_flight, failures, rooms) = (
-            Arc::clone(&ctx),
-            Arc::clone(&in_flight),
-            Arc::clone(&failures),
-            args.rooms,
-        );
-        tasks.spawn(async move {
-            let result = cycle(&ctx, k as usize, rooms, due).await;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-            match result {
-                Ok(()) if measured => ctx.recorder.count("cycles_ok", 1),
-                Ok(()) => {}
-                Err(e) => {
-                    ctx.recorder.count("cycles_failed", 1);
-                    *failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(short(&e))
-                        .or_insert(0) += 1;
-                }
-            }
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-    tokio::time::timeout(args.common.timeout * 3, async {
-        while tasks.join_next().await.is_some() {}
+    let ctx = Arc::new(Ctx::new(&args.common, args.max_in_flight, "cycle")?);
+    let plan = Plan {
+        rate: args.rate,
+        timing: &args.timing,
+        max_in_flight: args.max_in_flight,
+        grace: args.common.timeout * 3,
+        counters: Counters {
+            started: "cycles_started",
+            skipped: "cycles_skipped",
+            ok: "cycles_ok",
+            failed: "cycles_failed",
+            warmup_ok: None,
+            warmup_failed: "cycles_failed",
+        },
+    };
+    let rooms = args.rooms;
+    let outcome = drive(&ctx, &plan, out.quiet, |ctx, k, due| async move {
+        cycle(&ctx, k as usize, rooms, due).await
     })
-    .await
-    .ok();
-    tasks.abort_all();
-    drop(progress);
-    let r = &ctx.recorder;
-    let ok = r.get("cycles_ok");
-    let mut report = ctx.base_report("churn");
+    .await;
+    let mut report = outcome.report(&ctx, "churn", &plan);
     report["series_phase"] = json!("cycle");
-    report["target_rate_per_s"] = json!(args.rate);
-    report["warmup_seconds"] = json!(args.timing.warmup.as_secs_f64());
-    report["duration_seconds"] = json!(args.timing.duration.as_secs_f64());
-    report["cycles_started"] = json!(r.get("cycles_started"));
-    report["cycles_ok"] = json!(ok);
-    report["cycles_failed"] = json!(r.get("cycles_failed"));
-    report["cycles_skipped"] = json!(r.get("cycles_skipped"));
-    report["achieved_rate_per_s"] = json!(per_second(ok, args.timing.duration));
-    report["achieved_fraction"] = json!(ratio(per_second(ok, args.timing.duration), args.rate));
-    report["failures"] = json!(*failures.lock().unwrap_or_else(|p| p.into_inner()));
-    crate::report::finish(r, report, out)
+    crate::report::finish(&ctx.recorder, report, out)
 }

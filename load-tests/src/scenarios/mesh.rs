@@ -2,26 +2,23 @@
 //! smaller id offers), started at a rate of rooms per second. Peer `j` of a room
 //! sits on node `j`, so a room spans every given node.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use futures_util::future::join_all;
 use serde_json::json;
-use tokio::task::JoinSet;
 use vc_protocol::{ClientMessage, ServerMessage};
 
 use super::calls::CallShape;
+use super::open_loop::{drive, Counters, Plan};
 use super::{
-    candidate_stamp, fake_candidate, fake_sdp, join, leave_and_close, sdp_stamp, short, Common,
-    Ctx, Progress, Timing,
+    candidate_stamp, fake_candidate, fake_sdp, join, leave_and_close, sdp_stamp, Common, Ctx,
+    Timing,
 };
 use crate::net::Client;
-use crate::rate::{Schedule, Ticker};
 use crate::report::Output;
-use crate::stats::{per_second, ratio};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct MeshArgs {
@@ -194,84 +191,33 @@ pub async fn run(args: MeshArgs, out: &Output) -> anyhow::Result<serde_json::Val
     if !crate::rate::valid_rate(args.rate) || args.room_size < 2 {
         bail!("--rate must be positive and --room-size at least 2");
     }
-    let ctx = Ctx::new(
+    let ctx = Arc::new(Ctx::new(
         &args.common,
         args.max_in_flight * args.room_size,
         "room-setup",
-    )?;
-    let start = Instant::now() + Duration::from_millis(50);
-    let window = start + args.timing.warmup;
-    ctx.recorder.measure_from(window);
-    let schedule = Schedule::new(start, args.rate, args.timing.cap());
-    let progress = Progress::start(
-        args.timing.cap().as_secs(),
-        "s",
-        Arc::clone(&ctx.recorder),
-        out.quiet,
-        Some(start),
-    );
-    let mut ticker = Ticker::new(schedule);
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let failures: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let mut tasks = JoinSet::new();
-    while let Some((n, due)) = ticker.tick().await {
-        let measured = due >= window;
-        if in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-            if measured {
-                ctx.recorder.count("rooms_skipped", 1);
-            }
-            continue;
-        }
-        if measured {
-            ctx.recorder.count("rooms_started", 1);
-        }
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let (ctx, in_flight, failures, shape, k) = (
-            Arc::clone(&ctx),
-            Arc::clone(&in_flight),
-            Arc::clone(&failures),
-            args.shape.clone(),
-            args.room_size,
-        );
-        tasks.spawn(async move {
-            let result = room(&ctx, n as usize, k, &shape, due).await;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-            match result {
-                Ok(()) if measured => ctx.recorder.count("rooms_ok", 1),
-                Ok(()) => {}
-                Err(e) => {
-                    ctx.recorder.count("rooms_failed", 1);
-                    *failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(short(&e))
-                        .or_insert(0) += 1;
-                }
-            }
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-    tokio::time::timeout(args.common.timeout * 4, async {
-        while tasks.join_next().await.is_some() {}
+    )?);
+    let plan = Plan {
+        rate: args.rate,
+        timing: &args.timing,
+        max_in_flight: args.max_in_flight,
+        grace: args.common.timeout * 4,
+        counters: Counters {
+            started: "rooms_started",
+            skipped: "rooms_skipped",
+            ok: "rooms_ok",
+            failed: "rooms_failed",
+            warmup_ok: None,
+            warmup_failed: "rooms_failed",
+        },
+    };
+    let (shape, size) = (Arc::new(args.shape.clone()), args.room_size);
+    let outcome = drive(&ctx, &plan, out.quiet, |ctx, n, due| {
+        let shape = Arc::clone(&shape);
+        async move { room(&ctx, n as usize, size, &shape, due).await }
     })
-    .await
-    .ok();
-    tasks.abort_all();
-    drop(progress);
-    let r = &ctx.recorder;
-    let ok = r.get("rooms_ok");
-    let mut report = ctx.base_report("mesh");
+    .await;
+    let mut report = outcome.report(&ctx, "mesh", &plan);
     report["series_phase"] = json!("room-setup");
     report["room_size"] = json!(args.room_size);
-    report["target_rate_per_s"] = json!(args.rate);
-    report["warmup_seconds"] = json!(args.timing.warmup.as_secs_f64());
-    report["duration_seconds"] = json!(args.timing.duration.as_secs_f64());
-    report["rooms_started"] = json!(r.get("rooms_started"));
-    report["rooms_ok"] = json!(ok);
-    report["rooms_failed"] = json!(r.get("rooms_failed"));
-    report["rooms_skipped"] = json!(r.get("rooms_skipped"));
-    report["achieved_rate_per_s"] = json!(per_second(ok, args.timing.duration));
-    report["achieved_fraction"] = json!(ratio(per_second(ok, args.timing.duration), args.rate));
-    report["failures"] = json!(*failures.lock().unwrap_or_else(|p| p.into_inner()));
-    crate::report::finish(r, report, out)
+    crate::report::finish(&ctx.recorder, report, out)
 }

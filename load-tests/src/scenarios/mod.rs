@@ -6,6 +6,7 @@ pub mod churn;
 pub mod idle;
 pub mod mesh;
 pub mod mixed;
+pub mod open_loop;
 pub mod relay;
 
 use std::sync::Arc;
