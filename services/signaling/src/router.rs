@@ -226,8 +226,10 @@ impl Router {
             .is_some_and(|local| local.mirror.iter().any(|m| m.id == peer))
     }
 
-    /// Hands an envelope from the bus to the local sessions it concerns.
-    pub fn deliver(&self, envelope: Envelope) {
+    /// Hands an envelope from the bus to the local sessions it concerns. Borrowed:
+    /// the in-process bus delivers what its publisher still owns, and a relayed
+    /// frame is copied once, into the receiver's outbox.
+    pub fn deliver(&self, envelope: &Envelope) {
         self.metrics.bus_received.inc();
         let span = match (&envelope.event, &envelope.traceparent) {
             (Event::Relay { message, .. }, Some(traceparent)) => {
@@ -249,10 +251,10 @@ impl Router {
             return;
         };
         if !local.synced {
-            local.backlog.push(envelope);
+            local.backlog.push(envelope.clone());
             return;
         }
-        apply(local, &envelope, cross_node);
+        apply(local, envelope, cross_node);
     }
 
     pub fn stats(&self) -> RouterStats {
@@ -403,13 +405,13 @@ mod tests {
         let (handle, mut rx, _e) = seat();
         router.reserve("r", "me", "c1", handle);
         // Arrive while presence is still answering: b is in the snapshot too, c is not.
-        router.deliver(envelope(Event::PeerJoined {
+        router.deliver(&envelope(Event::PeerJoined {
             member: member("b"),
         }));
-        router.deliver(envelope(Event::PeerJoined {
+        router.deliver(&envelope(Event::PeerJoined {
             member: member("c"),
         }));
-        router.deliver(envelope(Event::PeerLeft {
+        router.deliver(&envelope(Event::PeerLeft {
             peer: "a".into(),
             reason: LeaveReason::Left,
         }));
@@ -427,15 +429,15 @@ mod tests {
         router.reserve("r", "me", "c1", handle);
         router.activate("r", member("me"), &[member("b")], reply());
         // b's own node announces b only now, after my snapshot listed it.
-        router.deliver(envelope(Event::PeerJoined {
+        router.deliver(&envelope(Event::PeerJoined {
             member: member("b"),
         }));
         // x left before I joined: I never heard of it, so I hear nothing.
-        router.deliver(envelope(Event::PeerLeft {
+        router.deliver(&envelope(Event::PeerLeft {
             peer: "x".into(),
             reason: LeaveReason::Left,
         }));
-        router.deliver(envelope(Event::PeerLeft {
+        router.deliver(&envelope(Event::PeerLeft {
             peer: "b".into(),
             reason: LeaveReason::Left,
         }));
@@ -454,7 +456,7 @@ mod tests {
         drain(&mut rx1);
         drain(&mut rx2);
         for _ in 0..9 {
-            router.deliver(envelope(Event::Relay {
+            router.deliver(&envelope(Event::Relay {
                 from: "p1".into(),
                 to: "p2".into(),
                 message: "candidate".into(),
@@ -472,12 +474,12 @@ mod tests {
         let (h1, _rx1, e1) = seat();
         router.reserve("r", "p1", "old", h1);
         router.activate("r", member("p1"), &[], reply());
-        router.deliver(envelope(Event::SeatMoved {
+        router.deliver(&envelope(Event::SeatMoved {
             peer: "p1".into(),
             conn: "old".into(),
         }));
         assert_eq!(*e1.borrow(), None);
-        router.deliver(envelope(Event::SeatMoved {
+        router.deliver(&envelope(Event::SeatMoved {
             peer: "p1".into(),
             conn: "new".into(),
         }));

@@ -30,7 +30,7 @@ impl Bus for MemoryBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.router.deliver(envelope.clone());
+        self.router.deliver(envelope);
         Ok(())
     }
 

@@ -145,7 +145,7 @@ impl RedisBackend {
                     if let Event::SeatMoved { peer, conn } = &envelope.event {
                         self.forget_if_moved(&envelope.room, peer, conn);
                     }
-                    router.deliver(envelope);
+                    router.deliver(&envelope);
                 }
                 PushKind::Disconnection => self.set_connected(false),
                 _ => {}
