@@ -98,7 +98,8 @@ impl ErrorCode {
     }
 
     /// Whether the error counts as misbehaviour towards the abuse limit. Faults of
-    /// the node or of the room's state (full, draining, bus down) never do.
+    /// the node or of the room's state (full, draining, bus down) never do. A
+    /// failed resume does: guessing resume secrets must cost the guesser.
     pub fn is_client_fault(self) -> bool {
         !matches!(
             self,
@@ -106,7 +107,6 @@ impl ErrorCode {
                 | ErrorCode::Draining
                 | ErrorCode::Unavailable
                 | ErrorCode::UnknownPeer
-                | ErrorCode::ResumeFailed
         )
     }
 }

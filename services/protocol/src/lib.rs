@@ -14,7 +14,10 @@ pub use client::{
     parse_client_message, ClientMessage, ParseError, RelayKind, CLIENT_MESSAGE_TYPES,
 };
 pub use error::ErrorCode;
-pub use names::{validate_display_name, validate_room, NameError, MAX_NAME_CHARS, MAX_ROOM_CHARS};
+pub use names::{
+    check_visible_text, validate_display_name, validate_room, NameError, MAX_NAME_CHARS,
+    MAX_ROOM_CHARS,
+};
 pub use server::{
     CallReport, CandidateType, IceOutcome, IceServer, LeaveReason, Member, ReconnectReason,
     RequestId, ServerMessage,

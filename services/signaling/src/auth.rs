@@ -21,6 +21,9 @@ pub struct Claims {
     pub name: Option<String>,
     /// Expiry, unix seconds.
     pub exp: u64,
+    /// Not valid before, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +36,8 @@ pub enum AuthError {
     Required,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
     #[error("the token grants room \"{granted}\", not this one")]
     WrongRoom { granted: String },
     #[error("the token is not valid: {0}")]
@@ -43,18 +48,23 @@ impl AuthError {
     pub fn code(&self) -> ErrorCode {
         match self {
             AuthError::Required => ErrorCode::AuthRequired,
-            AuthError::Expired => ErrorCode::AuthExpired,
+            AuthError::Expired | AuthError::NotYetValid => ErrorCode::AuthExpired,
             AuthError::WrongRoom { .. } => ErrorCode::AuthWrongRoom,
             AuthError::Invalid(_) => ErrorCode::AuthInvalid,
         }
     }
 }
 
-/// Who a join is allowed to be.
+/// Longest `sub` shown to the others as a member's `user`, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 128;
+
+/// Who a join is allowed to be, and until when.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grant {
     pub user: Option<String>,
     pub name: Option<String>,
+    /// The token's `exp` in unix milliseconds: the seat ends with it.
+    pub expires_ms: Option<u64>,
 }
 
 /// Checks join tokens (and mints them, for operators and tests).
@@ -72,6 +82,7 @@ impl Authenticator {
         let secret = settings.jwt_secret.as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = settings.leeway.as_secs();
+        validation.validate_nbf = true;
         let issuer = (!settings.issuer.is_empty()).then(|| settings.issuer.clone());
         if let Some(iss) = &issuer {
             validation.set_required_spec_claims(&["exp", "sub", "iss"]);
@@ -97,6 +108,7 @@ impl Authenticator {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
                 ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm must be HS256".into()),
                 ErrorKind::InvalidIssuer => AuthError::Invalid("unexpected issuer".into()),
@@ -111,9 +123,11 @@ impl Authenticator {
                 granted: claims.room,
             });
         }
+        check_subject(&claims.sub)?;
         Ok(Grant {
             user: Some(claims.sub),
             name: claims.name,
+            expires_ms: Some(claims.exp.saturating_mul(1000)),
         })
     }
 
@@ -131,11 +145,30 @@ impl Authenticator {
             room: room.to_owned(),
             name: name.map(str::to_owned),
             exp: now + ttl.as_secs(),
+            nbf: None,
             iat: Some(now),
             iss: self.issuer.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
+}
+
+/// `sub` reaches every member's screen as `user`: bounded, and printable.
+fn check_subject(sub: &str) -> Result<(), AuthError> {
+    let invalid = |why: &str| Err(AuthError::Invalid(format!("claim \"sub\" {why}")));
+    if sub.is_empty() {
+        return invalid("is empty");
+    }
+    if sub.chars().count() > MAX_SUBJECT_CHARS {
+        return invalid(&format!("is longer than {MAX_SUBJECT_CHARS} characters"));
+    }
+    if let Err(e) = vc_protocol::check_visible_text(sub) {
+        return invalid(&e.to_string());
+    }
+    if sub.trim() != sub {
+        return invalid("has surrounding white space");
+    }
+    Ok(())
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -176,7 +209,11 @@ mod tests {
             auth.authorize("room-a", Some(&token)),
             Ok(Grant {
                 user: Some("user-1".into()),
-                name: Some("Ann".into())
+                name: Some("Ann".into()),
+                expires_ms: auth
+                    .authorize("room-a", Some(&token))
+                    .ok()
+                    .and_then(|g| g.expires_ms),
             })
         );
         assert_eq!(
@@ -200,6 +237,7 @@ mod tests {
             room: "r".into(),
             name: None,
             exp: unix_now() - 10,
+            nbf: None,
             iat: None,
             iss: None,
         };
@@ -217,6 +255,63 @@ mod tests {
             auth.authorize("r", Some(&forged)).map_err(|e| e.code()),
             Err(ErrorCode::AuthInvalid)
         );
+    }
+
+    fn signed(claims: &Claims) -> String {
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        jsonwebtoken::encode(&Header::default(), claims, &key).expect("encodes")
+    }
+
+    fn claims(sub: &str) -> Claims {
+        Claims {
+            sub: sub.into(),
+            room: "r".into(),
+            name: None,
+            exp: unix_now() + 60,
+            nbf: None,
+            iat: None,
+            iss: None,
+        }
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_nbf_and_its_grant_ends_at_exp() {
+        let auth = jwt("");
+        let early = Claims {
+            nbf: Some(unix_now() + 600),
+            ..claims("u")
+        };
+        assert_eq!(
+            auth.authorize("r", Some(&signed(&early))),
+            Err(AuthError::NotYetValid)
+        );
+        let grant = auth
+            .authorize("r", Some(&signed(&claims("u"))))
+            .expect("valid");
+        assert_eq!(grant.expires_ms, Some((unix_now() + 60) * 1000));
+    }
+
+    #[test]
+    fn subjects_that_would_disturb_other_screens_are_refused() {
+        let auth = jwt("");
+        for sub in [
+            String::new(),
+            "x".repeat(129),
+            "ann\u{202E}nimda".into(),
+            "a\nb".into(),
+            "\u{200B}".into(),
+            " padded".into(),
+        ] {
+            assert_eq!(
+                auth.authorize("r", Some(&signed(&claims(&sub))))
+                    .map_err(|e| e.code()),
+                Err(ErrorCode::AuthInvalid),
+                "{sub:?}"
+            );
+        }
+        assert!(auth
+            .authorize("r", Some(&signed(&claims("user@example.org"))))
+            .is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! so that a typo in a Helm value never silently falls back to a default.
 
 use std::collections::HashMap;
+use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ pub const ENV_PREFIX: &str = "VC";
 pub const CONFIG_FILE_ENV: &str = "VC_CONFIG_FILE";
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: [&str; 2] = ["ice.stun_urls", "ice.turn_urls"];
+const LIST_KEYS: [&str; 3] = ["ice.stun_urls", "ice.turn_urls", "server.allowed_origins"];
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -57,6 +58,12 @@ pub struct ServerSettings {
     /// Longest a shutdown waits for sockets to close before exiting anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Pages allowed to open sockets, besides the node's own origin: `*`, exact
+    /// origins (`https://call.example.org`), or host names (any scheme and port).
+    pub allowed_origins: Vec<String>,
+    /// `host:port` of a separate listener for `/metrics`, so that it need not be
+    /// public behind the load balancer; empty serves it on the main listener.
+    pub metrics_address: String,
 }
 
 impl Default for ServerSettings {
@@ -66,6 +73,8 @@ impl Default for ServerSettings {
             port: 8080,
             workers: 0,
             shutdown_timeout: Duration::from_secs(5),
+            allowed_origins: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
+            metrics_address: String::new(),
         }
     }
 }
@@ -426,6 +435,18 @@ impl Settings {
         }
         if !self.node.id.is_empty() && vc_protocol::validate_room(&self.node.id).is_err() {
             return bad("node.id", "must be 1 to 64 of [A-Za-z0-9_-]");
+        }
+        if !self.server.metrics_address.is_empty()
+            && self
+                .server
+                .metrics_address
+                .to_socket_addrs()
+                .map_or(true, |mut a| a.next().is_none())
+        {
+            return bad(
+                "server.metrics_address",
+                format!("\"{}\" is not a host:port", self.server.metrics_address),
+            );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
             return bad("telemetry.log_level", e.to_string());

@@ -8,10 +8,12 @@
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod frame_guard;
 pub mod ice;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;
+pub mod origin;
 pub mod presence;
 pub mod ratelimit;
 pub mod redis_backend;

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub bus_connected: IntGauge,
     pub draining: IntGauge,
     pub sessions_opened: IntCounter,
+    pub upgrades_refused: IntCounterVec,
     pub sessions_closed: IntCounterVec,
     pub joins: IntCounterVec,
     pub resumes: IntCounterVec,
@@ -121,6 +122,12 @@ impl Metrics {
             ),
             draining: gauge(r, "vc_draining", "1 while the node drains before stopping."),
             sessions_opened: counter(r, "vc_sessions_opened_total", "WebSocket sessions opened."),
+            upgrades_refused: counter_vec(
+                r,
+                "vc_upgrades_refused_total",
+                "WebSocket upgrades refused, by reason (origin, draining).",
+                &["reason"],
+            ),
             sessions_closed: counter_vec(
                 r,
                 "vc_sessions_closed_total",
@@ -268,6 +275,9 @@ impl Metrics {
         ] {
             self.joins.with_label_values(&[outcome]);
         }
+        for reason in ["origin", "draining"] {
+            self.upgrades_refused.with_label_values(&[reason]);
+        }
         for outcome in ["ok", "failed", "unavailable"] {
             self.resumes.with_label_values(&[outcome]);
         }
@@ -349,13 +359,15 @@ impl Metrics {
 }
 
 /// Labels of `vc_sessions_closed_total`.
-pub const CLOSE_REASONS: [&str; 9] = [
+pub const CLOSE_REASONS: [&str; 11] = [
     "client_closed",
     "dropped",
     "timed_out",
     "abuse",
     "too_big",
     "protocol",
+    "invalid_text",
+    "grant_expired",
     "slow_consumer",
     "seat_moved",
     "shutdown",

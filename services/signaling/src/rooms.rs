@@ -54,6 +54,8 @@ pub struct Seat {
     pub room: String,
     pub peer: String,
     pub conn: String,
+    /// When the join token's grant ends (unix ms); the session closes then.
+    pub grant_expires_ms: Option<u64>,
 }
 
 /// What a join asks for.
@@ -123,8 +125,7 @@ impl Rooms {
             .map_err(|e| Refusal::new(e.code(), e.to_string()))?;
         let name = grant.name.as_deref().unwrap_or(req.name);
         let name = validate_display_name(name)
-            .map_err(|e| Refusal::new(ErrorCode::InvalidName, format!("display name {e}")))?
-            .to_owned();
+            .map_err(|e| Refusal::new(ErrorCode::InvalidName, format!("display name {e}")))?;
         let record = MemberRecord {
             id: random_hex(8),
             name,
@@ -133,12 +134,14 @@ impl Rooms {
             conn: conn.to_owned(),
             joined_at_ms: unix_ms(),
             resume_secret: random_hex(16),
+            grant_expires_ms: grant.expires_ms,
             parked: None,
         };
         let seat = Seat {
             room: req.room.to_owned(),
             peer: record.id.clone(),
             conn: conn.to_owned(),
+            grant_expires_ms: record.grant_expires_ms,
         };
         self.router.reserve(&seat.room, &seat.peer, conn, handle);
         if let Err(e) = self.bus.subscribe(&seat.room).await {
@@ -214,10 +217,41 @@ impl Rooms {
             )
         };
         let (room, peer, secret) = parse_resume_token(token).ok_or_else(failed)?;
+        // Checked before anything changes, in one read: a wrong secret must not
+        // touch the owner's socket, its seat or the room's subscription.
+        let found = self.presence.seat(room, peer).await.map_err(|e| {
+            self.presence_failed();
+            warn!(%room, error = %e, "reading a seat to resume failed");
+            Refusal::unavailable("resume")
+        })?;
+        let record = found
+            .filter(|r| secret_matches(&r.resume_secret, secret))
+            .ok_or_else(failed)?;
+        let now = unix_ms();
+        if record.parked.is_some_and(|p| p.until_ms <= now) {
+            return Err(failed());
+        }
+        if record.grant_expires_ms.is_some_and(|until| until <= now) {
+            if record.parked.is_some() {
+                // Nobody will come back with a valid grant: free the seat now.
+                let seat = Seat {
+                    room: room.to_owned(),
+                    peer: peer.to_owned(),
+                    conn: record.conn.clone(),
+                    grant_expires_ms: record.grant_expires_ms,
+                };
+                self.expire(&seat).await;
+            }
+            return Err(Refusal::new(
+                ErrorCode::AuthExpired,
+                "the join token has expired: ask for a new invitation and join again",
+            ));
+        }
         let seat = Seat {
             room: room.to_owned(),
             peer: peer.to_owned(),
             conn: conn.to_owned(),
+            grant_expires_ms: record.grant_expires_ms,
         };
         self.router.reserve(room, peer, conn, handle);
         if let Err(e) = self.bus.subscribe(room).await {
@@ -432,6 +466,11 @@ impl Rooms {
 /// `<room>.<peer>.<secret>`: room names and ids never contain a dot.
 fn resume_token(room: &str, peer: &str, secret: &str) -> String {
     format!("{room}.{peer}.{secret}")
+}
+
+fn secret_matches(expected: &str, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    expected.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
 fn parse_resume_token(token: &str) -> Option<(&str, &str, &str)> {

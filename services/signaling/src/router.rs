@@ -99,6 +99,34 @@ struct LocalSeat {
     held: Option<Vec<(Change, Outbound)>>,
     /// The peers this seat's client knows are in the room.
     known: HashSet<String>,
+    /// While a resume of this seat is pending: the connection that held it until
+    /// then. It keeps its place until presence confirms the resume, and gets it
+    /// back (with what was held meanwhile) if the resume fails, so that a resume
+    /// that fails changes nothing for the seat's owner.
+    displaced: Option<Box<LocalSeat>>,
+}
+
+impl LocalSeat {
+    /// Takes the seat's connection out of a displacement chain, wherever it is.
+    fn unlink(&mut self, conn: &str) -> bool {
+        let Some(displaced) = self.displaced.as_mut() else {
+            return false;
+        };
+        if displaced.conn == conn {
+            self.displaced = displaced.displaced.take();
+            return true;
+        }
+        displaced.unlink(conn)
+    }
+
+    /// Evicts every connection this seat displaced: the resume is confirmed.
+    fn evict_displaced(&mut self) {
+        let mut next = self.displaced.take();
+        while let Some(mut seat) = next {
+            seat.handle.evict(Eviction::SeatMoved);
+            next = seat.displaced.take();
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -146,10 +174,12 @@ impl Router {
         let mut rooms = self.lock();
         let local = rooms.entry(room.to_owned()).or_default();
         // A resume on this node while the old socket still looks alive here: the
-        // old one is stale.
-        if let Some(old) = local.seats.get(peer).filter(|s| s.conn != conn) {
-            old.handle.evict(Eviction::SeatMoved);
-        }
+        // old one steps aside, and is evicted only once the resume is confirmed.
+        let displaced = local
+            .seats
+            .remove(peer)
+            .filter(|old| old.conn != conn)
+            .map(Box::new);
         local.seats.insert(
             peer.to_owned(),
             LocalSeat {
@@ -157,6 +187,7 @@ impl Router {
                 handle,
                 held: Some(Vec::new()),
                 known: HashSet::new(),
+                displaced,
             },
         );
     }
@@ -172,6 +203,7 @@ impl Router {
         let Some(seat) = local.seats.get_mut(&me.id) else {
             return;
         };
+        seat.evict_displaced();
         let held = seat.held.take().unwrap_or_default();
         seat.handle.send(reply);
         seat.known = others.iter().map(|m| m.id.clone()).collect();
@@ -211,8 +243,27 @@ impl Router {
         let Some(local) = rooms.get_mut(room) else {
             return;
         };
-        if local.seats.get(peer).is_some_and(|s| s.conn == conn) {
-            local.seats.remove(peer);
+        match local.seats.get_mut(peer) {
+            Some(seat) if seat.conn == conn => {
+                // A failed resume: the connection it displaced gets its seat back,
+                // with the frames held for the resume.
+                if let Some(LocalSeat {
+                    displaced: Some(old),
+                    held,
+                    ..
+                }) = local.seats.remove(peer)
+                {
+                    let mut seat = *old;
+                    for (change, out) in held.unwrap_or_default() {
+                        push(&mut seat, change, out);
+                    }
+                    local.seats.insert(peer.to_owned(), seat);
+                }
+            }
+            Some(seat) => {
+                seat.unlink(conn);
+            }
+            None => {}
         }
         if local.seats.is_empty() {
             rooms.remove(room);
@@ -484,6 +535,53 @@ mod tests {
             conn: "new".into(),
         }));
         assert_eq!(*e1.borrow(), Some(Eviction::SeatMoved));
+    }
+
+    #[test]
+    fn a_failed_resume_gives_the_seat_back_with_what_was_held() {
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let (owner, mut owner_rx, owner_evicted) = seat();
+        router.reserve("r", "p1", "owner", owner);
+        router.activate("r", member("p1"), &[member("p2")], reply());
+        drain(&mut owner_rx);
+        let (intruder, mut intruder_rx, _e) = seat();
+        router.reserve("r", "p1", "intruder", intruder);
+        let relay = || {
+            envelope(Event::Relay {
+                from: "p2".into(),
+                to: "p1".into(),
+                message: "offer".into(),
+                frame: "{}".into(),
+            })
+        };
+        router.deliver(&relay());
+        assert_eq!(*owner_evicted.borrow(), None);
+        router.remove("r", "p1", "intruder");
+        router.deliver(&relay());
+        assert_eq!(drain(&mut owner_rx), ["offer", "offer"]);
+        assert!(drain(&mut intruder_rx).is_empty());
+        assert_eq!(*owner_evicted.borrow(), None);
+        assert_eq!(router.stats(), RouterStats { rooms: 1, seats: 1 });
+    }
+
+    #[test]
+    fn a_confirmed_resume_evicts_the_old_connection() {
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let (old, _old_rx, old_evicted) = seat();
+        router.reserve("r", "p1", "old", old);
+        router.activate("r", member("p1"), &[], reply());
+        let (new, mut new_rx, _e) = seat();
+        router.reserve("r", "p1", "new", new);
+        // The old socket ends while the resume is pending: it leaves no trace.
+        router.remove("r", "p1", "old");
+        router.activate("r", member("p1"), &[], reply());
+        assert_eq!(*old_evicted.borrow(), None);
+        assert_eq!(drain(&mut new_rx), ["left"]);
+        let (newer, _rx, _e) = seat();
+        router.reserve("r", "p1", "newer", newer);
+        router.activate("r", member("p1"), &[], reply());
+        router.remove("r", "p1", "newer");
+        assert_eq!(router.stats(), RouterStats::default());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use vc_protocol::{
     PROTOCOL_VERSION,
 };
 
+use crate::frame_guard::{Violation, ViolationCell};
 use crate::lifecycle::Phase;
 use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
@@ -43,8 +44,12 @@ enum Ending {
     Abuse,
     /// A frame over `limits.max_frame_bytes`.
     TooBig,
-    /// Broken WebSocket framing.
+    /// Broken WebSocket framing: reserved bits or opcodes, bad fragments.
     Protocol,
+    /// A text message that is not UTF-8.
+    InvalidText,
+    /// The join token's `exp` passed while the seat was held.
+    GrantExpired,
     Evicted(Eviction),
     /// The node is stopping.
     Shutdown,
@@ -60,6 +65,8 @@ impl Ending {
             Ending::Abuse => "abuse",
             Ending::TooBig => "too_big",
             Ending::Protocol => "protocol",
+            Ending::InvalidText => "invalid_text",
+            Ending::GrantExpired => "grant_expired",
             Ending::Evicted(Eviction::SlowConsumer) => "slow_consumer",
             Ending::Evicted(Eviction::SeatMoved) => "seat_moved",
             Ending::Shutdown => "shutdown",
@@ -73,6 +80,8 @@ impl Ending {
             Ending::Abuse => (CloseCode::Policy, "too many invalid messages"),
             Ending::TooBig => (CloseCode::Size, "frame too large"),
             Ending::Protocol => (CloseCode::Protocol, "websocket protocol error"),
+            Ending::InvalidText => (CloseCode::Invalid, "text frame is not valid UTF-8"),
+            Ending::GrantExpired => (CloseCode::Policy, "join token expired"),
             Ending::Evicted(Eviction::SlowConsumer) => (CloseCode::Again, "outbound queue full"),
             Ending::Evicted(Eviction::SeatMoved) => (CloseCode::Other(4001), "resumed elsewhere"),
             Ending::Shutdown => (CloseCode::Away, "node shutting down"),
@@ -95,11 +104,18 @@ struct Session {
     last_heard: Instant,
     /// Reference point for ping payloads, which carry the send time.
     started: Instant,
+    /// What the frame guard saw, when it cut the stream.
+    violations: ViolationCell,
 }
 
 /// Runs a session to its end. Spawned on the actix worker that accepted the socket
 /// (`MessageStream` is not `Send`).
-pub async fn run(node: Arc<Node>, ws: actix_ws::Session, stream: actix_ws::MessageStream) {
+pub async fn run(
+    node: Arc<Node>,
+    ws: actix_ws::Session,
+    stream: actix_ws::MessageStream,
+    violations: ViolationCell,
+) {
     let _live = node.lifecycle.session_guard();
     node.metrics.sessions_opened.inc();
     let limits = node.settings.limits.clone();
@@ -126,6 +142,7 @@ pub async fn run(node: Arc<Node>, ws: actix_ws::Session, stream: actix_ws::Messa
         strikes: Strikes::new(limits.abuse_strikes, limits.abuse_window),
         last_heard: now,
         started: now,
+        violations,
         conn,
         node,
     };
@@ -193,6 +210,14 @@ impl Session {
                         return ending;
                     }
                 }
+                () = grant_end(self.seat.as_ref()) => {
+                    self.reply(ServerMessage::error(
+                        ErrorCode::AuthExpired,
+                        "your join token has expired: the call ends here",
+                        None,
+                    ));
+                    return Ending::GrantExpired;
+                }
                 _ = ticker.tick() => {
                     if self.last_heard.elapsed() > heartbeat.timeout {
                         return Ending::TimedOut;
@@ -239,13 +264,7 @@ impl Session {
         let frame = match frame {
             None => return Some(Ending::Dropped),
             Some(Ok(frame)) => frame,
-            Some(Err(ProtocolError::Overflow)) => return Some(Ending::TooBig),
-            // actix-ws reports an over-long continuation as an I/O error.
-            Some(Err(ProtocolError::Io(e))) if e.to_string().contains("maximum continuation") => {
-                return Some(Ending::TooBig)
-            }
-            Some(Err(ProtocolError::Io(_))) => return Some(Ending::Dropped),
-            Some(Err(_)) => return Some(Ending::Protocol),
+            Some(Err(e)) => return Some(self.broken(e)),
         };
         self.last_heard = Instant::now();
         match frame {
@@ -277,6 +296,30 @@ impl Session {
             AggregatedMessage::Close(reason) => {
                 Some(Ending::ClientClosed(reason.map(|r| u16::from(r.code))))
             }
+        }
+    }
+
+    /// How a stream error ends the session: the frame guard's verdict first, since
+    /// it cuts the stream before actix-ws sees the frame.
+    fn broken(&self, e: ProtocolError) -> Ending {
+        match self.violations.get() {
+            Some(Violation::TooBig) => return Ending::TooBig,
+            Some(Violation::Protocol) => return Ending::Protocol,
+            None => {}
+        }
+        match e {
+            ProtocolError::Overflow => Ending::TooBig,
+            // actix-ws reports an over-long continuation as an I/O error.
+            ProtocolError::Io(e) if e.to_string().contains("maximum continuation") => {
+                Ending::TooBig
+            }
+            // Text that is not UTF-8; the guard has already refused reserved bits,
+            // actix-http's other source of this kind.
+            ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Ending::InvalidText
+            }
+            ProtocolError::Io(_) => Ending::Dropped,
+            _ => Ending::Protocol,
         }
     }
 
@@ -472,7 +515,11 @@ impl Session {
         if let Some(seat) = self.seat.take() {
             match ending {
                 // A deliberate close (a closed tab) or a client thrown out: gone now.
-                Ending::ClientClosed(Some(1000 | 1001)) | Ending::Abuse | Ending::TooBig => {
+                Ending::ClientClosed(Some(1000 | 1001))
+                | Ending::Abuse
+                | Ending::TooBig
+                | Ending::InvalidText
+                | Ending::GrantExpired => {
                     rooms.leave(&seat, LeaveReason::Disconnected).await;
                 }
                 Ending::Evicted(Eviction::SeatMoved) => rooms.release(&seat).await,
@@ -490,7 +537,10 @@ impl Session {
         let ws = self.ws;
         let close = async move {
             let mut ws = ws;
-            if matches!(ending, Ending::Abuse | Ending::Shutdown) {
+            if matches!(
+                ending,
+                Ending::Abuse | Ending::Shutdown | Ending::GrantExpired
+            ) {
                 // Say why before closing: the last error, or a pending `reconnect`.
                 while let Ok(out) = outbox.try_recv() {
                     let sent = Sent::of(&out);
@@ -547,6 +597,17 @@ impl Sent {
                 .with_label_values(&[path])
                 .observe(latency);
         }
+    }
+}
+
+/// Resolves when the seat's grant ends; never for a seat without one.
+async fn grant_end(seat: Option<&Seat>) {
+    match seat.and_then(|s| s.grant_expires_ms) {
+        Some(until_ms) => {
+            let left = until_ms.saturating_sub(unix_us() / 1000);
+            tokio::time::sleep(std::time::Duration::from_millis(left)).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

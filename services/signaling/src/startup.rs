@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::origin::OriginPolicy;
 use crate::presence::{memory::MemoryPresence, Presence};
 use crate::redis_backend::{RedisBackend, RedisSetupError};
 use crate::rooms::{random_hex, Rooms};
@@ -37,6 +38,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// `/metrics` on its own listener, when `server.metrics_address` is set.
+    metrics_server: Option<(u16, Server)>,
     node: Arc<Node>,
     redis: Option<Arc<RedisBackend>>,
     stop: Arc<Notify>,
@@ -106,14 +109,21 @@ impl Application {
             })?
             .port();
         let data = web::Data::from(Arc::clone(&node));
+        let origins = web::Data::new(OriginPolicy::new(&settings.server.allowed_origins));
+        let metrics_here = settings.server.metrics_address.is_empty();
         let mut server = HttpServer::new(move || {
-            App::new()
+            let app = App::new()
                 .app_data(data.clone())
+                .app_data(origins.clone())
                 .route("/ws", web::get().to(routes::ws::upgrade))
                 .route("/healthz", web::get().to(routes::health::healthz))
-                .route("/readyz", web::get().to(routes::health::readyz))
-                .route("/metrics", web::get().to(routes::metrics::metrics))
-                .route("/", web::get().to(routes::web_client::index))
+                .route("/readyz", web::get().to(routes::health::readyz));
+            let app = if metrics_here {
+                app.route("/metrics", web::get().to(routes::metrics::metrics))
+            } else {
+                app
+            };
+            app.route("/", web::get().to(routes::web_client::index))
                 .route("/r/{room}", web::get().to(routes::web_client::index))
                 .route("/{path:.*}", web::get().to(routes::web_client::asset))
         })
@@ -130,10 +140,16 @@ impl Application {
             .listen(listener)
             .map_err(|source| StartupError::Bind { addr, source })?
             .run();
+        let metrics_server = if metrics_here {
+            None
+        } else {
+            Some(metrics_listener(&node, &settings.server.metrics_address)?)
+        };
         info!(node = %node.id, port, bus = if settings.uses_redis() { "redis" } else { "in-process" }, "listening");
         Ok(Self {
             port,
             server,
+            metrics_server,
             node,
             redis,
             stop: Arc::new(Notify::new()),
@@ -142,6 +158,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the separate metrics listener, if there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(port, _)| *port)
     }
 
     pub fn node(&self) -> Arc<Node> {
@@ -156,6 +177,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application {
             server,
+            metrics_server,
             node,
             redis,
             stop,
@@ -163,6 +185,11 @@ impl Application {
         } = self;
         let handle = server.handle();
         let mut server = tokio::spawn(server);
+        let metrics_server = metrics_server.map(|(_, metrics)| {
+            let handle = metrics.handle();
+            tokio::spawn(metrics);
+            handle
+        });
         tokio::select! {
             result = &mut server => return result.map_err(std::io::Error::other)?,
             () = stop.notified() => info!("shutdown requested"),
@@ -173,8 +200,34 @@ impl Application {
             redis.deregister().await;
         }
         handle.stop(true).await;
+        if let Some(metrics) = metrics_server {
+            metrics.stop(false).await;
+        }
         server.await.map_err(std::io::Error::other)?
     }
+}
+
+/// `/metrics` alone on `addr`: one worker, since a scrape is rare and cheap.
+fn metrics_listener(node: &Arc<Node>, addr: &str) -> Result<(u16, Server), StartupError> {
+    let bind_error = |source| StartupError::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    let port = listener.local_addr().map_err(bind_error)?.port();
+    let data = web::Data::from(Arc::clone(node));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(routes::metrics::metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(bind_error)?
+    .run();
+    info!(port, "metrics listening");
+    Ok((port, server))
 }
 
 /// Drain (only with a fleet to move to), then close every socket with 1001.

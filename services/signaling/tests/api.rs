@@ -452,6 +452,7 @@ fn expired_token(secret: &str) -> String {
         room: "board".into(),
         name: None,
         exp: 1_000,
+        nbf: None,
         iat: None,
         iss: None,
     };

@@ -50,6 +50,7 @@ on_every_backing!(
     a_redis_restart_flips_readiness_then_negotiation_works_again,
     resume_on_another_node_without_a_flap_and_expiry_after_the_window,
     a_draining_node_hands_its_clients_to_the_others,
+    a_forged_resume_on_another_node_changes_nothing,
 );
 
 async fn negotiate_across(a: &NodeProcess, b: &NodeProcess, room: &str) {
@@ -340,4 +341,37 @@ async fn a_draining_node_hands_its_clients_to_the_others(backing: Backing) {
     ann.send(json!({"type": "offer", "to": moved[0].peer, "sdp": "v=0"}))
         .await;
     moved[0].recv_type("offer").await;
+}
+
+async fn a_forged_resume_on_another_node_changes_nothing(backing: Backing) {
+    let (_redis, nodes) = fleet(backing, 2, &[]);
+    let (mut victim, _) = Client::joined(&nodes[0].ws_url(), "forged", "Victim").await;
+    let (mut partner, _) = Client::joined(&nodes[1].ws_url(), "forged", "Partner").await;
+    victim.recv_type("peer-joined").await;
+    for node in &nodes {
+        let mut attacker = Client::connect(&node.ws_url()).await;
+        for secret in ["00", "ffffffffffffffffffffffffffffffff"] {
+            attacker
+                .send(
+                    json!({"type": "resume", "token": format!("forged.{}.{secret}", victim.peer)}),
+                )
+                .await;
+            attacker.expect_error("resume-failed").await;
+        }
+    }
+    partner
+        .send(json!({"type": "app-data", "to": victim.peer, "data": "still here"}))
+        .await;
+    assert_eq!(victim.recv_type("app-data").await["data"], "still here");
+    victim
+        .send(json!({"type": "app-data", "to": partner.peer, "data": "yes"}))
+        .await;
+    assert_eq!(partner.recv_type("app-data").await["data"], "yes");
+    let (_late, joined) = Client::joined(&nodes[1].ws_url(), "forged", "Late").await;
+    assert_eq!(
+        member_ids(&joined),
+        [victim.peer.clone(), partner.peer.clone()]
+    );
+    victim.recv_type("peer-joined").await;
+    victim.expect_silence(Duration::from_millis(200)).await;
 }

@@ -91,7 +91,8 @@ impl Presence for MemoryPresence {
                 .as_bytes()
                 .ct_eq(secret.as_bytes())
                 .into();
-            let expired = member.parked.is_some_and(|p| p.until_ms <= now_ms);
+            let expired = member.parked.is_some_and(|p| p.until_ms <= now_ms)
+                || member.grant_expires_ms.is_some_and(|until| until <= now_ms);
             if !secret_ok || expired {
                 return Err(PresenceError::NoSeat);
             }
@@ -118,6 +119,14 @@ impl Presence for MemoryPresence {
                 .parked?
                 .reason;
             remove_if(rooms, room, |m| m.id == peer && m.conn == conn).then_some(reason)
+        }))
+    }
+
+    async fn seat(&self, room: &str, peer: &str) -> Result<Option<MemberRecord>, PresenceError> {
+        Ok(self.with_rooms(|rooms| {
+            rooms
+                .get(room)
+                .and_then(|ms| ms.iter().find(|m| m.id == peer).cloned())
         }))
     }
 
@@ -158,6 +167,7 @@ mod tests {
             conn: conn.into(),
             joined_at_ms: 0,
             resume_secret: format!("secret-{id}"),
+            grant_expires_ms: None,
             parked: None,
         }
     }

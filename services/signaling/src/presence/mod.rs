@@ -37,6 +37,10 @@ pub struct MemberRecord {
     pub joined_at_ms: u64,
     /// The secret part of the resume token.
     pub resume_secret: String,
+    /// When the join token's grant ends (unix ms): the seat cannot be resumed
+    /// after it. None without auth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_expires_ms: Option<u64>,
     /// While the socket is gone: when the seat expires, and the reason the room
     /// will be given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +107,10 @@ pub trait Presence: Send + Sync + 'static {
         peer: &str,
         conn: &str,
     ) -> Result<Option<LeaveReason>, PresenceError>;
+
+    /// One seat as it is now: a single read, so that a resume naming a room or
+    /// seat that does not exist costs one round trip.
+    async fn seat(&self, room: &str, peer: &str) -> Result<Option<MemberRecord>, PresenceError>;
 
     /// The room's members, oldest first.
     async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError>;

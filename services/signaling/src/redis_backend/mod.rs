@@ -535,6 +535,15 @@ impl Presence for RedisBackend {
         Ok(reason.and_then(|r| parse_reason(&r)))
     }
 
+    async fn seat(&self, room: &str, peer: &str) -> Result<Option<MemberRecord>, PresenceError> {
+        let mut commands = self.commands.clone();
+        let raw: Option<String> = commands
+            .hget(members_key(room), peer)
+            .await
+            .map_err(unavailable)?;
+        Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
+    }
+
     async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError> {
         let mut commands = self.commands.clone();
         let raw: Vec<String> = commands

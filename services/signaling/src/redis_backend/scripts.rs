@@ -65,6 +65,9 @@ if record.resume_secret ~= ARGV[2] then return {'no'} end
 if type(record.parked) == 'table' and tonumber(record.parked.until_ms) <= tonumber(ARGV[5]) then
   return {'no'}
 end
+if record.grant_expires_ms and tonumber(record.grant_expires_ms) <= tonumber(ARGV[5]) then
+  return {'no'}
+end
 record.node = ARGV[3]
 record.conn = ARGV[4]
 record.parked = nil

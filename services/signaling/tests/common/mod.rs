@@ -16,6 +16,7 @@ use vc_signaling::config::Settings;
 use vc_signaling::startup::{Application, ShutdownHandle};
 
 pub mod fleet;
+pub mod raw;
 
 /// Longest wait for a message that should come.
 pub const PATIENCE: Duration = Duration::from_secs(5);
@@ -197,7 +198,7 @@ impl Client {
         self.next_event(Duration::from_millis(1)).await
     }
 
-    async fn next_event(&mut self, wait: Duration) -> Option<Event> {
+    pub async fn next_event(&mut self, wait: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let frame = tokio::time::timeout_at(deadline, self.ws.next())
