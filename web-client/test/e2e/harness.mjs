@@ -1,5 +1,5 @@
-// Everything the browser tests start: signaling nodes, Redis, nginx, coturn and
-// Chromium, each on a free loopback port, each stopped by the test's `after`
+// Everything the browser tests start: signaling nodes, Redis, nginx, coturn,
+// Chromium and Firefox ESR, each on a free loopback port, each stopped by the test's `after`
 // hook even when the test failed. Plus helpers that read media statistics from
 // the pages, since "an element exists" proves nothing about a call.
 
@@ -11,11 +11,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 export const REPO_ROOT = path.resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const NODE_BIN = process.env.E2E_NODE_BIN ?? path.join(REPO_ROOT, 'target/debug/vc-signaling');
 const CHROMIUM = process.env.E2E_CHROMIUM ?? '/usr/bin/chromium';
 const NGINX = process.env.E2E_NGINX ?? '/usr/sbin/nginx';
+const FIREFOX = process.env.E2E_FIREFOX ?? '/usr/bin/firefox-esr';
 
 /** Polls `check` until it returns a truthy value; fails with `message` and the last value. */
 export async function waitFor(check, { timeoutMs = 15_000, intervalMs = 100, message = 'condition' } = {}) {
@@ -385,7 +387,7 @@ export class Caller {
    * call screen is up. Returns the time of the click.
    */
   async join() {
-    await this.page.fill('#display-name', this.name);
+    await fillInput(this.page, '#display-name', this.name);
     await this.page.waitForFunction(() => window.__vc?.media?.audioTrack || window.__vc?.media?.problems?.audio);
     const clickedAt = Date.now();
     await this.page.click('#join-button');
@@ -451,10 +453,57 @@ async function readMediaStats() {
 }
 
 /**
- * Opens a page for `name` at `url` in a new context.
+ * Firefox ESR with a fake camera and microphone, driven by puppeteer-core over
+ * WebDriver BiDi (Playwright only drives its own patched Firefox builds).
+ * @param {{executablePath?: string}} [options]
+ */
+export async function launchFirefox(stack, { executablePath = FIREFOX } = {}) {
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath,
+    headless: true,
+    protocolTimeout: 60_000,
+    extraPrefsFirefox: {
+      'media.navigator.streams.fake': true,
+      'media.navigator.permission.disabled': true,
+      'media.peerconnection.ice.loopback': true,
+      'media.peerconnection.ice.obfuscate_host_addresses': false,
+    },
+  });
+  const process = browser.process();
+  stack.defer(async () => {
+    // A Firefox that does not quit would hold the test run open.
+    const closed = browser.close().catch(() => {});
+    const timer = new Promise((resolve) => setTimeout(resolve, 5000));
+    await Promise.race([closed, timer]);
+    if (process && process.exitCode === null && process.signalCode === null) process.kill('SIGKILL');
+  });
+  browser.isFirefox = true;
+  return browser;
+}
+
+/** Sets an input's value the way typing does, in either driver. */
+async function fillInput(page, selector, value) {
+  if (typeof page.fill === 'function') {
+    await page.fill(selector, value);
+  } else {
+    await page.locator(selector).fill(value);
+  }
+}
+
+/**
+ * Opens a page for `name` at `url` in a new context (a Chromium context or a
+ * Firefox browser context; both give each person their own storage).
  * @param {import('playwright-core').Browser} browser
  */
 export async function openCaller(browser, url, name, { viewport = { width: 1280, height: 720 }, permissions } = {}) {
+  if (browser.isFirefox) {
+    const context = await browser.createBrowserContext();
+    const page = await context.newPage();
+    await page.setViewport(viewport);
+    await page.goto(url);
+    return new Caller(context, page, name);
+  }
   const context = await browser.newContext({ viewport, ...(permissions ? { permissions } : {}) });
   const page = await context.newPage();
   await page.goto(url);
