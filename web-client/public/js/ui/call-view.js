@@ -272,6 +272,8 @@ export class CallView {
     this.#statusPill.textContent = label;
     this.#statusPill.dataset.tone = tone;
     this.#statusPill.dataset.state = detail.state;
+    // A working connection needs no word; trouble does.
+    this.#statusPill.hidden = tone === 'ok';
   }
 
   #renderLocal() {
