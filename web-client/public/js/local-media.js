@@ -42,6 +42,7 @@ export class LocalMedia extends EventTarget {
   #cameraDeviceId = null;
   #problems = { audio: null, video: null };
   #started = false;
+  #processing = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
   /**
    * @param {{videoSize: {width: number, height: number}, mediaDevices?: MediaDevices}} options
@@ -84,9 +85,7 @@ export class LocalMedia extends EventTarget {
 
   #audioConstraints() {
     return {
-      echoCancellation: true,
-      noiseSuppression: true,
-      autoGainControl: true,
+      ...this.#processing,
       ...(this.#micDeviceId ? { deviceId: { exact: this.#micDeviceId } } : {}),
     };
   }
@@ -227,6 +226,32 @@ export class LocalMedia extends EventTarget {
     if (!this.#cameraOn) return true;
     const opened = await this.#openCamera();
     if (!opened) this.#cameraDeviceId = previous;
+    this.#changed();
+    return opened;
+  }
+
+  /** Echo cancellation, noise suppression and auto gain: all on unless switched off. */
+  get audioProcessing() {
+    return { ...this.#processing };
+  }
+
+  /**
+   * Switches audio processing steps on or off, e.g. `{noiseSuppression: false}`
+   * for music. The microphone is opened again with them, since browsers apply
+   * processing changes to a live track unreliably; the old track is released
+   * first, since Chromium gives a second track of the same microphone the first
+   * one's processing.
+   */
+  async setAudioProcessing(changes) {
+    const previous = this.#processing;
+    this.#processing = { ...previous, ...changes };
+    if (!this.#micTrack) return true;
+    this.#setMic(null);
+    const opened = await this.#openMic();
+    if (!opened) {
+      this.#processing = previous;
+      await this.#openMic();
+    }
     this.#changed();
     return opened;
   }

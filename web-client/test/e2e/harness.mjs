@@ -548,3 +548,101 @@ export async function assertMediaKeepsFlowing(caller, before, { timeoutMs = 10_0
 export function roomName(prefix) {
   return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+const AXE_SOURCE = readFileSync(path.join(REPO_ROOT, 'web-client/node_modules/axe-core/axe.min.js'), 'utf8');
+
+/**
+ * axe-core's findings on the page as it is now, by impact; `serious` and
+ * `critical` ones are those a screen-reader or keyboard user cannot get past.
+ * @returns {Promise<{id: string, impact: string, help: string, targets: string[]}[]>}
+ */
+export async function accessibilityViolations(page) {
+  await page.evaluate(AXE_SOURCE);
+  return page.evaluate(async () => {
+    const results = await window.axe.run(document, { resultTypes: ['violations'] });
+    return results.violations.map((violation) => ({
+      id: violation.id,
+      impact: violation.impact,
+      help: violation.help,
+      targets: violation.nodes.map((node) => node.target.join(' ')),
+    }));
+  });
+}
+
+/** Only the violations that block people: `serious` and `critical`. */
+export function blocking(violations) {
+  return violations.filter((violation) => violation.impact === 'serious' || violation.impact === 'critical');
+}
+
+/**
+ * A relay between pages and a node that forwards everything, pages and
+ * WebSockets alike, but rewrites the DTLS fingerprint in every SDP the pages
+ * send: what a signaling service sitting in the middle of a call would do.
+ * @returns {Promise<{url: string, rewritten: () => number}>}
+ */
+export async function startTamperingRelay(stack, nodeUrl) {
+  const { WebSocketServer, WebSocket } = await import('ws');
+  const http = await import('node:http');
+  const target = new URL(nodeUrl);
+  let rewritten = 0;
+  const tamper = (text) => {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return text;
+    }
+    if ((message.type !== 'offer' && message.type !== 'answer') || typeof message.sdp !== 'string') return text;
+    // Another certificate's fingerprint: same format, first byte changed.
+    message.sdp = message.sdp.replace(/(a=fingerprint:\S+ )([0-9A-F]{2})/gi, (_, head, byte) => {
+      rewritten += 1;
+      return head + ((parseInt(byte, 16) ^ 0xff).toString(16).toUpperCase().padStart(2, '0'));
+    });
+    return JSON.stringify(message);
+  };
+
+  const server = http.createServer((request, response) => {
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, path: request.url, method: request.method, headers: request.headers },
+      (reply) => {
+        response.writeHead(reply.statusCode, reply.headers);
+        reply.pipe(response);
+      },
+    );
+    upstream.on('error', () => response.destroy());
+    request.pipe(upstream);
+  });
+  const sockets = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (request, socket, head) => {
+    sockets.handleUpgrade(request, socket, head, (page) => {
+      const upstream = new WebSocket(`ws://${target.host}${request.url}`);
+      const held = [];
+      page.on('message', (data, isBinary) => {
+        const forwarded = isBinary ? data : tamper(data.toString());
+        if (upstream.readyState === WebSocket.OPEN) upstream.send(forwarded);
+        else held.push(forwarded);
+      });
+      upstream.on('open', () => held.splice(0).forEach((message) => upstream.send(message)));
+      upstream.on('message', (data, isBinary) => page.send(isBinary ? data : data.toString()));
+      const closeBoth = () => {
+        page.terminate();
+        upstream.terminate();
+      };
+      page.on('close', closeBoth);
+      upstream.on('close', closeBoth);
+      page.on('error', closeBoth);
+      upstream.on('error', closeBoth);
+    });
+  });
+  const port = await freePort();
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  stack.defer(
+    () =>
+      new Promise((resolve) => {
+        for (const client of sockets.clients) client.terminate();
+        server.closeAllConnections();
+        server.close(resolve);
+      }),
+  );
+  return { url: `http://127.0.0.1:${port}`, rewritten: () => rewritten };
+}

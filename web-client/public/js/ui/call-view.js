@@ -1,17 +1,20 @@
 // The in-call screen: top bar with the room and the signaling state, the video
 // grid, and the control bar.
 
+import { MicLevel } from '../mic-level.js';
 import { inviteUrl } from '../room-link.js';
+import { LOCAL, SpeakingWatch } from '../speaking.js';
 import { createDevicePicker } from './device-picker.js';
 import { h } from './dom.js';
 import { icon } from './icons.js';
 import { copyText, createInviteLink } from './invite-link.js';
 import { bestGrid } from './layout.js';
 import { connectionBadge, mediaProblemMessage, peerLeftText, signalingStatus } from './messages.js';
+import { PeoplePanel } from './people-panel.js';
 import { VideoTile } from './tile.js';
 import { Toasts } from './toasts.js';
 
-const SHORTCUTS = { mic: 'm', camera: 'v', stats: 's' };
+const SHORTCUTS = { mic: 'm', camera: 'v', stats: 's', people: 'p', layout: 'l' };
 
 function controlButton({ id, iconName, label, shortcut, onClick, extraClass = '' }) {
   const labelText = h('span', { class: 'control-label' }, label);
@@ -59,6 +62,12 @@ export class CallView {
   #resizeObserver;
   #localTrack = null;
   #subscriptions = [];
+  #name;
+  #micLevel = new MicLevel();
+  #speaking;
+  #people;
+  #pinned = null;
+  #speakerView = false;
 
   /**
    * @param {object} options
@@ -75,6 +84,9 @@ export class CallView {
     this.#room = room;
     this.#origin = origin;
     this.#onLeave = onLeave;
+    this.#name = name;
+    this.#speaking = new SpeakingWatch(call, this.#micLevel);
+    this.#people = new PeoplePanel({ onPin: (peerId) => this.#togglePin(peerId), onClose: () => this.#togglePeople() });
 
     this.#localTile = new VideoTile({ name, local: true });
     this.#stage = h('section', { class: 'stage', 'aria-label': 'Participants' }, this.#localTile.element);
@@ -103,7 +115,7 @@ export class CallView {
           h('span', { class: 'button-label' }, 'Copy invite link'),
         ),
       ),
-      h('div', { class: 'stage-wrap' }, this.#stage, this.#waiting),
+      h('div', { class: 'call-body' }, h('div', { class: 'stage-wrap' }, this.#stage, this.#waiting), this.#people.element),
       this.#buildControls(),
       this.#buildSettings(),
       this.#toasts.element,
@@ -112,6 +124,7 @@ export class CallView {
     this.#listen(call, 'signaling', ({ detail }) => this.#renderSignaling(detail));
     this.#listen(call, 'peer-added', ({ detail }) => this.#addTile(detail.link, detail));
     this.#listen(call, 'peer-changed', ({ detail }) => this.#renderPeer(detail.link));
+    this.#listen(this.#speaking, 'change', () => this.#renderSpeaking());
     this.#listen(call, 'peer-removed', ({ detail }) => this.#removeTile(detail));
     this.#listen(call, 'stats', ({ detail }) => this.#tiles.get(detail.peerId)?.setStats(detail.summary));
     this.#listen(call, 'rejoined', () => this.#toasts.show('Reconnected to the call'));
@@ -138,6 +151,8 @@ export class CallView {
   dispose() {
     for (const unsubscribe of this.#subscriptions) unsubscribe();
     this.#resizeObserver.disconnect();
+    this.#speaking.stop();
+    this.#micLevel.close();
     this.#picker.dispose();
     for (const tile of this.#tiles.values()) tile.remove();
     this.#localTile.remove();
@@ -173,6 +188,22 @@ export class CallView {
       onClick: () => this.#toggleStats(),
     });
     c.stats.set({ pressed: false, title: 'Show connection quality (S)' });
+    c.people = controlButton({
+      id: 'toggle-people',
+      iconName: 'people',
+      label: 'People',
+      shortcut: SHORTCUTS.people,
+      onClick: () => this.#togglePeople(),
+    });
+    c.people.set({ pressed: false, title: 'Show everyone in the call (P)' });
+    c.layout = controlButton({
+      id: 'toggle-layout',
+      iconName: 'layout',
+      label: 'Speaker view',
+      shortcut: SHORTCUTS.layout,
+      onClick: () => this.#toggleSpeakerView(),
+    });
+    c.layout.set({ pressed: false, title: 'The current speaker on stage, the others beside (L)' });
     c.settings = controlButton({
       id: 'open-settings',
       iconName: 'settings',
@@ -192,7 +223,7 @@ export class CallView {
       'nav',
       { class: 'controls', 'aria-label': 'Call controls' },
       h('div', { class: 'controls-group' }, c.mic.button, c.camera.button, c.screen.button),
-      h('div', { class: 'controls-group' }, c.stats.button, c.settings.button),
+      h('div', { class: 'controls-group' }, c.people.button, c.layout.button, c.stats.button, c.settings.button),
       h('div', { class: 'controls-group' }, c.leave.button),
     );
   }
@@ -249,6 +280,60 @@ export class CallView {
     for (const tile of this.#tiles.values()) tile.setStatsVisible(this.#statsVisible);
   }
 
+  #togglePeople() {
+    const open = !this.#people.open;
+    this.#people.open = open;
+    this.#controls.people.set({ pressed: open });
+    this.#renderPeople();
+    this.#layout();
+  }
+
+  #toggleSpeakerView() {
+    this.#speakerView = !this.#speakerView;
+    if (!this.#speakerView) this.#pinned = null;
+    this.#renderPins();
+  }
+
+  // Pinning puts a person on stage whoever speaks; it implies the speaker view.
+  #togglePin(peerId) {
+    this.#pinned = this.#pinned === peerId ? null : peerId;
+    if (this.#pinned) this.#speakerView = true;
+    this.#renderPins();
+  }
+
+  #renderPins() {
+    this.#controls.layout.set({ pressed: this.#speakerView });
+    for (const [peerId, tile] of this.#tiles) tile.setPinned(peerId === this.#pinned);
+    this.#renderPeople();
+    this.#layout();
+  }
+
+  #renderSpeaking() {
+    const heard = this.#speaking.speaking;
+    this.#localTile.setSpeaking(heard.has(LOCAL));
+    for (const [peerId, tile] of this.#tiles) tile.setSpeaking(heard.has(peerId));
+    this.#renderPeople();
+    if (this.#speakerView && !this.#pinned) this.#layout();
+  }
+
+  #renderPeople() {
+    if (!this.#people.open) return;
+    const heard = this.#speaking.speaking;
+    const local = this.#media.state;
+    this.#people.render([
+      { id: 'local', name: this.#name, local: true, ...local, speaking: heard.has(LOCAL), pinned: false, safetyCode: null },
+      ...[...this.#call.links.values()].map((link) => ({
+        id: link.peerId,
+        name: link.name,
+        local: false,
+        ...link.remoteState,
+        speaking: heard.has(link.peerId),
+        pinned: this.#pinned === link.peerId,
+        safetyCode: this.#call.safetyCode(link.peerId),
+      })),
+    ]);
+  }
+
   async #copyInvite() {
     const copied = await copyText(inviteUrl(this.#origin, this.#room));
     this.#toasts.show(copied ? 'Invite link copied' : `Invite link: ${inviteUrl(this.#origin, this.#room)}`);
@@ -263,6 +348,8 @@ export class CallView {
     if (key === SHORTCUTS.mic) this.#toggleMic();
     else if (key === SHORTCUTS.camera) this.#toggleCamera();
     else if (key === SHORTCUTS.stats) this.#toggleStats();
+    else if (key === SHORTCUTS.people) this.#togglePeople();
+    else if (key === SHORTCUTS.layout) this.#toggleSpeakerView();
     else return;
     event.preventDefault();
   }
@@ -284,6 +371,8 @@ export class CallView {
       this.#localTile.setStream(track ? new MediaStream([track]) : null);
     }
     this.#localTile.setMedia(state);
+    this.#micLevel.setTrack(this.#media.audioTrack);
+    this.#renderPeople();
     this.#controls.mic.set({
       iconName: state.audio ? 'mic' : 'mic-off',
       label: state.audio ? 'Mute' : 'Unmute',
@@ -306,7 +395,7 @@ export class CallView {
 
   #addTile(link, { arrived = false } = {}) {
     if (this.#tiles.has(link.peerId)) return;
-    const tile = new VideoTile({ name: link.name, peerId: link.peerId });
+    const tile = new VideoTile({ name: link.name, peerId: link.peerId, onPin: () => this.#togglePin(link.peerId) });
     tile.setStream(link.remoteStream);
     tile.setStatsVisible(this.#statsVisible);
     this.#tiles.set(link.peerId, tile);
@@ -323,6 +412,8 @@ export class CallView {
     tile.setMedia(link.remoteState);
     tile.setBadge(connectionBadge(link.connectionState, link.everConnected));
     tile.element.dataset.connection = link.connectionState;
+    tile.setSafetyCode(this.#call.safetyCode(link.peerId));
+    this.#renderPeople();
   }
 
   #removeTile({ peerId, name, reason }) {
@@ -330,6 +421,8 @@ export class CallView {
     if (!tile) return;
     tile.remove();
     this.#tiles.delete(peerId);
+    if (this.#pinned === peerId) this.#pinned = null;
+    this.#renderPeople();
     this.#layout();
     // `ended`: this side's own call ended or restarted; nobody left.
     if (reason !== 'ended') this.#toasts.show(peerLeftText(name, reason));
@@ -345,6 +438,11 @@ export class CallView {
     const pair = remote === 1;
     this.#stage.classList.toggle('stage--pair', pair);
     this.#stage.classList.toggle('stage--alone', remote === 0);
+    const speaker = this.#speakerView && remote >= 2;
+    this.#stage.classList.toggle('stage--speaker', speaker);
+    const featured = speaker ? (this.#pinned ?? this.#speaking.dominant ?? this.#tiles.keys().next().value) : null;
+    for (const [peerId, tile] of this.#tiles) tile.setFeatured(peerId === featured);
+    if (speaker) return;
     const { width, height } = this.#stage.getBoundingClientRect();
     if (!width || !height) return;
     const narrow = width < 600;

@@ -2,6 +2,7 @@
 // when their camera is off, connection state and the optional stats panel.
 
 import { h, hueFor, initials } from './dom.js';
+import { qualityOf } from '../call-stats.js';
 import { icon } from './icons.js';
 
 const STAT_ROWS = [
@@ -11,7 +12,10 @@ const STAT_ROWS = [
   ['loss', 'Packet loss'],
   ['resolution', 'Resolution'],
   ['route', 'Route'],
+  ['safety', 'Safety code'],
 ];
+
+const QUALITY_WORDS = { good: 'good', fair: 'fair', poor: 'poor' };
 
 const ROUTE_LABELS = {
   host: 'direct (host)',
@@ -33,12 +37,14 @@ export class VideoTile {
   #badge;
   #statsPanel;
   #statValues = new Map();
+  #quality;
+  #pinButton = null;
   #name = '';
 
   /**
    * @param {{name: string, local?: boolean, peerId?: string}} options
    */
-  constructor({ name, local = false, peerId = null }) {
+  constructor({ name, local = false, peerId = null, onPin = null }) {
     this.local = local;
     this.#video = h('video', { autoplay: true, playsInline: true, muted: local, class: 'tile-video' });
     this.#avatar = h('div', { class: 'tile-avatar', 'aria-hidden': 'true' });
@@ -47,6 +53,12 @@ export class VideoTile {
     this.#badge = h('div', { class: 'tile-badge', hidden: true });
     // Quality stats describe a connection; your own tile has none.
     this.#statsPanel = local ? null : this.#buildStatsPanel();
+    this.#quality = local
+      ? null
+      : h('span', { class: 'tile-quality', role: 'img', hidden: true }, h('i'), h('i'), h('i'));
+    if (onPin) {
+      this.#pinButton = h('button', { type: 'button', class: 'tile-pin', 'aria-pressed': 'false', onclick: onPin }, icon('pin'));
+    }
     this.element = h(
       'figure',
       {
@@ -57,7 +69,8 @@ export class VideoTile {
       this.#avatar,
       this.#badge,
       this.#statsPanel,
-      h('figcaption', { class: 'tile-name' }, this.#micIcon, this.#nameText),
+      this.#pinButton,
+      h('figcaption', { class: 'tile-name' }, this.#micIcon, this.#nameText, this.#quality),
     );
     this.setName(name);
     this.setMedia({ audio: true, video: true, screen: false });
@@ -85,6 +98,26 @@ export class VideoTile {
     this.#avatar.textContent = initials(name);
     this.#avatar.style.setProperty('--hue', String(hueFor(name)));
     this.element.setAttribute('aria-label', this.local ? `You, ${name}` : name);
+    this.#pinButton?.setAttribute('aria-label', `Pin ${name} to the stage`);
+  }
+
+  /** Highlights the tile while its person is heard. */
+  setSpeaking(speaking) {
+    this.element.classList.toggle('tile--speaking', speaking);
+  }
+
+  setPinned(pinned) {
+    this.#pinButton?.setAttribute('aria-pressed', String(pinned));
+    this.#pinButton?.setAttribute('aria-label', pinned ? `Unpin ${this.#name}` : `Pin ${this.#name} to the stage`);
+    this.element.classList.toggle('tile--pinned', pinned);
+  }
+
+  setFeatured(featured) {
+    this.element.classList.toggle('tile--featured', featured);
+  }
+
+  setSafetyCode(code) {
+    this.#statValues.get('safety')?.replaceChildren(code ?? '\u2014');
   }
 
   setStream(stream) {
@@ -129,8 +162,25 @@ export class VideoTile {
         ? `${summary.frameWidth}\u00d7${summary.frameHeight}${summary.framesPerSecond ? ` @ ${Math.round(summary.framesPerSecond)} fps` : ''}`
         : '\u2014',
     );
+    this.#renderQuality(summary);
     const route = ROUTE_LABELS[summary.candidateType] ?? '\u2014';
     set('route', summary.protocol && summary.candidateType ? `${route}, ${summary.protocol.toUpperCase()}` : route);
+  }
+
+  // Bars and words for everyone; the numbers are in the stats panel.
+  #renderQuality(summary) {
+    const quality = qualityOf(summary);
+    this.#quality.hidden = !quality;
+    if (!quality) return;
+    this.#quality.dataset.quality = quality;
+    const parts = [
+      summary.rttMs === null ? null : `round trip ${Math.round(summary.rttMs)} ms`,
+      summary.lossPercent === null ? null : `${summary.lossPercent} % loss`,
+      summary.receiveKbps === null ? null : `receiving ${formatRate(summary.receiveKbps)}`,
+    ].filter(Boolean);
+    const label = `Connection ${QUALITY_WORDS[quality]}: ${parts.join(', ')}`;
+    this.#quality.setAttribute('aria-label', label);
+    this.#quality.title = label;
   }
 
   remove() {
