@@ -58,9 +58,14 @@ export class LocalMedia extends EventTarget {
     return this.#micTrack;
   }
 
-  /** The video to send: the screen while sharing, else the camera when it is on. */
+  /** The camera, while it is on; it keeps going while the screen is shared. */
   get videoTrack() {
-    return this.#screenTrack ?? (this.#cameraOn ? this.#cameraTrack : null);
+    return this.#cameraOn ? this.#cameraTrack : null;
+  }
+
+  /** The shared screen, sent as a second video track, or null. */
+  get screenTrack() {
+    return this.#screenTrack;
   }
 
   /** What others should be told, and what the controls show. */
@@ -197,7 +202,7 @@ export class LocalMedia extends EventTarget {
     if (on && !this.#cameraTrack) {
       opened = await this.#openCamera();
       if (!opened) this.#cameraOn = false;
-    } else if (!on && this.#cameraTrack && !this.#screenTrack) {
+    } else if (!on && this.#cameraTrack) {
       this.#setCamera(null);
     }
     this.#changed();
@@ -267,8 +272,9 @@ export class LocalMedia extends EventTarget {
   }
 
   /**
-   * Asks the person for a screen or window to share and sends it instead of the
-   * camera. Resolves false when they cancelled the picker.
+   * Asks the person for a screen or window to share and sends it beside the
+   * camera, so that the others still see the presenter's face. Resolves false
+   * when they cancelled the picker.
    */
   async startScreenShare() {
     if (this.#screenTrack) return true;
@@ -293,7 +299,6 @@ export class LocalMedia extends EventTarget {
     if (!this.#screenTrack) return;
     this.#screenTrack.stop();
     this.#screenTrack = null;
-    if (!this.#cameraOn) this.#setCamera(null);
     this.#changed();
   }
 

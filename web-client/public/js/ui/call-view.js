@@ -50,6 +50,8 @@ export class CallView {
   #onLeave;
   #stage;
   #tiles = new Map();
+  #screenTiles = new Map();
+  #presenting;
   #localTile;
   #waiting;
   #statusPill;
@@ -99,6 +101,7 @@ export class CallView {
     );
     this.#statusPill = h('div', { class: 'status-pill', role: 'status', 'aria-live': 'polite', id: 'signaling-status' });
     this.#peopleCount = h('span', { class: 'people-count' });
+    this.#presenting = h('div', { class: 'presenting', role: 'status', hidden: true });
 
     this.element = h(
       'main',
@@ -108,6 +111,7 @@ export class CallView {
         { class: 'topbar' },
         h('div', { class: 'topbar-room' }, h('h1', { class: 'room-name' }, room), this.#peopleCount),
         this.#statusPill,
+        this.#presenting,
         h(
           'button',
           { type: 'button', class: 'button button--secondary topbar-invite', onclick: () => this.#copyInvite() },
@@ -154,7 +158,7 @@ export class CallView {
     this.#speaking.stop();
     this.#micLevel.close();
     this.#picker.dispose();
-    for (const tile of this.#tiles.values()) tile.remove();
+    for (const tile of [...this.#tiles.values(), ...this.#screenTiles.values()]) tile.remove();
     this.#localTile.remove();
   }
 
@@ -373,6 +377,7 @@ export class CallView {
     this.#localTile.setMedia(state);
     this.#micLevel.setTrack(this.#media.audioTrack);
     this.#renderPeople();
+    this.#renderPresenting();
     this.#controls.mic.set({
       iconName: state.audio ? 'mic' : 'mic-off',
       label: state.audio ? 'Mute' : 'Unmute',
@@ -413,7 +418,39 @@ export class CallView {
     tile.setBadge(connectionBadge(link.connectionState, link.everConnected));
     tile.element.dataset.connection = link.connectionState;
     tile.setSafetyCode(this.#call.safetyCode(link.peerId));
+    this.#renderScreen(link);
     this.#renderPeople();
+  }
+
+  // A peer's shared screen gets a tile of its own; their camera tile stays.
+  #renderScreen(link) {
+    const sharing = link.remoteState.screen && link.screenStream.getVideoTracks().length > 0;
+    let tile = this.#screenTiles.get(link.peerId);
+    // Layout only when the screen comes or goes: this runs on every peer change.
+    const changed = sharing !== Boolean(tile);
+    if (sharing && !tile) {
+      tile = new VideoTile({ name: link.name, peerId: `${link.peerId}:screen`, presentation: true });
+      tile.setStream(link.screenStream);
+      this.#screenTiles.set(link.peerId, tile);
+      this.#stage.prepend(tile.element);
+    } else if (!sharing && tile) {
+      tile.remove();
+      this.#screenTiles.delete(link.peerId);
+    }
+    if (tile && sharing) tile.setName(link.name);
+    if (changed) {
+      this.#renderPresenting();
+      this.#layout();
+    }
+  }
+
+  #renderPresenting() {
+    if (!this.#presenting) return;
+    const names = [...this.#screenTiles.keys()].map((peerId) => this.#call.links.get(peerId)?.name).filter(Boolean);
+    if (this.#media.state.screen) names.unshift(null);
+    const text = names.map((name) => (name === null ? 'You are presenting' : `${name} is presenting`)).join(' \u00b7 ');
+    this.#presenting.hidden = !text;
+    this.#presenting.textContent = text;
   }
 
   #removeTile({ peerId, name, reason }) {
@@ -421,6 +458,9 @@ export class CallView {
     if (!tile) return;
     tile.remove();
     this.#tiles.delete(peerId);
+    this.#screenTiles.get(peerId)?.remove();
+    this.#screenTiles.delete(peerId);
+    this.#renderPresenting();
     if (this.#pinned === peerId) this.#pinned = null;
     this.#renderPeople();
     this.#layout();
@@ -435,13 +475,18 @@ export class CallView {
     this.#waiting.hidden = remote > 0;
     this.#stage.dataset.count = String(count);
     // One other person: their video fills the stage and yours floats in a corner.
-    const pair = remote === 1;
+    // A shared screen goes on stage with everyone beside it, never under a tile.
+    const presentation = this.#screenTiles.values().next().value ?? null;
+    const pair = remote === 1 && !presentation;
     this.#stage.classList.toggle('stage--pair', pair);
     this.#stage.classList.toggle('stage--alone', remote === 0);
-    const speaker = this.#speakerView && remote >= 2;
+    const speaker = Boolean(presentation) || (this.#speakerView && remote >= 2);
     this.#stage.classList.toggle('stage--speaker', speaker);
-    const featured = speaker ? (this.#pinned ?? this.#speaking.dominant ?? this.#tiles.keys().next().value) : null;
-    for (const [peerId, tile] of this.#tiles) tile.setFeatured(peerId === featured);
+    const pinnedTile = this.#tiles.get(this.#pinned);
+    const featured = speaker
+      ? (pinnedTile ?? presentation ?? this.#tiles.get(this.#speaking.dominant) ?? this.#tiles.values().next().value)
+      : null;
+    for (const tile of [...this.#tiles.values(), ...this.#screenTiles.values()]) tile.setFeatured(tile === featured);
     if (speaker) return;
     const { width, height } = this.#stage.getBoundingClientRect();
     if (!width || !height) return;

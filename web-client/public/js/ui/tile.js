@@ -44,8 +44,9 @@ export class VideoTile {
   /**
    * @param {{name: string, local?: boolean, peerId?: string}} options
    */
-  constructor({ name, local = false, peerId = null, onPin = null }) {
+  constructor({ name, local = false, peerId = null, onPin = null, presentation = false }) {
     this.local = local;
+    this.presentation = presentation;
     this.#video = h('video', { autoplay: true, playsInline: true, muted: local, class: 'tile-video' });
     this.#avatar = h('div', { class: 'tile-avatar', 'aria-hidden': 'true' });
     this.#nameText = h('span', { class: 'tile-name-text' });
@@ -62,7 +63,7 @@ export class VideoTile {
     this.element = h(
       'figure',
       {
-        class: `tile${local ? ' tile--local' : ''}`,
+        class: `tile${local ? ' tile--local' : ''}${presentation ? ' tile--presentation' : ''}`,
         'data-peer': peerId ?? 'local',
       },
       this.#video,
@@ -94,10 +95,10 @@ export class VideoTile {
 
   setName(name) {
     this.#name = name;
-    this.#nameText.textContent = this.local ? `${name} (you)` : name;
+    this.#nameText.textContent = this.presentation ? `${name} is presenting` : this.local ? `${name} (you)` : name;
     this.#avatar.textContent = initials(name);
     this.#avatar.style.setProperty('--hue', String(hueFor(name)));
-    this.element.setAttribute('aria-label', this.local ? `You, ${name}` : name);
+    this.element.setAttribute('aria-label', this.presentation ? `${name}\u2019s screen` : this.local ? `You, ${name}` : name);
     this.#pinButton?.setAttribute('aria-label', `Pin ${name} to the stage`);
   }
 
