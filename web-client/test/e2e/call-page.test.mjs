@@ -78,7 +78,7 @@ test('lobby: Start call without a name shows the page’s own message and marks 
   await checkAccessibility(ann.page, 'lobby, name missing');
 });
 
-test('1:1 stage: the other person’s whole picture shows, and the status pill only when something is wrong', async (t) => {
+test('1:1 stage: the other person’s whole picture shows, the self-view can be hidden, and the status pill shows only on trouble', async (t) => {
   const restartable = await startNode(stack, { id: 'stage' });
   const room = roomName('stage');
   // 4:3 camera on a 16:9 stage: covering would crop top and bottom.
@@ -102,6 +102,14 @@ test('1:1 stage: the other person’s whole picture shows, and the status pill o
   );
   assert.ok(shown.shownHeight <= shown.box.height + 0.5, `the picture fits the tile's height: ${JSON.stringify(shown)}`);
   assert.ok(shown.shownWidth <= shown.box.width + 0.5, `the picture fits the tile's width: ${JSON.stringify(shown)}`);
+
+  // The self-view can be put away and brought back, by keyboard too.
+  await bob.page.focus('.tile--local .tile-hide');
+  await bob.page.keyboard.press('Enter');
+  await waitFor(async () => !(await bob.page.locator('.tile--local').isVisible()), { message: 'the self-view to go' });
+  assert.equal(await bob.page.evaluate(() => document.activeElement.id), 'show-self-view');
+  await bob.page.keyboard.press('Enter');
+  await waitFor(() => bob.page.locator('.tile--local').isVisible(), { message: 'the self-view back' });
 
   assert.equal(await bob.page.locator('#signaling-status').isVisible(), false, 'no pill while connected');
   await restartable.service.stop('SIGKILL');

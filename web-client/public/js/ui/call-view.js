@@ -52,6 +52,7 @@ export class CallView {
   #tiles = new Map();
   #screenTiles = new Map();
   #presenting;
+  #showSelfView;
   #localTile;
   #waiting;
   #statusPill;
@@ -90,7 +91,13 @@ export class CallView {
     this.#speaking = new SpeakingWatch(call, this.#micLevel);
     this.#people = new PeoplePanel({ onPin: (peerId) => this.#togglePin(peerId), onClose: () => this.#togglePeople() });
 
-    this.#localTile = new VideoTile({ name, local: true });
+    this.#localTile = new VideoTile({ name, local: true, onHide: () => this.#setSelfViewHidden(true) });
+    this.#showSelfView = h(
+      'button',
+      { type: 'button', class: 'button button--secondary', id: 'show-self-view', hidden: true, onclick: () => this.#setSelfViewHidden(false) },
+      icon('self-view'),
+      h('span', { class: 'button-label' }, 'Show your video'),
+    );
     this.#stage = h('section', { class: 'stage', 'aria-label': 'Participants' }, this.#localTile.element);
     this.#waiting = h(
       'div',
@@ -112,6 +119,7 @@ export class CallView {
         h('div', { class: 'topbar-room' }, h('h1', { class: 'room-name' }, room), this.#peopleCount),
         this.#statusPill,
         this.#presenting,
+        this.#showSelfView,
         h(
           'button',
           { type: 'button', class: 'button button--secondary topbar-invite', onclick: () => this.#copyInvite() },
@@ -282,6 +290,14 @@ export class CallView {
     this.#statsVisible = !this.#statsVisible;
     this.#controls.stats.set({ pressed: this.#statsVisible });
     for (const tile of this.#tiles.values()) tile.setStatsVisible(this.#statsVisible);
+  }
+
+  // The own video can be put away, e.g. when it distracts; the others still see it.
+  #setSelfViewHidden(hidden) {
+    this.#localTile.element.hidden = hidden;
+    this.#showSelfView.hidden = !hidden;
+    (hidden ? this.#showSelfView : this.#controls.mic.button).focus();
+    this.#layout();
   }
 
   #togglePeople() {
@@ -470,7 +486,7 @@ export class CallView {
 
   #layout() {
     const remote = this.#tiles.size;
-    const count = remote + 1;
+    const count = remote + (this.#localTile.element.hidden ? 0 : 1);
     this.#peopleCount.textContent = count === 1 ? 'Just you' : `${count} people`;
     this.#waiting.hidden = remote > 0;
     this.#stage.dataset.count = String(count);

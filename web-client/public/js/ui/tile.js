@@ -44,7 +44,7 @@ export class VideoTile {
   /**
    * @param {{name: string, local?: boolean, peerId?: string}} options
    */
-  constructor({ name, local = false, peerId = null, onPin = null, presentation = false }) {
+  constructor({ name, local = false, peerId = null, onPin = null, onHide = null, presentation = false }) {
     this.local = local;
     this.presentation = presentation;
     this.#video = h('video', { autoplay: true, playsInline: true, muted: local, class: 'tile-video' });
@@ -57,6 +57,9 @@ export class VideoTile {
     this.#quality = local
       ? null
       : h('span', { class: 'tile-quality', role: 'img', hidden: true }, h('i'), h('i'), h('i'));
+    const hideButton = onHide
+      ? h('button', { type: 'button', class: 'tile-pin tile-hide', 'aria-label': 'Hide your own video', onclick: onHide }, icon('self-view'))
+      : null;
     if (onPin) {
       this.#pinButton = h('button', { type: 'button', class: 'tile-pin', 'aria-pressed': 'false', onclick: onPin }, icon('pin'));
     }
@@ -71,6 +74,7 @@ export class VideoTile {
       this.#badge,
       this.#statsPanel,
       this.#pinButton,
+      hideButton,
       h('figcaption', { class: 'tile-name' }, this.#micIcon, this.#nameText, this.#quality),
     );
     this.setName(name);
