@@ -503,6 +503,8 @@ export class CallView {
       ? (pinnedTile ?? presentation ?? this.#tiles.get(this.#speaking.dominant) ?? this.#tiles.values().next().value)
       : null;
     for (const tile of [...this.#tiles.values(), ...this.#screenTiles.values()]) tile.setFeatured(tile === featured);
+    const tiles = this.#stage.querySelectorAll('.tile:not([hidden])').length;
+    this.#stage.style.setProperty('--side-rows', String(Math.max(1, tiles - 1)));
     if (speaker) return;
     const { width, height } = this.#stage.getBoundingClientRect();
     if (!width || !height) return;
