@@ -46,6 +46,15 @@ try {
   });
   await settle(pair[0].page);
   await pair[0].page.screenshot({ path: path.join(outputDir, 'call-2peers.png') });
+
+  // Jonas shares his screen: on Maya's stage beside both faces.
+  await pair[0].page.click('#toggle-stats');
+  await pair[1].page.click('#toggle-screen');
+  await waitFor(() => pair[0].page.evaluate(() => document.querySelector('.tile--presentation video')?.videoWidth > 0), {
+    message: 'the shared screen',
+  });
+  await settle(pair[0].page);
+  await pair[0].page.screenshot({ path: path.join(outputDir, 'call-presenting.png') });
   await Promise.all(pair.map((caller) => caller.close()));
 
   const four = await callOf(browser, node, ['Maya Chen', 'Jonas Weber', 'Aiko Tanaka', 'Sam Okafor'], '?video=640x360');
