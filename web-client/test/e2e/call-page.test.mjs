@@ -316,6 +316,14 @@ test('safety codes differ when the signaling path swaps a certificate fingerprin
   await ann.page.keyboard.press('p');
   await waitFor(async () => (await textOf(ann, '#people-panel .safety-code')) === codes[0], { message: 'Ann’s panel code' });
   // Bob's side cannot complete DTLS with a certificate that does not match.
+  await waitFor(
+    () =>
+      bob.page.evaluate(() => {
+        const { pc } = window.__vc.peerConnections()[0];
+        return pc.connectionState === 'failed' || pc.getTransceivers().some((t) => t.sender.transport?.state === 'failed');
+      }),
+    { timeoutMs: 30_000, message: 'DTLS to fail on Bob’s side' },
+  );
   assert.equal((await bob.mediaStats())[0].framesDecoded, 0);
 });
 
