@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of Video Caller, installing what the tests need when it is
-# missing: Debian packages (redis-server, chromium, nginx, coturn, prometheus,
+# missing: Debian packages (redis-server, chromium, firefox-esr, nginx, coturn, prometheus,
 # docker-compose for parsing the compose file), the Rust lint components, and the
 # npm and pip packages of the web client and chart checks.
 set -euo pipefail
@@ -15,6 +15,7 @@ install_missing_packages() {
   command -v redis-server >/dev/null || wanted+=(redis-server)
   command -v redis-cli >/dev/null || wanted+=(redis-tools)
   command -v chromium >/dev/null || wanted+=(chromium)
+  [ -x /usr/bin/firefox-esr ] || wanted+=(firefox-esr)
   [ -x /usr/sbin/nginx ] || wanted+=(nginx-light)
   command -v turnserver >/dev/null || wanted+=(coturn)
   command -v promtool >/dev/null || wanted+=(prometheus)
@@ -41,7 +42,7 @@ section "rust tests (unit, single node, multi-node with real redis-server proces
 cargo test --workspace
 
 if [ -f web-client/package.json ]; then
-  section "web client (unit tests, then Chromium against real nodes)"
+  section "web client (unit tests, then Chromium and Firefox ESR against real nodes)"
   (
     cd web-client
     if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then

@@ -135,6 +135,7 @@ window.__vc = {
         collisions: link.collisions,
         polite: link.polite,
         iceConnectedMs: link.iceConnectedMs,
+        safetyCode: call.safetyCode(link.peerId),
       })),
     };
   },

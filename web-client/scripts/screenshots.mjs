@@ -1,5 +1,5 @@
 // Takes the screenshots in docs/images from real calls: a node, Chromium with a
-// fake camera, and two or four people in a room.
+// fake camera, two, three or four people in a room, and the lobby.
 //
 //   node scripts/screenshots.mjs [output-dir]     (default: ../docs/images)
 
@@ -46,6 +46,15 @@ try {
   });
   await settle(pair[0].page);
   await pair[0].page.screenshot({ path: path.join(outputDir, 'call-2peers.png') });
+
+  // Jonas shares his screen: on Maya's stage beside both faces.
+  await pair[0].page.click('#toggle-stats');
+  await pair[1].page.click('#toggle-screen');
+  await waitFor(() => pair[0].page.evaluate(() => document.querySelector('.tile--presentation video')?.videoWidth > 0), {
+    message: 'the shared screen',
+  });
+  await settle(pair[0].page);
+  await pair[0].page.screenshot({ path: path.join(outputDir, 'call-presenting.png') });
   await Promise.all(pair.map((caller) => caller.close()));
 
   const four = await callOf(browser, node, ['Maya Chen', 'Jonas Weber', 'Aiko Tanaka', 'Sam Okafor'], '?video=640x360');
@@ -54,6 +63,26 @@ try {
   await settle(four[0].page);
   await four[0].page.screenshot({ path: path.join(outputDir, 'call-4peers.png') });
   await Promise.all(four.map((caller) => caller.close()));
+
+  // Three people, Jonas pinned to the stage, the people panel with safety codes.
+  const three = await callOf(browser, node, ['Maya Chen', 'Jonas Weber', 'Aiko Tanaka'], '?video=640x360');
+  await three[0].page.keyboard.press('p');
+  await three[0].page.click('.person-pin[aria-label="Pin Jonas Weber to the stage"]');
+  await waitFor(
+    async () => (await three[0].page.locator('.safety-code').allInnerTexts()).every((code) => /^\d{4} \d{4} \d{4}$/.test(code)),
+    { message: 'safety codes' },
+  );
+  await settle(three[0].page);
+  await three[0].page.screenshot({ path: path.join(outputDir, 'call-people.png') });
+  await Promise.all(three.map((caller) => caller.close()));
+
+  // The lobby, with the microphone meter moving.
+  const lobby = await openCaller(browser, `${node.url}/`, 'Maya Chen', { viewport });
+  await lobby.page.click('#display-name');
+  await lobby.page.fill('#display-name', 'Maya Chen');
+  await waitFor(() => lobby.page.evaluate(() => document.querySelector('#mic-meter').value > 0.1), { message: 'the meter' });
+  await lobby.page.screenshot({ path: path.join(outputDir, 'lobby.png') });
+  await lobby.close();
   console.log(`screenshots written to ${outputDir}`);
 } finally {
   await stack.cleanup();

@@ -124,3 +124,20 @@ export function callReport(link, summary, { final = false } = {}) {
   }
   return report;
 }
+
+/**
+ * The connection quality a tile shows, from a summary: `good`, `fair`, `poor`,
+ * or null before there is a round trip or loss figure to judge by. Loss hurts a
+ * call sooner than delay does; thresholds are those at which speech and video
+ * visibly suffer.
+ */
+export function qualityOf(summary) {
+  if (!summary) return null;
+  const { rttMs, lossPercent } = summary;
+  if (rttMs === null && lossPercent === null) return null;
+  const loss = lossPercent ?? 0;
+  const rtt = rttMs ?? 0;
+  if (loss >= 8 || rtt >= 600) return 'poor';
+  if (loss >= 2 || rtt >= 300) return 'fair';
+  return 'good';
+}

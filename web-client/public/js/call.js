@@ -12,6 +12,7 @@
 import { SignalingClient } from '../lib/signaling-client.js';
 import { callReport, summarize, takeSnapshot } from './call-stats.js';
 import { PeerLink } from './peer-link.js';
+import { safetyCodeOf } from './safety-code.js';
 
 const STATS_INTERVAL_MS = 2000;
 const REPORT_INTERVAL_MS = 10_000;
@@ -32,6 +33,7 @@ export class Call extends EventTarget {
   #summaries = new Map();
   #snapshots = new Map();
   #earlyAppData = new Map();
+  #safetyCodes = new Map();
   #timers = [];
   #unsubscribers = [];
   #onMediaChange = () => this.#localMediaChanged();
@@ -160,6 +162,20 @@ export class Call extends EventTarget {
   #forgetStats(peerId) {
     this.#summaries.delete(peerId);
     this.#snapshots.delete(peerId);
+    this.#safetyCodes.delete(peerId);
+  }
+
+  /** The safety code of the connection to `peerId`, once negotiated; see safety-code.js. */
+  safetyCode(peerId) {
+    return this.#safetyCodes.get(peerId) ?? null;
+  }
+
+  // Every negotiation may bring new certificates (a rejoin makes a new connection).
+  async #updateSafetyCode(link) {
+    const code = await safetyCodeOf(link.pc).catch(() => null);
+    if (this.#links.get(link.peerId) !== link || !code || code === this.#safetyCodes.get(link.peerId)) return;
+    this.#safetyCodes.set(link.peerId, code);
+    this.#emit('peer-changed', { link });
   }
 
   #addPeer(peerId, name, { arrived = false } = {}) {
@@ -185,7 +201,10 @@ export class Call extends EventTarget {
     this.#links.set(peerId, link);
     link.addEventListener('state', () => this.#emit('peer-changed', { link }));
     link.addEventListener('remote-state', () => this.#emit('peer-changed', { link }));
-    link.addEventListener('negotiated', () => link.setVideoBitrateCap(videoBitrateCap(this.#links.size)));
+    link.addEventListener('negotiated', () => {
+      link.setVideoBitrateCap(videoBitrateCap(this.#links.size));
+      this.#updateSafetyCode(link);
+    });
     const early = this.#earlyAppData.get(peerId);
     if (early) {
       link.setRemoteState(early);

@@ -42,6 +42,7 @@ export class LocalMedia extends EventTarget {
   #cameraDeviceId = null;
   #problems = { audio: null, video: null };
   #started = false;
+  #processing = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
   /**
    * @param {{videoSize: {width: number, height: number}, mediaDevices?: MediaDevices}} options
@@ -57,9 +58,14 @@ export class LocalMedia extends EventTarget {
     return this.#micTrack;
   }
 
-  /** The video to send: the screen while sharing, else the camera when it is on. */
+  /** The camera, while it is on; it keeps going while the screen is shared. */
   get videoTrack() {
-    return this.#screenTrack ?? (this.#cameraOn ? this.#cameraTrack : null);
+    return this.#cameraOn ? this.#cameraTrack : null;
+  }
+
+  /** The shared screen, sent as a second video track, or null. */
+  get screenTrack() {
+    return this.#screenTrack;
   }
 
   /** What others should be told, and what the controls show. */
@@ -84,9 +90,7 @@ export class LocalMedia extends EventTarget {
 
   #audioConstraints() {
     return {
-      echoCancellation: true,
-      noiseSuppression: true,
-      autoGainControl: true,
+      ...this.#processing,
       ...(this.#micDeviceId ? { deviceId: { exact: this.#micDeviceId } } : {}),
     };
   }
@@ -198,7 +202,7 @@ export class LocalMedia extends EventTarget {
     if (on && !this.#cameraTrack) {
       opened = await this.#openCamera();
       if (!opened) this.#cameraOn = false;
-    } else if (!on && this.#cameraTrack && !this.#screenTrack) {
+    } else if (!on && this.#cameraTrack) {
       this.#setCamera(null);
     }
     this.#changed();
@@ -231,6 +235,32 @@ export class LocalMedia extends EventTarget {
     return opened;
   }
 
+  /** Echo cancellation, noise suppression and auto gain: all on unless switched off. */
+  get audioProcessing() {
+    return { ...this.#processing };
+  }
+
+  /**
+   * Switches audio processing steps on or off, e.g. `{noiseSuppression: false}`
+   * for music. The microphone is opened again with them, since browsers apply
+   * processing changes to a live track unreliably; the old track is released
+   * first, since Chromium gives a second track of the same microphone the first
+   * one's processing.
+   */
+  async setAudioProcessing(changes) {
+    const previous = this.#processing;
+    this.#processing = { ...previous, ...changes };
+    if (!this.#micTrack) return true;
+    this.#setMic(null);
+    const opened = await this.#openMic();
+    if (!opened) {
+      this.#processing = previous;
+      await this.#openMic();
+    }
+    this.#changed();
+    return opened;
+  }
+
   /** Switches to another microphone, keeping the mute state. */
   async useMicrophone(deviceId) {
     const previous = this.#micDeviceId;
@@ -242,8 +272,9 @@ export class LocalMedia extends EventTarget {
   }
 
   /**
-   * Asks the person for a screen or window to share and sends it instead of the
-   * camera. Resolves false when they cancelled the picker.
+   * Asks the person for a screen or window to share and sends it beside the
+   * camera, so that the others still see the presenter's face. Resolves false
+   * when they cancelled the picker.
    */
   async startScreenShare() {
     if (this.#screenTrack) return true;
@@ -268,7 +299,6 @@ export class LocalMedia extends EventTarget {
     if (!this.#screenTrack) return;
     this.#screenTrack.stop();
     this.#screenTrack = null;
-    if (!this.#cameraOn) this.#setCamera(null);
     this.#changed();
   }
 

@@ -18,13 +18,18 @@ const DISCONNECTED_GRACE_MS = 4000;
 /** An offer unanswered for this long is taken as lost. */
 const ANSWER_TIMEOUT_MS = 8000;
 
-const KINDS = ['audio', 'video'];
+/** What this side sends, each on its own transceiver: [slot, media kind]. */
+const SLOTS = [
+  ['audio', 'audio'],
+  ['video', 'video'],
+  ['screen', 'video'],
+];
 
 export class PeerLink extends EventTarget {
   #pc;
   #signaling;
   #media;
-  #transceivers = { audio: null, video: null };
+  #transceivers = { audio: null, video: null, screen: null };
   #makingOffer = false;
   #ignoreOffer = false;
   #settingRemoteAnswer = false;
@@ -38,6 +43,8 @@ export class PeerLink extends EventTarget {
 
   /** The peer's camera and microphone, in one stream for its tile. */
   remoteStream = new MediaStream();
+  /** The peer's shared screen: the video of a second video transceiver. */
+  screenStream = new MediaStream();
   /** What the peer told us about its microphone, camera and screen. */
   remoteState = { audio: true, video: true, screen: false };
   /** When this side started negotiating, for the time-to-connect report. */
@@ -82,8 +89,8 @@ export class PeerLink extends EventTarget {
     pc.addEventListener('icecandidate', ({ candidate }) => {
       this.#send(() => this.#signaling.sendCandidate(this.peerId, candidate ? candidate.toJSON() : null));
     });
-    pc.addEventListener('track', ({ track }) => {
-      this.remoteStream.addTrack(track);
+    pc.addEventListener('track', ({ track, transceiver }) => {
+      (this.#isScreen(transceiver) ? this.screenStream : this.remoteStream).addTrack(track);
       this.#emit('state');
     });
     pc.addEventListener('iceconnectionstatechange', () => this.#onIceStateChange());
@@ -221,26 +228,39 @@ export class PeerLink extends EventTarget {
   // up before the first await, so that one negotiation covers both.
   async #attachLocalTracks() {
     const replacing = [];
-    for (const kind of KINDS) {
-      const track = kind === 'audio' ? this.#media.audioTrack : this.#media.videoTrack;
-      const transceiver = this.#transceiverFor(kind, track);
+    for (const [slot, kind] of SLOTS) {
+      const track = { audio: this.#media.audioTrack, video: this.#media.videoTrack, screen: this.#media.screenTrack }[slot];
+      // No screen m-line until somebody shares; then both sides use the same one.
+      if (slot === 'screen' && !track && !this.#transceivers.screen && !this.#unclaimed(kind)) continue;
+      const transceiver = this.#transceiverFor(slot, kind, track);
       if (transceiver.sender.track !== track) replacing.push(transceiver.sender.replaceTrack(track));
       if (track && transceiver.direction !== 'sendrecv') transceiver.direction = 'sendrecv';
     }
     await Promise.all(replacing);
   }
 
-  #transceiverFor(kind, track) {
-    const known = this.#transceivers[kind];
+  #transceiverFor(slot, kind, track) {
+    const known = this.#transceivers[slot];
     if (known && !known.stopped) return known;
-    // Answering a first offer: reuse the transceiver it created rather than add one.
-    const offered = this.#pc
+    // Answering an offer: reuse the transceiver it created rather than add one.
+    const transceiver =
+      this.#unclaimed(kind) ?? this.#pc.addTransceiver(track ?? kind, { direction: track ? 'sendrecv' : 'recvonly' });
+    this.#transceivers[slot] = transceiver;
+    return transceiver;
+  }
+
+  #unclaimed(kind) {
+    return this.#pc
       .getTransceivers()
       .find((t) => !t.stopped && t.receiver.track.kind === kind && !Object.values(this.#transceivers).includes(t));
-    const transceiver =
-      offered ?? this.#pc.addTransceiver(track ?? kind, { direction: track ? 'sendrecv' : 'recvonly' });
-    this.#transceivers[kind] = transceiver;
-    return transceiver;
+  }
+
+  // The camera is the first video m-line (the initiator adds it at the start);
+  // a later one carries a shared screen.
+  #isScreen(transceiver) {
+    if (transceiver.receiver.track.kind !== 'video') return false;
+    const firstVideo = this.#pc.getTransceivers().find((t) => t.receiver.track.kind === 'video');
+    return transceiver !== firstVideo;
   }
 
   async #offer() {

@@ -7,6 +7,8 @@ import { after, before, test } from 'node:test';
 
 import {
   Stack,
+  accessibilityViolations,
+  blocking,
   launchBrowser,
   openCaller,
   roomName,
@@ -27,6 +29,12 @@ before(async () => {
 
 after(() => stack.cleanup());
 
+async function assertAccessible(t, page, screen) {
+  const violations = await accessibilityViolations(page);
+  t.diagnostic(`axe ${screen}: ${violations.length} violations, ${blocking(violations).length} serious or critical`);
+  assert.deepEqual(blocking(violations), [], `serious or critical accessibility violations on ${screen}`);
+}
+
 const lobbyAlert = (caller) => caller.page.locator('.lobby-card .alert').innerText();
 
 function jwt(claims) {
@@ -45,6 +53,7 @@ test('camera and microphone blocked: the person is told, joins anyway, and still
   await waitFor(async () => (await bob.page.locator('.media-notice').isVisible()) && bob.page.locator('.media-notice').innerText(), {
     message: 'the blocked-devices notice',
   }).then((text) => assert.match(text, /Camera and microphone are blocked/));
+  await assertAccessible(t, bob.page, 'lobby, devices blocked');
 
   await ann.join();
   await bob.join();
@@ -78,6 +87,7 @@ test('a full room says so, and the person can try again from the lobby', async (
     message: 'the room-full message',
   });
   assert.equal(await cleo.page.locator('#join-button').isEnabled(), true, 'Join can be pressed again');
+  await assertAccessible(t, cleo.page, 'lobby, room full');
 
   // Once someone leaves, the same button gets Cleo in.
   await bob.page.click('#leave-call');
@@ -132,6 +142,7 @@ test('server unreachable: the lobby says so and joins once the server is back', 
   await waitFor(async () => /Can.t reach the server/.test(await ann.page.locator('.lobby-status').innerText()), {
     message: 'the unreachable message',
   });
+  await assertAccessible(t, ann.page, 'lobby, server unreachable');
 
   await startNode(stack, { id: 'flaky', port: node.port });
   await ann.page.waitForSelector('.call', { timeout: 15_000 });

@@ -1,5 +1,5 @@
-// Everything the browser tests start: signaling nodes, Redis, nginx, coturn and
-// Chromium, each on a free loopback port, each stopped by the test's `after`
+// Everything the browser tests start: signaling nodes, Redis, nginx, coturn,
+// Chromium and Firefox ESR, each on a free loopback port, each stopped by the test's `after`
 // hook even when the test failed. Plus helpers that read media statistics from
 // the pages, since "an element exists" proves nothing about a call.
 
@@ -11,11 +11,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 export const REPO_ROOT = path.resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const NODE_BIN = process.env.E2E_NODE_BIN ?? path.join(REPO_ROOT, 'target/debug/vc-signaling');
 const CHROMIUM = process.env.E2E_CHROMIUM ?? '/usr/bin/chromium';
 const NGINX = process.env.E2E_NGINX ?? '/usr/sbin/nginx';
+const FIREFOX = process.env.E2E_FIREFOX ?? '/usr/bin/firefox-esr';
 
 /** Polls `check` until it returns a truthy value; fails with `message` and the last value. */
 export async function waitFor(check, { timeoutMs = 15_000, intervalMs = 100, message = 'condition' } = {}) {
@@ -385,7 +387,7 @@ export class Caller {
    * call screen is up. Returns the time of the click.
    */
   async join() {
-    await this.page.fill('#display-name', this.name);
+    await fillInput(this.page, '#display-name', this.name);
     await this.page.waitForFunction(() => window.__vc?.media?.audioTrack || window.__vc?.media?.problems?.audio);
     const clickedAt = Date.now();
     await this.page.click('#join-button');
@@ -451,10 +453,57 @@ async function readMediaStats() {
 }
 
 /**
- * Opens a page for `name` at `url` in a new context.
+ * Firefox ESR with a fake camera and microphone, driven by puppeteer-core over
+ * WebDriver BiDi (Playwright only drives its own patched Firefox builds).
+ * @param {{executablePath?: string}} [options]
+ */
+export async function launchFirefox(stack, { executablePath = FIREFOX } = {}) {
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath,
+    headless: true,
+    protocolTimeout: 60_000,
+    extraPrefsFirefox: {
+      'media.navigator.streams.fake': true,
+      'media.navigator.permission.disabled': true,
+      'media.peerconnection.ice.loopback': true,
+      'media.peerconnection.ice.obfuscate_host_addresses': false,
+    },
+  });
+  const process = browser.process();
+  stack.defer(async () => {
+    // A Firefox that does not quit would hold the test run open.
+    const closed = browser.close().catch(() => {});
+    const timer = new Promise((resolve) => setTimeout(resolve, 5000));
+    await Promise.race([closed, timer]);
+    if (process && process.exitCode === null && process.signalCode === null) process.kill('SIGKILL');
+  });
+  browser.isFirefox = true;
+  return browser;
+}
+
+/** Sets an input's value the way typing does, in either driver. */
+async function fillInput(page, selector, value) {
+  if (typeof page.fill === 'function') {
+    await page.fill(selector, value);
+  } else {
+    await page.locator(selector).fill(value);
+  }
+}
+
+/**
+ * Opens a page for `name` at `url` in a new context (a Chromium context or a
+ * Firefox browser context; both give each person their own storage).
  * @param {import('playwright-core').Browser} browser
  */
 export async function openCaller(browser, url, name, { viewport = { width: 1280, height: 720 }, permissions } = {}) {
+  if (browser.isFirefox) {
+    const context = await browser.createBrowserContext();
+    const page = await context.newPage();
+    await page.setViewport(viewport);
+    await page.goto(url);
+    return new Caller(context, page, name);
+  }
   const context = await browser.newContext({ viewport, ...(permissions ? { permissions } : {}) });
   const page = await context.newPage();
   await page.goto(url);
@@ -498,4 +547,102 @@ export async function assertMediaKeepsFlowing(caller, before, { timeoutMs = 10_0
 /** A fresh room name per test, so that tests never see each other's seats. */
 export function roomName(prefix) {
   return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+const AXE_SOURCE = readFileSync(path.join(REPO_ROOT, 'web-client/node_modules/axe-core/axe.min.js'), 'utf8');
+
+/**
+ * axe-core's findings on the page as it is now, by impact; `serious` and
+ * `critical` ones are those a screen-reader or keyboard user cannot get past.
+ * @returns {Promise<{id: string, impact: string, help: string, targets: string[]}[]>}
+ */
+export async function accessibilityViolations(page) {
+  await page.evaluate(AXE_SOURCE);
+  return page.evaluate(async () => {
+    const results = await window.axe.run(document, { resultTypes: ['violations'] });
+    return results.violations.map((violation) => ({
+      id: violation.id,
+      impact: violation.impact,
+      help: violation.help,
+      targets: violation.nodes.map((node) => node.target.join(' ')),
+    }));
+  });
+}
+
+/** Only the violations that block people: `serious` and `critical`. */
+export function blocking(violations) {
+  return violations.filter((violation) => violation.impact === 'serious' || violation.impact === 'critical');
+}
+
+/**
+ * A relay between pages and a node that forwards everything, pages and
+ * WebSockets alike, but rewrites the DTLS fingerprint in every SDP the pages
+ * send: what a signaling service sitting in the middle of a call would do.
+ * @returns {Promise<{url: string, rewritten: () => number}>}
+ */
+export async function startTamperingRelay(stack, nodeUrl) {
+  const { WebSocketServer, WebSocket } = await import('ws');
+  const http = await import('node:http');
+  const target = new URL(nodeUrl);
+  let rewritten = 0;
+  const tamper = (text) => {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return text;
+    }
+    if ((message.type !== 'offer' && message.type !== 'answer') || typeof message.sdp !== 'string') return text;
+    // Another certificate's fingerprint: same format, first byte changed.
+    message.sdp = message.sdp.replace(/(a=fingerprint:\S+ )([0-9A-F]{2})/gi, (_, head, byte) => {
+      rewritten += 1;
+      return head + ((parseInt(byte, 16) ^ 0xff).toString(16).toUpperCase().padStart(2, '0'));
+    });
+    return JSON.stringify(message);
+  };
+
+  const server = http.createServer((request, response) => {
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, path: request.url, method: request.method, headers: request.headers },
+      (reply) => {
+        response.writeHead(reply.statusCode, reply.headers);
+        reply.pipe(response);
+      },
+    );
+    upstream.on('error', () => response.destroy());
+    request.pipe(upstream);
+  });
+  const sockets = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (request, socket, head) => {
+    sockets.handleUpgrade(request, socket, head, (page) => {
+      const upstream = new WebSocket(`ws://${target.host}${request.url}`);
+      const held = [];
+      page.on('message', (data, isBinary) => {
+        const forwarded = isBinary ? data : tamper(data.toString());
+        if (upstream.readyState === WebSocket.OPEN) upstream.send(forwarded);
+        else held.push(forwarded);
+      });
+      upstream.on('open', () => held.splice(0).forEach((message) => upstream.send(message)));
+      upstream.on('message', (data, isBinary) => page.send(isBinary ? data : data.toString()));
+      const closeBoth = () => {
+        page.terminate();
+        upstream.terminate();
+      };
+      page.on('close', closeBoth);
+      upstream.on('close', closeBoth);
+      page.on('error', closeBoth);
+      upstream.on('error', closeBoth);
+    });
+  });
+  const port = await freePort();
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  stack.defer(
+    () =>
+      new Promise((resolve) => {
+        for (const client of sockets.clients) client.terminate();
+        server.closeAllConnections();
+        server.close(resolve);
+      }),
+  );
+  return { url: `http://127.0.0.1:${port}`, rewritten: () => rewritten };
 }

@@ -5,7 +5,9 @@ import { after, before, test } from 'node:test';
 
 import {
   Stack,
+  accessibilityViolations,
   assertMediaKeepsFlowing,
+  blocking,
   launchBrowser,
   metricValue,
   openCaller,
@@ -74,7 +76,7 @@ test('1:1 call on one node: both sides decode video and receive audio', async (t
   );
 });
 
-test('mute and camera off are seen by the other side; screen share replaces the camera', async (t) => {
+test('mute and camera off are seen by the other side; a shared screen comes beside the camera', async (t) => {
   // 320x240 from the camera: 4:3, where the fake screen is 16:9.
   const { ann, bob } = await pairInCall(t, node.url, '?video=320x240');
   const remoteOnBob = () => bob.page.locator('.tile:not(.tile--local)');
@@ -98,31 +100,67 @@ test('mute and camera off are seen by the other side; screen share replaces the 
   assert.ok(Math.abs(aspect(before) - 4 / 3) < 0.05, `camera is 4:3, got ${before[0].frameWidth}x${before[0].frameHeight}`);
   const negotiationsBefore = (await bob.state()).peers[0].negotiations;
 
+  // Sharing adds the screen as a second video track: Bob keeps Ann's face.
+  const videos = () =>
+    bob.page.evaluate(async () => {
+      const { pc } = window.__vc.peerConnections()[0];
+      const found = [];
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0) {
+          found.push({ mid: s.mid, frames: s.framesDecoded, aspect: s.frameWidth / s.frameHeight });
+        }
+      });
+      return found;
+    });
+  const both = (found) => found.find((v) => Math.abs(v.aspect - 4 / 3) < 0.05) && found.find((v) => Math.abs(v.aspect - 16 / 9) < 0.05);
   await ann.page.click('#toggle-screen');
-  await waitFor(async () => (await ann.mediaStats())[0].sendingVideoLabel?.startsWith('screen'), {
-    message: 'Ann to send her screen',
-  });
   await waitFor(async () => (await annAsSeenByBob()).screen === true, { message: 'Bob to see the share' });
-  const sharing = await waitFor(
-    async () => {
-      const stats = await bob.mediaStats();
-      return Math.abs(aspect(stats) - 16 / 9) < 0.05 ? stats : false;
-    },
-    { message: "Bob to decode Ann's 16:9 screen" },
+  const sharing = await waitFor(async () => {
+    const found = await videos();
+    return both(found) ? found : false;
+  }, { message: "Bob to decode Ann's 4:3 camera and 16:9 screen at once" });
+  await waitFor(async () => {
+    const now = await videos();
+    return sharing.every((old) => now.find((v) => v.mid === old.mid && v.frames > old.frames + 5));
+  }, { message: 'both videos to keep playing' });
+  assert.ok((await bob.state()).peers[0].negotiations > negotiationsBefore, 'the screen got an m-line of its own');
+
+  // Who presents is said on both sides; the screen is on stage, clear of every tile.
+  await waitFor(async () => (await ann.page.locator('.presenting').innerText().catch(() => '')) === 'You are presenting', {
+    message: 'Ann told she presents',
+  });
+  await waitFor(async () => (await bob.page.locator('.presenting').innerText().catch(() => '')) === 'Ann Lee is presenting', {
+    message: 'Bob told Ann presents',
+  });
+  const layout = await waitFor(
+    () =>
+      bob.page.evaluate(() => {
+        const screen = document.querySelector('.tile--presentation');
+        const video = screen?.querySelector('video');
+        if (!video?.videoWidth) return false;
+        const box = (element) => element.getBoundingClientRect().toJSON();
+        return {
+          screen: box(screen),
+          presenter: screen.getAttribute('aria-label'),
+          others: [...document.querySelectorAll('.tile:not(.tile--presentation)')].map(box),
+        };
+      }),
+    { message: "Ann's screen on Bob's stage" },
   );
-  await assertMediaKeepsFlowing(bob, sharing);
-  assert.equal((await bob.state()).peers[0].negotiations, negotiationsBefore, 'the track was replaced in place');
+  assert.equal(layout.presenter, 'Ann Lee\u2019s screen');
+  const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  assert.equal(layout.others.length, 2, "Bob's self-view and Ann's camera");
+  for (const other of layout.others) assert.ok(!overlaps(layout.screen, other), `a tile covers the screen: ${JSON.stringify(layout)}`);
+  const violations = await accessibilityViolations(bob.page);
+  t.diagnostic(`axe while presenting: ${violations.length} violations, ${blocking(violations).length} serious or critical`);
+  assert.deepEqual(blocking(violations), []);
 
   await ann.page.click('#toggle-screen');
-  before = await waitFor(
-    async () => {
-      const stats = await bob.mediaStats();
-      return Math.abs(aspect(stats) - 4 / 3) < 0.05 ? stats : false;
-    },
-    { message: "Bob to get Ann's camera back" },
-  );
+  await waitFor(async () => (await annAsSeenByBob()).screen === false, { message: 'Bob to see the share end' });
+  await waitFor(async () => (await bob.page.locator('.tile--presentation').count()) === 0, { message: 'the screen tile to go' });
+  before = await bob.mediaStats();
   await assertMediaKeepsFlowing(bob, before);
-  assert.equal((await annAsSeenByBob()).screen, false);
+  assert.equal(await bob.page.locator('.presenting').isVisible(), false);
 });
 
 test('the node restarts mid-call: media keeps flowing, the pages join again and renegotiate', async (t) => {

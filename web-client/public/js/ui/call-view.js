@@ -1,17 +1,20 @@
 // The in-call screen: top bar with the room and the signaling state, the video
 // grid, and the control bar.
 
+import { MicLevel } from '../mic-level.js';
 import { inviteUrl } from '../room-link.js';
+import { LOCAL, SpeakingWatch } from '../speaking.js';
 import { createDevicePicker } from './device-picker.js';
 import { h } from './dom.js';
 import { icon } from './icons.js';
 import { copyText, createInviteLink } from './invite-link.js';
 import { bestGrid } from './layout.js';
 import { connectionBadge, mediaProblemMessage, peerLeftText, signalingStatus } from './messages.js';
+import { PeoplePanel } from './people-panel.js';
 import { VideoTile } from './tile.js';
 import { Toasts } from './toasts.js';
 
-const SHORTCUTS = { mic: 'm', camera: 'v', stats: 's' };
+const SHORTCUTS = { mic: 'm', camera: 'v', stats: 's', people: 'p', layout: 'l' };
 
 function controlButton({ id, iconName, label, shortcut, onClick, extraClass = '' }) {
   const labelText = h('span', { class: 'control-label' }, label);
@@ -47,6 +50,9 @@ export class CallView {
   #onLeave;
   #stage;
   #tiles = new Map();
+  #screenTiles = new Map();
+  #presenting;
+  #showSelfView;
   #localTile;
   #waiting;
   #statusPill;
@@ -59,6 +65,12 @@ export class CallView {
   #resizeObserver;
   #localTrack = null;
   #subscriptions = [];
+  #name;
+  #micLevel = new MicLevel();
+  #speaking;
+  #people;
+  #pinned = null;
+  #speakerView = false;
 
   /**
    * @param {object} options
@@ -75,8 +87,17 @@ export class CallView {
     this.#room = room;
     this.#origin = origin;
     this.#onLeave = onLeave;
+    this.#name = name;
+    this.#speaking = new SpeakingWatch(call, this.#micLevel);
+    this.#people = new PeoplePanel({ onPin: (peerId) => this.#togglePin(peerId), onClose: () => this.#togglePeople() });
 
-    this.#localTile = new VideoTile({ name, local: true });
+    this.#localTile = new VideoTile({ name, local: true, onHide: () => this.#setSelfViewHidden(true) });
+    this.#showSelfView = h(
+      'button',
+      { type: 'button', class: 'button button--secondary', id: 'show-self-view', hidden: true, onclick: () => this.#setSelfViewHidden(false) },
+      icon('self-view'),
+      h('span', { class: 'button-label' }, 'Show your video'),
+    );
     this.#stage = h('section', { class: 'stage', 'aria-label': 'Participants' }, this.#localTile.element);
     this.#waiting = h(
       'div',
@@ -87,6 +108,7 @@ export class CallView {
     );
     this.#statusPill = h('div', { class: 'status-pill', role: 'status', 'aria-live': 'polite', id: 'signaling-status' });
     this.#peopleCount = h('span', { class: 'people-count' });
+    this.#presenting = h('div', { class: 'presenting', role: 'status', hidden: true });
 
     this.element = h(
       'main',
@@ -96,6 +118,8 @@ export class CallView {
         { class: 'topbar' },
         h('div', { class: 'topbar-room' }, h('h1', { class: 'room-name' }, room), this.#peopleCount),
         this.#statusPill,
+        this.#presenting,
+        this.#showSelfView,
         h(
           'button',
           { type: 'button', class: 'button button--secondary topbar-invite', onclick: () => this.#copyInvite() },
@@ -103,7 +127,7 @@ export class CallView {
           h('span', { class: 'button-label' }, 'Copy invite link'),
         ),
       ),
-      h('div', { class: 'stage-wrap' }, this.#stage, this.#waiting),
+      h('div', { class: 'call-body' }, h('div', { class: 'stage-wrap' }, this.#stage, this.#waiting), this.#people.element),
       this.#buildControls(),
       this.#buildSettings(),
       this.#toasts.element,
@@ -112,6 +136,7 @@ export class CallView {
     this.#listen(call, 'signaling', ({ detail }) => this.#renderSignaling(detail));
     this.#listen(call, 'peer-added', ({ detail }) => this.#addTile(detail.link, detail));
     this.#listen(call, 'peer-changed', ({ detail }) => this.#renderPeer(detail.link));
+    this.#listen(this.#speaking, 'change', () => this.#renderSpeaking());
     this.#listen(call, 'peer-removed', ({ detail }) => this.#removeTile(detail));
     this.#listen(call, 'stats', ({ detail }) => this.#tiles.get(detail.peerId)?.setStats(detail.summary));
     this.#listen(call, 'rejoined', () => this.#toasts.show('Reconnected to the call'));
@@ -138,8 +163,10 @@ export class CallView {
   dispose() {
     for (const unsubscribe of this.#subscriptions) unsubscribe();
     this.#resizeObserver.disconnect();
+    this.#speaking.stop();
+    this.#micLevel.close();
     this.#picker.dispose();
-    for (const tile of this.#tiles.values()) tile.remove();
+    for (const tile of [...this.#tiles.values(), ...this.#screenTiles.values()]) tile.remove();
     this.#localTile.remove();
   }
 
@@ -173,6 +200,22 @@ export class CallView {
       onClick: () => this.#toggleStats(),
     });
     c.stats.set({ pressed: false, title: 'Show connection quality (S)' });
+    c.people = controlButton({
+      id: 'toggle-people',
+      iconName: 'people',
+      label: 'People',
+      shortcut: SHORTCUTS.people,
+      onClick: () => this.#togglePeople(),
+    });
+    c.people.set({ pressed: false, title: 'Show everyone in the call (P)' });
+    c.layout = controlButton({
+      id: 'toggle-layout',
+      iconName: 'layout',
+      label: 'Speaker view',
+      shortcut: SHORTCUTS.layout,
+      onClick: () => this.#toggleSpeakerView(),
+    });
+    c.layout.set({ pressed: false, title: 'The current speaker on stage, the others beside (L)' });
     c.settings = controlButton({
       id: 'open-settings',
       iconName: 'settings',
@@ -192,7 +235,7 @@ export class CallView {
       'nav',
       { class: 'controls', 'aria-label': 'Call controls' },
       h('div', { class: 'controls-group' }, c.mic.button, c.camera.button, c.screen.button),
-      h('div', { class: 'controls-group' }, c.stats.button, c.settings.button),
+      h('div', { class: 'controls-group' }, c.people.button, c.layout.button, c.stats.button, c.settings.button),
       h('div', { class: 'controls-group' }, c.leave.button),
     );
   }
@@ -249,6 +292,68 @@ export class CallView {
     for (const tile of this.#tiles.values()) tile.setStatsVisible(this.#statsVisible);
   }
 
+  // The own video can be put away, e.g. when it distracts; the others still see it.
+  #setSelfViewHidden(hidden) {
+    this.#localTile.element.hidden = hidden;
+    this.#showSelfView.hidden = !hidden;
+    (hidden ? this.#showSelfView : this.#controls.mic.button).focus();
+    this.#layout();
+  }
+
+  #togglePeople() {
+    const open = !this.#people.open;
+    this.#people.open = open;
+    this.#controls.people.set({ pressed: open });
+    this.#renderPeople();
+    this.#layout();
+  }
+
+  #toggleSpeakerView() {
+    this.#speakerView = !this.#speakerView;
+    if (!this.#speakerView) this.#pinned = null;
+    this.#renderPins();
+  }
+
+  // Pinning puts a person on stage whoever speaks; it implies the speaker view.
+  #togglePin(peerId) {
+    this.#pinned = this.#pinned === peerId ? null : peerId;
+    if (this.#pinned) this.#speakerView = true;
+    this.#renderPins();
+  }
+
+  #renderPins() {
+    this.#controls.layout.set({ pressed: this.#speakerView });
+    for (const [peerId, tile] of this.#tiles) tile.setPinned(peerId === this.#pinned);
+    this.#renderPeople();
+    this.#layout();
+  }
+
+  #renderSpeaking() {
+    const heard = this.#speaking.speaking;
+    this.#localTile.setSpeaking(heard.has(LOCAL));
+    for (const [peerId, tile] of this.#tiles) tile.setSpeaking(heard.has(peerId));
+    this.#renderPeople();
+    if (this.#speakerView && !this.#pinned) this.#layout();
+  }
+
+  #renderPeople() {
+    if (!this.#people.open) return;
+    const heard = this.#speaking.speaking;
+    const local = this.#media.state;
+    this.#people.render([
+      { id: 'local', name: this.#name, local: true, ...local, speaking: heard.has(LOCAL), pinned: false, safetyCode: null },
+      ...[...this.#call.links.values()].map((link) => ({
+        id: link.peerId,
+        name: link.name,
+        local: false,
+        ...link.remoteState,
+        speaking: heard.has(link.peerId),
+        pinned: this.#pinned === link.peerId,
+        safetyCode: this.#call.safetyCode(link.peerId),
+      })),
+    ]);
+  }
+
   async #copyInvite() {
     const copied = await copyText(inviteUrl(this.#origin, this.#room));
     this.#toasts.show(copied ? 'Invite link copied' : `Invite link: ${inviteUrl(this.#origin, this.#room)}`);
@@ -263,6 +368,8 @@ export class CallView {
     if (key === SHORTCUTS.mic) this.#toggleMic();
     else if (key === SHORTCUTS.camera) this.#toggleCamera();
     else if (key === SHORTCUTS.stats) this.#toggleStats();
+    else if (key === SHORTCUTS.people) this.#togglePeople();
+    else if (key === SHORTCUTS.layout) this.#toggleSpeakerView();
     else return;
     event.preventDefault();
   }
@@ -272,6 +379,8 @@ export class CallView {
     this.#statusPill.textContent = label;
     this.#statusPill.dataset.tone = tone;
     this.#statusPill.dataset.state = detail.state;
+    // A working connection needs no word; trouble does.
+    this.#statusPill.hidden = tone === 'ok';
   }
 
   #renderLocal() {
@@ -282,6 +391,9 @@ export class CallView {
       this.#localTile.setStream(track ? new MediaStream([track]) : null);
     }
     this.#localTile.setMedia(state);
+    this.#micLevel.setTrack(this.#media.audioTrack);
+    this.#renderPeople();
+    this.#renderPresenting();
     this.#controls.mic.set({
       iconName: state.audio ? 'mic' : 'mic-off',
       label: state.audio ? 'Mute' : 'Unmute',
@@ -304,7 +416,7 @@ export class CallView {
 
   #addTile(link, { arrived = false } = {}) {
     if (this.#tiles.has(link.peerId)) return;
-    const tile = new VideoTile({ name: link.name, peerId: link.peerId });
+    const tile = new VideoTile({ name: link.name, peerId: link.peerId, onPin: () => this.#togglePin(link.peerId) });
     tile.setStream(link.remoteStream);
     tile.setStatsVisible(this.#statsVisible);
     this.#tiles.set(link.peerId, tile);
@@ -321,6 +433,40 @@ export class CallView {
     tile.setMedia(link.remoteState);
     tile.setBadge(connectionBadge(link.connectionState, link.everConnected));
     tile.element.dataset.connection = link.connectionState;
+    tile.setSafetyCode(this.#call.safetyCode(link.peerId));
+    this.#renderScreen(link);
+    this.#renderPeople();
+  }
+
+  // A peer's shared screen gets a tile of its own; their camera tile stays.
+  #renderScreen(link) {
+    const sharing = link.remoteState.screen && link.screenStream.getVideoTracks().length > 0;
+    let tile = this.#screenTiles.get(link.peerId);
+    // Layout only when the screen comes or goes: this runs on every peer change.
+    const changed = sharing !== Boolean(tile);
+    if (sharing && !tile) {
+      tile = new VideoTile({ name: link.name, peerId: `${link.peerId}:screen`, presentation: true });
+      tile.setStream(link.screenStream);
+      this.#screenTiles.set(link.peerId, tile);
+      this.#stage.prepend(tile.element);
+    } else if (!sharing && tile) {
+      tile.remove();
+      this.#screenTiles.delete(link.peerId);
+    }
+    if (tile && sharing) tile.setName(link.name);
+    if (changed) {
+      this.#renderPresenting();
+      this.#layout();
+    }
+  }
+
+  #renderPresenting() {
+    if (!this.#presenting) return;
+    const names = [...this.#screenTiles.keys()].map((peerId) => this.#call.links.get(peerId)?.name).filter(Boolean);
+    if (this.#media.state.screen) names.unshift(null);
+    const text = names.map((name) => (name === null ? 'You are presenting' : `${name} is presenting`)).join(' \u00b7 ');
+    this.#presenting.hidden = !text;
+    this.#presenting.textContent = text;
   }
 
   #removeTile({ peerId, name, reason }) {
@@ -328,6 +474,11 @@ export class CallView {
     if (!tile) return;
     tile.remove();
     this.#tiles.delete(peerId);
+    this.#screenTiles.get(peerId)?.remove();
+    this.#screenTiles.delete(peerId);
+    this.#renderPresenting();
+    if (this.#pinned === peerId) this.#pinned = null;
+    this.#renderPeople();
     this.#layout();
     // `ended`: this side's own call ended or restarted; nobody left.
     if (reason !== 'ended') this.#toasts.show(peerLeftText(name, reason));
@@ -335,14 +486,26 @@ export class CallView {
 
   #layout() {
     const remote = this.#tiles.size;
-    const count = remote + 1;
+    const count = remote + (this.#localTile.element.hidden ? 0 : 1);
     this.#peopleCount.textContent = count === 1 ? 'Just you' : `${count} people`;
     this.#waiting.hidden = remote > 0;
     this.#stage.dataset.count = String(count);
     // One other person: their video fills the stage and yours floats in a corner.
-    const pair = remote === 1;
+    // A shared screen goes on stage with everyone beside it, never under a tile.
+    const presentation = this.#screenTiles.values().next().value ?? null;
+    const pair = remote === 1 && !presentation;
     this.#stage.classList.toggle('stage--pair', pair);
     this.#stage.classList.toggle('stage--alone', remote === 0);
+    const speaker = Boolean(presentation) || (this.#speakerView && remote >= 2);
+    this.#stage.classList.toggle('stage--speaker', speaker);
+    const pinnedTile = this.#tiles.get(this.#pinned);
+    const featured = speaker
+      ? (pinnedTile ?? presentation ?? this.#tiles.get(this.#speaking.dominant) ?? this.#tiles.values().next().value)
+      : null;
+    for (const tile of [...this.#tiles.values(), ...this.#screenTiles.values()]) tile.setFeatured(tile === featured);
+    const tiles = this.#stage.querySelectorAll('.tile:not([hidden])').length;
+    this.#stage.style.setProperty('--side-rows', String(Math.max(1, tiles - 1)));
+    if (speaker) return;
     const { width, height } = this.#stage.getBoundingClientRect();
     if (!width || !height) return;
     const narrow = width < 600;

@@ -4,6 +4,12 @@ import { h } from './dom.js';
 
 let nextPickerId = 1;
 
+const PROCESSING = [
+  ['echoCancellation', 'Echo cancellation'],
+  ['noiseSuppression', 'Noise suppression'],
+  ['autoGainControl', 'Automatic volume'],
+];
+
 /**
  * @param {import('../local-media.js').LocalMedia} media
  * @param {{onFailure: (kind: 'audio'|'video') => void}} handlers
@@ -13,11 +19,26 @@ export function createDevicePicker(media, { onFailure }) {
   const camera = h('select', { id: `camera-select-${id}`, class: 'select' });
   const microphone = h('select', { id: `microphone-select-${id}`, class: 'select' });
 
+  const processing = PROCESSING.map(([key, label]) => {
+    const box = h('input', { type: 'checkbox', id: `${key}-${id}`, 'data-processing': key, checked: media.audioProcessing[key] });
+    box.addEventListener('change', async () => {
+      if (!(await media.setAudioProcessing({ [key]: box.checked }))) onFailure('audio');
+      box.checked = media.audioProcessing[key];
+    });
+    return { key, box, element: h('div', { class: 'check' }, box, h('label', { for: box.id }, label)) };
+  });
+
   const element = h(
     'div',
     { class: 'device-picker' },
     h('div', { class: 'field' }, h('label', { for: camera.id }, 'Camera'), camera),
     h('div', { class: 'field' }, h('label', { for: microphone.id }, 'Microphone'), microphone),
+    h(
+      'fieldset',
+      { class: 'field audio-processing' },
+      h('legend', { class: 'field-label' }, 'Sound'),
+      processing.map((item) => item.element),
+    ),
   );
 
   function fill(select, devices, selectedId, noneLabel) {
@@ -33,6 +54,7 @@ export function createDevicePicker(media, { onFailure }) {
     const devices = await media.devices();
     fill(camera, devices.cameras, devices.cameraId, 'No camera found');
     fill(microphone, devices.microphones, devices.microphoneId, 'No microphone found');
+    for (const { key, box } of processing) box.checked = media.audioProcessing[key];
   }
 
   camera.addEventListener('change', async () => {

@@ -3,7 +3,9 @@
 /**
  * h('button', {class: 'x', onclick: fn, 'aria-label': 'Mute'}, child, 'text')
  * Properties starting with `on` become listeners; `class`, `for`, `aria-*`,
- * `data-*` and anything with a dash become attributes; the rest are properties.
+ * `data-*`, anything with a dash and any name the element has no property for
+ * (`novalidate`, whose property is `noValidate`) become attributes; the rest are
+ * properties.
  */
 export function h(tag, props = {}, ...children) {
   const element = document.createElement(tag);
@@ -11,7 +13,7 @@ export function h(tag, props = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith('on') && typeof value === 'function') {
       element.addEventListener(key.slice(2), value);
-    } else if (key === 'class' || key === 'for' || key.includes('-') || key === 'role') {
+    } else if (key === 'class' || key === 'for' || key.includes('-') || key === 'role' || !(key in element)) {
       element.setAttribute(key, value === true ? '' : String(value));
     } else {
       element[key] = value;

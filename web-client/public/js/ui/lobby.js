@@ -7,7 +7,10 @@ import { h, hueFor, initials } from './dom.js';
 import { createDevicePicker } from './device-picker.js';
 import { icon } from './icons.js';
 import { createInviteLink } from './invite-link.js';
+import { MicLevel } from '../mic-level.js';
 import { mediaProblemMessage, signalingStatus } from './messages.js';
+
+const METER_INTERVAL_MS = 100;
 
 const NAME_KEY = 'video-caller.name';
 
@@ -46,6 +49,9 @@ export class Lobby {
   #roomCode;
   #picker;
   #previewTrack = null;
+  #micLevel = new MicLevel();
+  #meter;
+  #meterTimer;
   #submitted = null;
   #cancelled = null;
   #onMediaChange = () => {
@@ -91,6 +97,10 @@ export class Lobby {
     this.#micButton = h('button', { type: 'button', class: 'round-button', onclick: () => this.#toggleMic() });
     this.#cameraButton = h('button', { type: 'button', class: 'round-button', onclick: () => this.#toggleCamera() });
     this.#roomCode = h('code', { class: 'room-code' }, this.#room);
+    this.#meter = h('meter', { id: 'mic-meter', min: 0, max: 1, low: 0.05, value: 0 });
+    this.#meterTimer = setInterval(() => {
+      this.#meter.value = this.#micLevel.peak();
+    }, METER_INTERVAL_MS);
 
     const form = h(
       'form',
@@ -120,7 +130,7 @@ export class Lobby {
                 {
                   type: 'button',
                   class: 'button button--ghost',
-                  'aria-label': 'New room name',
+                  'aria-label': 'New name for the room',
                   onclick: () => this.#shuffleRoom(),
                 },
                 icon('shuffle'),
@@ -149,6 +159,7 @@ export class Lobby {
         { class: 'preview', 'aria-label': 'Your camera preview' },
         h('div', { class: 'preview-frame' }, this.#preview, this.#previewAvatar, this.#previewStarting),
         h('div', { class: 'preview-controls' }, this.#micButton, this.#cameraButton),
+        h('div', { class: 'mic-meter' }, h('label', { for: 'mic-meter' }, 'Microphone level'), this.#meter),
         this.#mediaNotice,
       ),
       form,
@@ -210,6 +221,8 @@ export class Lobby {
   dispose() {
     this.#media.removeEventListener('change', this.#onMediaChange);
     this.#picker.dispose();
+    clearInterval(this.#meterTimer);
+    this.#micLevel.close();
     this.#preview.srcObject = null;
   }
 
@@ -259,6 +272,7 @@ export class Lobby {
       this.#preview.srcObject = track ? new MediaStream([track]) : null;
     }
     this.#preview.hidden = !video;
+    this.#micLevel.setTrack(this.#media.audioTrack);
     this.#previewAvatar.hidden = video || !started;
     this.#renderAvatar();
 

@@ -2,6 +2,7 @@
 // when their camera is off, connection state and the optional stats panel.
 
 import { h, hueFor, initials } from './dom.js';
+import { qualityOf } from '../call-stats.js';
 import { icon } from './icons.js';
 
 const STAT_ROWS = [
@@ -11,7 +12,10 @@ const STAT_ROWS = [
   ['loss', 'Packet loss'],
   ['resolution', 'Resolution'],
   ['route', 'Route'],
+  ['safety', 'Safety code'],
 ];
+
+const QUALITY_WORDS = { good: 'good', fair: 'fair', poor: 'poor' };
 
 const ROUTE_LABELS = {
   host: 'direct (host)',
@@ -33,13 +37,16 @@ export class VideoTile {
   #badge;
   #statsPanel;
   #statValues = new Map();
+  #quality;
+  #pinButton = null;
   #name = '';
 
   /**
    * @param {{name: string, local?: boolean, peerId?: string}} options
    */
-  constructor({ name, local = false, peerId = null }) {
+  constructor({ name, local = false, peerId = null, onPin = null, onHide = null, presentation = false }) {
     this.local = local;
+    this.presentation = presentation;
     this.#video = h('video', { autoplay: true, playsInline: true, muted: local, class: 'tile-video' });
     this.#avatar = h('div', { class: 'tile-avatar', 'aria-hidden': 'true' });
     this.#nameText = h('span', { class: 'tile-name-text' });
@@ -47,17 +54,28 @@ export class VideoTile {
     this.#badge = h('div', { class: 'tile-badge', hidden: true });
     // Quality stats describe a connection; your own tile has none.
     this.#statsPanel = local ? null : this.#buildStatsPanel();
+    this.#quality = local
+      ? null
+      : h('span', { class: 'tile-quality', role: 'img', hidden: true }, h('i'), h('i'), h('i'));
+    const hideButton = onHide
+      ? h('button', { type: 'button', class: 'tile-pin tile-hide', 'aria-label': 'Hide your own video', onclick: onHide }, icon('self-view'))
+      : null;
+    if (onPin) {
+      this.#pinButton = h('button', { type: 'button', class: 'tile-pin', 'aria-pressed': 'false', onclick: onPin }, icon('pin'));
+    }
     this.element = h(
       'figure',
       {
-        class: `tile${local ? ' tile--local' : ''}`,
+        class: `tile${local ? ' tile--local' : ''}${presentation ? ' tile--presentation' : ''}`,
         'data-peer': peerId ?? 'local',
       },
       this.#video,
       this.#avatar,
       this.#badge,
       this.#statsPanel,
-      h('figcaption', { class: 'tile-name' }, this.#micIcon, this.#nameText),
+      this.#pinButton,
+      hideButton,
+      h('figcaption', { class: 'tile-name' }, this.#micIcon, this.#nameText, this.#quality),
     );
     this.setName(name);
     this.setMedia({ audio: true, video: true, screen: false });
@@ -81,10 +99,30 @@ export class VideoTile {
 
   setName(name) {
     this.#name = name;
-    this.#nameText.textContent = this.local ? `${name} (you)` : name;
+    this.#nameText.textContent = this.presentation ? `${name} is presenting` : this.local ? `${name} (you)` : name;
     this.#avatar.textContent = initials(name);
     this.#avatar.style.setProperty('--hue', String(hueFor(name)));
-    this.element.setAttribute('aria-label', this.local ? `You, ${name}` : name);
+    this.element.setAttribute('aria-label', this.presentation ? `${name}\u2019s screen` : this.local ? `You, ${name}` : name);
+    this.#pinButton?.setAttribute('aria-label', `Pin ${name} to the stage`);
+  }
+
+  /** Highlights the tile while its person is heard. */
+  setSpeaking(speaking) {
+    this.element.classList.toggle('tile--speaking', speaking);
+  }
+
+  setPinned(pinned) {
+    this.#pinButton?.setAttribute('aria-pressed', String(pinned));
+    this.#pinButton?.setAttribute('aria-label', pinned ? `Unpin ${this.#name}` : `Pin ${this.#name} to the stage`);
+    this.element.classList.toggle('tile--pinned', pinned);
+  }
+
+  setFeatured(featured) {
+    this.element.classList.toggle('tile--featured', featured);
+  }
+
+  setSafetyCode(code) {
+    this.#statValues.get('safety')?.replaceChildren(code ?? '\u2014');
   }
 
   setStream(stream) {
@@ -129,8 +167,25 @@ export class VideoTile {
         ? `${summary.frameWidth}\u00d7${summary.frameHeight}${summary.framesPerSecond ? ` @ ${Math.round(summary.framesPerSecond)} fps` : ''}`
         : '\u2014',
     );
+    this.#renderQuality(summary);
     const route = ROUTE_LABELS[summary.candidateType] ?? '\u2014';
     set('route', summary.protocol && summary.candidateType ? `${route}, ${summary.protocol.toUpperCase()}` : route);
+  }
+
+  // Bars and words for everyone; the numbers are in the stats panel.
+  #renderQuality(summary) {
+    const quality = qualityOf(summary);
+    this.#quality.hidden = !quality;
+    if (!quality) return;
+    this.#quality.dataset.quality = quality;
+    const parts = [
+      summary.rttMs === null ? null : `round trip ${Math.round(summary.rttMs)} ms`,
+      summary.lossPercent === null ? null : `${summary.lossPercent} % loss`,
+      summary.receiveKbps === null ? null : `receiving ${formatRate(summary.receiveKbps)}`,
+    ].filter(Boolean);
+    const label = `Connection ${QUALITY_WORDS[quality]}: ${parts.join(', ')}`;
+    this.#quality.setAttribute('aria-label', label);
+    this.#quality.title = label;
   }
 
   remove() {
