@@ -35,8 +35,10 @@ for (const [label, other] of [
     t.diagnostic(`join to first decoded frame: Bob ${bobMedia.firstMediaAt - bob.joinedAt} ms`);
     assert.equal(annMedia.stats[0].name, 'Bob Stone');
     assert.equal(bobMedia.stats[0].name, 'Ann Lee');
-    assert.equal(annMedia.stats[0].localCandidateType, 'host');
-    assert.equal(bobMedia.stats[0].remoteCandidateType, 'host');
+    // A direct pair: the one address is a host candidate, or peer-reflexive when
+    // the other side's connectivity check arrived before its trickled candidate.
+    assert.ok(['host', 'prflx'].includes(annMedia.stats[0].localCandidateType), annMedia.stats[0].localCandidateType);
+    assert.ok(['host', 'prflx'].includes(bobMedia.stats[0].remoteCandidateType), bobMedia.stats[0].remoteCandidateType);
     assert.deepEqual(ann.errors, []);
     assert.deepEqual(bob.errors, []);
   });
