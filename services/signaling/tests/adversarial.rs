@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 const QUICK: Duration = Duration::from_secs(3);
 
-/// Two honest peers relaying numbered app-data one way, every 2 ms, for as long as
-/// an attack lasts.
+/// Two honest peers relaying numbered app-data one way, every 25 ms, for as long
+/// as an attack lasts and at least a second.
 struct Bystanders {
     stop: watch::Sender<bool>,
     sender: tokio::task::JoinHandle<(u64, Client)>,
@@ -41,8 +41,11 @@ impl Bystanders {
         let mut stop_sending = stopped.clone();
         let sender = tokio::spawn(async move {
             let mut sent = 0u64;
-            let mut tick = tokio::time::interval(Duration::from_millis(2));
-            while !*stop_sending.borrow_and_update() {
+            // Within the node's default rate limit of 50 messages a second.
+            let mut tick = tokio::time::interval(Duration::from_millis(25));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // At least a second of traffic, however quickly the attack is over.
+            while sent < 40 || !*stop_sending.borrow_and_update() {
                 tick.tick().await;
                 let at = epoch.elapsed().as_micros() as u64;
                 a.send(json!({"type": "app-data", "to": to, "data": {"n": sent, "at": at}}))
@@ -135,7 +138,7 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_frames_close_with_1009_as_soon_as_their_header_arrives() {
     let node = spawn_node(|_| {}).await;
     let bystanders = Bystanders::start(&node.ws_url()).await;
@@ -180,7 +183,7 @@ async fn oversized_frames_close_with_1009_as_soon_as_their_header_arrives() {
     bystanders.finish("oversized frames").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_framing_gets_its_close_code() {
     let node = spawn_node(|_| {}).await;
     let bystanders = Bystanders::start(&node.ws_url()).await;
@@ -212,7 +215,7 @@ async fn broken_framing_gets_its_close_code() {
     bystanders.finish("broken framing").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_get_errors_and_the_session_goes_on_until_abuse() {
     let node = spawn_node(|_| {}).await;
     let bystanders = Bystanders::start(&node.ws_url()).await;

@@ -74,7 +74,9 @@ pub struct Client {
 impl Client {
     /// Connects and reads the `welcome` frame.
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        // Nagle off, as browsers have it: a test's small frames must not wait
+        // behind the node's delayed ACKs.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .expect("websocket connects");
         let mut client = Client {
