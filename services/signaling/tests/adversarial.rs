@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::raw::{self, RawSocket};
-use common::{http_get, spawn_node, Client, Event, TestNode};
+use common::{http_get, http_get_with_headers, spawn_node, Client, Event, TestNode};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -389,7 +389,7 @@ async fn static_files_stay_inside_the_web_client() {
 async fn the_page_is_served_with_security_headers() {
     let node = spawn_node(|_| {}).await;
     for path in ["/", "/r/standup", "/app.js", "/styles.css"] {
-        let headers = head(node.port, path).await;
+        let (_, headers, _) = http_get_with_headers(node.port, path).await;
         for expected in [
             "content-security-policy: default-src 'none'; script-src 'self';",
             "frame-ancestors 'none'",
@@ -403,22 +403,6 @@ async fn the_page_is_served_with_security_headers() {
             );
         }
     }
-}
-
-async fn head(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connects");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("writes");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("reads");
-    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(h, _)| h.to_owned())
-        .unwrap_or(response)
 }
 
 #[tokio::test]

@@ -237,6 +237,13 @@ pub fn member_ids(reply: &Value) -> Vec<String> {
 
 /// A plain HTTP/1.1 GET over loopback: status code and body.
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with_headers(port, path).await;
+    (status, body)
+}
+
+/// A plain HTTP/1.1 GET over loopback: status code, the header block in lower
+/// case, and the body.
+pub async fn http_get_with_headers(port: u16, path: &str) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .await
@@ -251,9 +258,6 @@ pub async fn http_get(port: u16, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
