@@ -38,6 +38,9 @@ cargo fmt --all --check
 section "lint"
 cargo clippy --workspace --all-targets -- -D warnings
 
+section "docs build (rustdoc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
+
 section "rust tests (unit, single node, multi-node with real redis-server processes)"
 cargo test --workspace
 

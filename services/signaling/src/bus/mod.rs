@@ -5,7 +5,7 @@
 //! room and the bus hands every envelope published to a room to each node that
 //! subscribed to it, the publishing node included. The [`Router`] of each node then
 //! delivers it to its local sockets. Two implementations sit under one trait:
-//! [`memory::MemoryBus`] for a single node and [`crate::redis`]'s bus for a fleet.
+//! [`memory::MemoryBus`] for a single node and [`crate::redis_backend::RedisBackend`] for a fleet.
 //!
 //! What every implementation promises:
 //! - **Ordering per sender:** envelopes published by one caller, one after the
