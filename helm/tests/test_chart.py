@@ -481,7 +481,7 @@ def test_allowed_origins_follow_the_public_hosts():
     assert origins_env(everything_values()) == "https://call.example.com"
     values = {
         "ingress": {"enabled": True, "hosts": [{"host": "a.example.com", "paths": [{"path": "/"}]}, {"host": "b.example.com", "paths": [{"path": "/"}]}]},
-        "httpRoute": {"enabled": True, "hostnames": ["c.example.com"]},
+        "httpRoute": {"enabled": True, "parentRefs": [{"name": "public"}], "hostnames": ["c.example.com"]},
     }
     assert origins_env(values) == "https://a.example.com,https://b.example.com,https://c.example.com"
     # The operator's list wins, "*" included.

@@ -188,6 +188,8 @@ def changed_value(key: str, spec: dict[str, Any], default: Any) -> Any:
             return ["stun:stun1.example.test:3478", "stuns:stun2.example.test:5349"]
         if key == "ice.turn_urls":
             return ["turn:turn.example.test:3478?transport=udp", "turns:turn.example.test:5349"]
+        if key == "server.allowed_origins":
+            return ["https://call.example.test", "app.example.test", "http://localhost:8000"]
     if key == "telemetry.log_level":
         return "debug,vc_signaling=trace"
     if key == "auth.issuer":
