@@ -57,7 +57,8 @@ $servers  }
       proxy_http_version 1.1;
       proxy_set_header Upgrade \$http_upgrade;
       proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header Host \$host;
+      # Host with its port, so the Origin of the pages served here matches it.
+      proxy_set_header Host \$http_host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       # Signaling sockets idle for minutes between negotiations; nodes ping
       # every 10 s, so an hour is only a backstop.

@@ -37,6 +37,7 @@ POD_NAME = "vc-video-caller-7c9d8f6b5-x2x7q"
 CHART_OWNED_SETTINGS = {
     "server.host",
     "server.port",
+    "server.metrics_address",
     "node.id",
     "auth.jwt_secret",
     "ice.turn_secret",
@@ -214,6 +215,11 @@ class Node:
             "VC_SERVER__HOST": "127.0.0.1",
             "VC_SERVER__PORT": str(self.port),
         }
+        # A separate metrics listener moves to a free port of its own too.
+        self.metrics_port = None
+        if self.env.get("VC_SERVER__METRICS_ADDRESS"):
+            self.metrics_port = free_port()
+            self.env["VC_SERVER__METRICS_ADDRESS"] = f"127.0.0.1:{self.metrics_port}"
         self.process = subprocess.Popen(
             [str(node_binary()), "serve"],
             env=self.env,

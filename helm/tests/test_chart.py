@@ -428,3 +428,62 @@ def test_dashboard_configmaps_fit(case):
     for cm in find(objs, "ConfigMap"):
         size = sum(len(v.encode()) for v in cm.get("data", {}).values())
         assert size < 1024 * 1024, cm["metadata"]["name"]
+
+
+def test_metrics_listener_is_wired_but_never_public(case):
+    """/metrics has a listener of its own: a named container port, a Service
+    port, the scrape annotations and ServiceMonitor point at it, and neither
+    the Ingress nor the HTTPRoute routes to it."""
+    name, values, objs = case
+    metrics_port = values.get("metricsPort", 9090)
+    container = node_container(signaling_deployment(objs))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == metrics_port and ports["http"] != metrics_port
+    cm = one(objs, "ConfigMap", f"{RELEASE}-video-caller")
+    assert cm["data"]["VC_SERVER__METRICS_ADDRESS"] == f"0.0.0.0:{metrics_port}"
+    svc = one(objs, "Service", f"{RELEASE}-video-caller")
+    svc_ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert svc_ports["metrics"]["targetPort"] == "metrics"
+    annotations = signaling_deployment(objs)["spec"]["template"]["metadata"]["annotations"]
+    if "prometheus.io/scrape" in annotations:
+        assert annotations["prometheus.io/port"] == str(metrics_port)
+    for sm in find(objs, "ServiceMonitor"):
+        assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
+    for ingress in find(objs, "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert path["backend"]["service"]["port"] == {"name": "http"}, path
+    for route in find(objs, "HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            for ref in rule["backendRefs"]:
+                assert ref["port"] == svc_ports["http"]["port"] != svc_ports["metrics"]["port"]
+    for policy in find(objs, "NetworkPolicy", f"{RELEASE}-video-caller"):
+        (rule,) = policy["spec"]["ingress"]
+        assert {p["port"] for p in rule["ports"]} == {"http", "metrics"}
+        assert rule.get("from") == (values.get("networkPolicy", {}).get("ingressFrom") or None)
+
+
+def test_metrics_port_must_differ_from_the_http_port():
+    with pytest.raises(Exception, match="metricsPort must differ"):
+        render({"metricsPort": 8080})
+
+
+def origins_env(values: dict[str, Any]) -> str | None:
+    cm = one(objects(render(values)), "ConfigMap", f"{RELEASE}-video-caller")
+    return cm["data"].get("VC_SERVER__ALLOWED_ORIGINS")
+
+
+def test_allowed_origins_follow_the_public_hosts():
+    # No Ingress: the node's default (local pages only).
+    assert origins_env({}) is None
+    # The Ingress hosts, over https; never "*".
+    assert origins_env(production_values()) == "https://call.example.com"
+    assert origins_env(everything_values()) == "https://call.example.com"
+    values = {
+        "ingress": {"enabled": True, "hosts": [{"host": "a.example.com", "paths": [{"path": "/"}]}, {"host": "b.example.com", "paths": [{"path": "/"}]}]},
+        "httpRoute": {"enabled": True, "parentRefs": [{"name": "public"}], "hostnames": ["c.example.com"]},
+    }
+    assert origins_env(values) == "https://a.example.com,https://b.example.com,https://c.example.com"
+    # The operator's list wins, "*" included.
+    values["settings"] = {"server": {"allowed_origins": ["https://app.example.org", "*"]}}
+    assert origins_env(values) == "https://app.example.org,*"

@@ -120,6 +120,9 @@ def test_nginx_balances_websockets_over_all_nodes(compose):
     read_timeout = duration_s(re.search(r"proxy_read_timeout\s+(\S+);", conf).group(1))
     assert read_timeout > heartbeat
     assert "http_503" in re.search(r"proxy_next_upstream\s+([^;]+);", conf).group(1), "retry a draining node"
+    # Host goes through with its port, so a page nginx served (Origin
+    # http://host:port) is the node's own origin and may open a WebSocket.
+    assert re.search(r"proxy_set_header\s+Host\s+\$http_host;", conf), "forward Host with its port"
     listen = int(re.search(r"^\s*listen\s+(\d+);", conf, re.M).group(1))
     assert any(str(p.get("target")) == str(listen) for p in nginx["ports"])
 

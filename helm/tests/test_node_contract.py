@@ -30,6 +30,7 @@ from conftest import (
     effective_config,
     flatten,
     free_port,
+    http_get,
     node_binary,
     node_container,
     objects,
@@ -37,6 +38,7 @@ from conftest import (
     production_values,
     render,
     signaling_deployment,
+    wait_for_port,
 )
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -186,6 +188,8 @@ def changed_value(key: str, spec: dict[str, Any], default: Any) -> Any:
             return ["stun:stun1.example.test:3478", "stuns:stun2.example.test:5349"]
         if key == "ice.turn_urls":
             return ["turn:turn.example.test:3478?transport=udp", "turns:turn.example.test:5349"]
+        if key == "server.allowed_origins":
+            return ["https://call.example.test", "app.example.test", "http://localhost:8000"]
     if key == "telemetry.log_level":
         return "debug,vc_signaling=trace"
     if key == "auth.issuer":
@@ -278,10 +282,16 @@ def test_probes_and_routes_answer_on_a_running_node():
         if (REPO / "web-client" / "public" / "index.html").exists():
             status, _, headers = node.get("/")
             assert status == 200 and headers["content-type"].startswith("text/html")
-        if serves_route("/metrics"):
-            status, body, headers = node.get("/metrics")
-            assert status == 200, "the ServiceMonitor scrapes /metrics"
-            assert b"# TYPE" in body or b"# HELP" in body, body[:200]
+        # The ServiceMonitor scrapes /metrics on the metrics port; the http
+        # port (the one the Ingress routes to) does not serve it.
+        named_metrics = named_ports["metrics"]
+        assert env["VC_SERVER__METRICS_ADDRESS"] == f"0.0.0.0:{named_metrics}"
+        assert node.metrics_port is not None
+        wait_for_port(node.metrics_port, node.process)
+        status, body, headers = http_get(node.metrics_port, "/metrics")
+        assert status == 200, "the ServiceMonitor scrapes /metrics"
+        assert b"# TYPE" in body or b"# HELP" in body, body[:200]
+        assert node.get("/metrics")[0] == 404, "/metrics must not be public on the http port"
         # SIGTERM: without Redis there is nowhere to drain to; it must exit well
         # within the pod's grace period, cleanly.
         started = time.monotonic()
@@ -351,3 +361,15 @@ def test_round_numbers_are_not_rendered_in_exponent_form():
     assert env["VC_LIMITS__MESSAGES_PER_SECOND"] == "12.5"
     config = effective_config(env)
     assert config["limits"]["max_frame_bytes"] == 2000000
+
+
+def test_rendered_origins_and_metrics_address_are_what_the_node_reads():
+    """The chart's allowed origins (from the Ingress hosts, or the operator's
+    list) and metrics listener reach the node as the settings it enforces."""
+    config = effective_config(container_env(production_objects()))
+    assert config["server"]["allowed_origins"] == ["https://call.example.com"]
+    assert config["server"]["metrics_address"] == "0.0.0.0:9090"
+    values = production_values()
+    values["settings"]["server"]["allowed_origins"] = ["https://app.example.org", "call.example.net"]
+    config = effective_config(container_env(objects(render(values))))
+    assert config["server"]["allowed_origins"] == ["https://app.example.org", "call.example.net"]

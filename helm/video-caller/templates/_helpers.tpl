@@ -176,9 +176,26 @@ settings are left out). An explicit value must be at least the drain's need.
 The node's environment from .Values.settings, as "VC_<SECTION>__<KEY>: value"
 lines (sorted), plus what the chart itself sets.
 */}}
+{{/* https://<host> of every public host name (Ingress, HTTPRoute), comma-separated. */}}
+{{- define "video-caller.derivedOrigins" -}}
+{{- $origins := list }}
+{{- if .Values.ingress.enabled }}
+{{- range .Values.ingress.hosts }}{{ if .host }}{{ $origins = append $origins (printf "https://%s" .host) }}{{ end }}{{ end }}
+{{- end }}
+{{- if .Values.httpRoute.enabled }}
+{{- range .Values.httpRoute.hostnames }}{{ $origins = append $origins (printf "https://%s" .) }}{{ end }}
+{{- end }}
+{{- join "," ($origins | uniq) }}
+{{- end }}
+
 {{- define "video-caller.settingsEnv" -}}
 VC_SERVER__HOST: "0.0.0.0"
 VC_SERVER__PORT: {{ .Values.containerPort | int | toString | quote }}
+VC_SERVER__METRICS_ADDRESS: {{ printf "0.0.0.0:%d" (.Values.metricsPort | int) | quote }}
+{{- $origins := include "video-caller.derivedOrigins" . }}
+{{- if and $origins (empty (dig "server" "allowed_origins" list (.Values.settings | default dict))) }}
+VC_SERVER__ALLOWED_ORIGINS: {{ $origins | quote }}
+{{- end }}
 {{- range $section, $keys := (.Values.settings | default dict) }}
 {{- range $key, $value := ($keys | default dict) }}
 {{- /* null keeps the node default; so does an empty list (the node's default is empty) */}}
@@ -206,6 +223,9 @@ VC_REDIS__URL: {{ include "video-caller.internalRedisUrl" . | quote }}
 {{- if .Values.redis.internal.enabled }}{{ $sources = add1 $sources }}{{ end }}
 {{- if gt $sources 1 }}
 {{- fail "redis: set only one of redis.url, redis.existingSecret and redis.internal.enabled" }}
+{{- end }}
+{{- if eq (int .Values.metricsPort) (int .Values.containerPort) }}
+{{- fail "metricsPort must differ from containerPort: /metrics has a listener of its own" }}
 {{- end }}
 {{- if and (gt (include "video-caller.maxReplicas" . | int) 1) (not (include "video-caller.redisSource" .)) }}
 {{- fail "more than one node (replicaCount > 1 or autoscaling.enabled) needs Redis: without it each node is a separate island and peers in the same room would not see each other. Set redis.url, redis.existingSecret or redis.internal.enabled" }}
