@@ -277,6 +277,22 @@ mod tests {
         assert!(err.message.contains("room"), "{}", err.message);
     }
 
+    /// The node relays `data` and `candidate` by re-serializing what it parsed, so a
+    /// number must come out as the same double it went in as. serde_json's default
+    /// float parser can be off by one unit in the last place; found by fuzzing.
+    #[test]
+    fn numbers_survive_the_relay_exactly() {
+        let frame = r#"{"type":"app-data","to":"p","data":[1.1844674407370957e+20,0.1,5e-324]}"#;
+        let msg = parse_client_message(frame).expect("parses");
+        let again = parse_client_message(&serde_json::to_string(&msg).expect("serializes"))
+            .expect("parses again");
+        assert_eq!(again, msg);
+        let ClientMessage::AppData { data, .. } = msg else {
+            panic!("not app-data");
+        };
+        assert_eq!(data[0].as_f64(), Some(1.1844674407370957e20));
+    }
+
     #[test]
     fn ignores_unknown_fields() {
         let msg = parse_client_message(r#"{"type":"leave","future":true}"#).expect("parses");

@@ -7,6 +7,8 @@
 
 mod client;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod names;
 mod server;
 

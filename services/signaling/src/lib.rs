@@ -9,6 +9,8 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod frame_guard;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ice;
 pub mod lifecycle;
 pub mod metrics;
