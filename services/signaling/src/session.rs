@@ -167,6 +167,11 @@ impl Session {
         let mut ticker = tokio::time::interval(heartbeat.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
+        // One timer for the seat's grant, moved when the seat changes, rather
+        // than a new one on every turn of the loop.
+        let grant_timer = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(grant_timer);
+        let mut grant_armed: Option<u64> = None;
         self.reply(ServerMessage::Welcome {
             protocol: PROTOCOL_VERSION,
             node: self.node.id.clone(),
@@ -176,6 +181,16 @@ impl Session {
             self.ask_to_reconnect();
         }
         loop {
+            let grant = self.seat.as_ref().and_then(|s| s.grant_expires_ms);
+            if grant != grant_armed {
+                if let Some(until_ms) = grant {
+                    let left = until_ms.saturating_sub(unix_us() / 1000);
+                    grant_timer.as_mut().reset(
+                        tokio::time::Instant::now() + std::time::Duration::from_millis(left),
+                    );
+                }
+                grant_armed = grant;
+            }
             tokio::select! {
                 biased;
                 changed = evicted.changed() => {
@@ -210,7 +225,7 @@ impl Session {
                         return ending;
                     }
                 }
-                () = grant_end(self.seat.as_ref()) => {
+                () = &mut grant_timer, if grant_armed.is_some() => {
                     self.reply(ServerMessage::error(
                         ErrorCode::AuthExpired,
                         "your join token has expired: the call ends here",
@@ -597,17 +612,6 @@ impl Sent {
                 .with_label_values(&[path])
                 .observe(latency);
         }
-    }
-}
-
-/// Resolves when the seat's grant ends; never for a seat without one.
-async fn grant_end(seat: Option<&Seat>) {
-    match seat.and_then(|s| s.grant_expires_ms) {
-        Some(until_ms) => {
-            let left = until_ms.saturating_sub(unix_us() / 1000);
-            tokio::time::sleep(std::time::Duration::from_millis(left)).await;
-        }
-        None => std::future::pending().await,
     }
 }
 

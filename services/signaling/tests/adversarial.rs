@@ -171,7 +171,9 @@ async fn oversized_frames_close_with_1009_as_soon_as_their_header_arrives() {
     }
     let grown = rss_bytes().saturating_sub(before);
     assert!(
-        grown < 16 * 1024 * 1024,
+        // Loose enough for the other tests of this binary, which allocate beside
+        // it; without the guard the node takes in hundreds of MiB.
+        grown < 64 * 1024 * 1024,
         "the node buffered {grown} bytes for frames it was going to refuse"
     );
     // A fragmented message may not sum past the limit either.
