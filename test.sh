@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of Video Caller, installing what the tests need when it is
-# missing: Debian packages (redis-server, chromium, firefox-esr, nginx, coturn, prometheus,
+# missing: Debian packages (redis-server, chromium, firefox-esr, nginx, coturn, prometheus, valgrind,
 # docker-compose for parsing the compose file), the Rust lint components, and the
 # npm and pip packages of the web client and chart checks.
 set -euo pipefail
@@ -20,6 +20,7 @@ install_missing_packages() {
   command -v turnserver >/dev/null || wanted+=(coturn)
   command -v promtool >/dev/null || wanted+=(prometheus)
   command -v curl >/dev/null || wanted+=(curl)
+  command -v valgrind >/dev/null || wanted+=(valgrind)
   if [ ${#wanted[@]} -gt 0 ]; then
     section "installing ${wanted[*]}"
     as_root apt-get update -qq
@@ -75,5 +76,8 @@ if [ -f load-tests/smoke.sh ]; then
   section "load generator smoke run against a two-node cluster"
   bash load-tests/smoke.sh
 fi
+
+section "relay hot path: instructions per message (callgrind) against the committed figure"
+bash load-tests/bench/instruction-guard.sh
 
 section "all tests passed"

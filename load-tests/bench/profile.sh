@@ -13,6 +13,8 @@ NODES=${1:-1}
 PAIRS=${PROFILE_PAIRS:-20}
 RATE=${PROFILE_RATE:-400}
 SECONDS_SENT=${SECONDS_SENT:-10}
+# Seconds of relay before collection starts; the rooms are set up within the first 3.
+WARMUP_SECONDS=${PROFILE_WARMUP:-15}
 command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 build
 [ "$NODES" -gt 1 ] && start_redis
@@ -32,9 +34,9 @@ if [ "$NODES" -gt 1 ]; then
 fi
 # Rooms are set up before collection starts (warm-up covers the set-up).
 "$LOAD" --quiet --json "$OUT/profile-${NODES}n.json" relay "${URLS[@]}" --pairs "$PAIRS" \
-  --rate "$RATE" --warmup 15s --duration "${SECONDS_SENT}s" --drain 5s --timeout 60s >/dev/null &
+  --rate "$RATE" --warmup "${WARMUP_SECONDS}s" --duration "${SECONDS_SENT}s" --drain 5s --timeout 60s >/dev/null &
 LOADPID=$!
-sleep 12
+sleep $((WARMUP_SECONDS - 3))
 callgrind_control -i on "$VG" >/dev/null
 start=$(date +%s.%N)
 sleep "$SECONDS_SENT"
