@@ -184,6 +184,10 @@ impl Tx {
         }
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "ClientMessage has only string, number and JSON-value fields, which always serialize"
+    )]
     pub fn send(&self, message: &ClientMessage) -> bool {
         let json = serde_json::to_string(message).expect("client messages serialize");
         self.send_json(&json)

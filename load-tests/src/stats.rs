@@ -13,6 +13,10 @@ use serde::Serialize;
 /// Highest latency a histogram holds, in microseconds (one minute).
 const MAX_US: u64 = 60_000_000;
 
+#[allow(
+    clippy::expect_used,
+    reason = "the bounds are constants that hdrhistogram accepts"
+)]
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
 }

@@ -1,6 +1,11 @@
 //! The fuzz targets of `fuzz/` on the stable toolchain: every seed, then a bounded,
 //! deterministic run of mutants. Coverage-guided runs need cargo-fuzz (see
 //! docs/fuzzing.md); this keeps the same properties checked on every `cargo test`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation should stop the test with its message"
+)]
 
 use vc_protocol::fuzzing::{
     parse_client_message_target, validate_display_name_target, Mutator, CLIENT_MESSAGE_SEEDS,

@@ -5,6 +5,11 @@
 //! example of the document and parses it with the same code the node uses, checks
 //! that every message type has an example, and that the error table lists every
 //! error code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation should stop the test with its message"
+)]
 
 use std::collections::BTreeSet;
 

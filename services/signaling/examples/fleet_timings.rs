@@ -9,6 +9,11 @@
 //! cargo run --release -p vc-signaling --example fleet_timings -- [messages] [rate per second]
 //! ```
 //! Needs `redis-server` on the PATH. Prints one table; nothing is asserted.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation should stop the test with its message"
+)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

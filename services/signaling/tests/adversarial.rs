@@ -1,6 +1,11 @@
 //! Hostile clients against a real node, each attack while an honest pair relays in
 //! another room: the attacker gets a clear error or the right close code, and the
 //! bystanders see no gap, no delay worth the name and no stray frame.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation should stop the test with its message"
+)]
 
 mod common;
 

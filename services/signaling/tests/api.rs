@@ -1,4 +1,9 @@
 //! The node's behaviour on one node with the in-process bus, through real sockets.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation should stop the test with its message"
+)]
 
 mod common;
 

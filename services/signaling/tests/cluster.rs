@@ -1,5 +1,10 @@
 //! Several real node processes on one real Redis: what a fleet behind a load
 //! balancer must do, including its faults.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation should stop the test with its message"
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! Traces and logs as an operator sees them: one relayed message is one trace
 //! across two nodes, and logs carry its trace id but never tokens or SDP.
 //! In a test binary of its own, because the tracing subscriber is process-wide.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation should stop the test with its message"
+)]
 
 mod common;
 
