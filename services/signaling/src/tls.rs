@@ -284,20 +284,47 @@ impl Reloader {
     }
 }
 
-/// A certificate made at start, signed by its own key.
+/// A certificate made at start for this machine, with the authority that signed
+/// it: browsers (Firefox in particular) accept a certificate they were told to
+/// trust only through an authority, never a server certificate signed by its
+/// own key. The authority's key signs this one certificate and is dropped: it
+/// can vouch for nothing else.
 pub struct SelfSigned {
+    /// The chain served: this machine's certificate, then the authority's.
     pub key: CertifiedKey,
     /// What it covers: DNS names, then IP addresses.
     pub names: Vec<String>,
-    /// SHA-256 of the certificate, as browsers show it (`AB:CD:…`).
+    /// SHA-256 of this machine's certificate, as browsers show it (`AB:CD:…`).
     pub fingerprint: String,
-    /// The certificate in PEM, for a client that wants to trust it.
-    pub cert_pem: String,
+    /// The authority's certificate in PEM, for a client that wants to trust it.
+    pub authority_pem: String,
 }
 
 impl SelfSigned {
     /// A certificate for `names`, valid from an hour ago for a year.
     pub fn generate(names: Vec<String>, provider: &CryptoProvider) -> Result<Self, TlsError> {
+        let now = time::OffsetDateTime::now_utc();
+        let (not_before, not_after) = (
+            now - time::Duration::hours(1),
+            now + time::Duration::days(365),
+        );
+
+        let mut authority = rcgen::CertificateParams::default();
+        authority.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        authority.distinguished_name = rcgen::DistinguishedName::new();
+        authority.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "Video Caller LAN authority (self-signed)",
+        );
+        authority.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        authority.not_before = not_before;
+        authority.not_after = not_after;
+        let authority =
+            rcgen::CertifiedIssuer::self_signed(authority, rcgen::KeyPair::generate()?)?;
+
         let mut params = rcgen::CertificateParams::new(names.clone())?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
@@ -305,15 +332,14 @@ impl SelfSigned {
             .push(rcgen::DnType::CommonName, "Video Caller (self-signed)");
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::days(365);
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = not_before;
+        params.not_after = not_after;
         let signing_key = rcgen::KeyPair::generate()?;
-        let cert = params.self_signed(&signing_key)?;
-        let der = cert.der().clone();
-        let fingerprint = fingerprint(&der);
+        let cert = params.signed_by(&signing_key, &authority)?;
+        let fingerprint = fingerprint(cert.der());
         let key = CertifiedKey::from_der(
-            vec![der],
+            vec![cert.der().clone(), authority.der().clone()],
             PrivateKeyDer::Pkcs8(signing_key.serialize_der().into()),
             provider,
         )?;
@@ -321,7 +347,7 @@ impl SelfSigned {
             key,
             names,
             fingerprint,
-            cert_pem: cert.pem(),
+            authority_pem: authority.pem(),
         })
     }
 
@@ -613,6 +639,13 @@ mod tests {
             .fingerprint
             .split(':')
             .all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit())));
-        assert!(cert.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(cert
+            .authority_pem
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(
+            cert.key.cert.len(),
+            2,
+            "this machine's certificate, then the authority's"
+        );
     }
 }

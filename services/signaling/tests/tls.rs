@@ -393,10 +393,11 @@ async fn the_self_signed_certificate_covers_every_address_of_the_machine() {
     let app = Application::build(settings).await.expect("node builds");
     let port = app.port();
     let cert = app.self_signed().expect("a self-signed certificate");
-    let der = cert.key.cert[0].clone();
+    let (der, authority) = (cert.key.cert[0].clone(), cert.key.cert[1].clone());
     let shutdown = app.shutdown_handle();
     tokio::spawn(app.run_until_stopped());
-    let client = trusting(der.clone());
+    // Trusting the authority that came with it, as a browser told to would.
+    let client = trusting(authority);
 
     let addresses = machine_addresses();
     assert!(
