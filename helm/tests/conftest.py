@@ -42,6 +42,8 @@ CHART_OWNED_SETTINGS = {
     "auth.jwt_secret",
     "ice.turn_secret",
     "redis.url",
+    "tls.cert_file",
+    "tls.key_file",
 }
 
 # Dummies of a valid shape for Secret references, by the variable they feed.

@@ -105,6 +105,14 @@ chart's Secret), "internal" (the in-chart Redis) or "" (in-process bus).
 {{- if dig "ice" "turn_urls" list (.Values.settings | default dict) }}true{{ end }}
 {{- end }}
 
+{{/* "true" when the nodes serve HTTPS themselves (a mounted Secret or a self-signed certificate). */}}
+{{- define "video-caller.nodeTls" -}}
+{{- if or .Values.tls.secretName (dig "tls" "self_signed" false (.Values.settings | default dict)) }}true{{ end }}
+{{- end }}
+
+{{/* Where the node pods mount tls.secretName. */}}
+{{- define "video-caller.tlsMountPath" -}}/etc/video-caller/tls{{- end }}
+
 {{/* Name of the Secret holding the JWT/TURN secrets. */}}
 {{- define "video-caller.secretName" -}}
 {{- default (include "video-caller.fullname" .) .Values.secrets.existingSecret }}
@@ -207,6 +215,10 @@ VC_SERVER__ALLOWED_ORIGINS: {{ $origins | quote }}
 {{- if eq (include "video-caller.redisSource" .) "internal" }}
 VC_REDIS__URL: {{ include "video-caller.internalRedisUrl" . | quote }}
 {{- end }}
+{{- if .Values.tls.secretName }}
+VC_TLS__CERT_FILE: {{ printf "%s/tls.crt" (include "video-caller.tlsMountPath" .) | quote }}
+VC_TLS__KEY_FILE: {{ printf "%s/tls.key" (include "video-caller.tlsMountPath" .) | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Replicas the fleet may reach: replicaCount, or the HPA's maximum. */}}
@@ -246,6 +258,9 @@ VC_REDIS__URL: {{ include "video-caller.internalRedisUrl" . | quote }}
 {{- end }}
 {{- if and .Values.podDisruptionBudget.enabled (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable) (kindIs "invalid" .Values.podDisruptionBudget.minAvailable) }}
 {{- fail "podDisruptionBudget: set maxUnavailable or minAvailable" }}
+{{- end }}
+{{- if and .Values.tls.secretName (dig "tls" "self_signed" false $settings) }}
+{{- fail "tls.secretName and settings.tls.self_signed both give the nodes a certificate: choose one" }}
 {{- end }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "httpRoute.enabled needs httpRoute.parentRefs (the Gateway to attach to)" }}
