@@ -100,9 +100,50 @@ chart's Secret), "internal" (the in-chart Redis) or "" (in-process bus).
 {{- if eq (toString (dig "auth" "mode" "none" (.Values.settings | default dict))) "jwt" }}true{{ end }}
 {{- end }}
 
-{{/* "true" when the node needs the TURN secret. */}}
+{{/* "true" when the node needs the TURN secret: TURN URLs of its own, or the in-chart coturn. */}}
 {{- define "video-caller.needsTurnSecret" -}}
-{{- if dig "ice" "turn_urls" list (.Values.settings | default dict) }}true{{ end }}
+{{- if or .Values.coturn.enabled (dig "ice" "turn_urls" list (.Values.settings | default dict)) }}true{{ end }}
+{{- end }}
+
+{{/*
+coturn's command line (a YAML list): TURN REST credentials with the shared
+secret in $(TURN_SECRET), no TLS (browsers' media is DTLS-SRTP already), no
+relaying to the cluster's or the host's own networks.
+*/}}
+{{- define "video-caller.coturnArgs" -}}
+{{- $c := .Values.coturn -}}
+- "-n"
+- "--log-file=stdout"
+- "--simple-log"
+- "--no-cli"
+- "--no-tls"
+- "--no-dtls"
+- "--fingerprint"
+- "--use-auth-secret"
+- "--static-auth-secret=$(TURN_SECRET)"
+- {{ printf "--realm=%s" $c.realm | quote }}
+- {{ printf "--listening-port=%d" (int $c.port) | quote }}
+- {{ printf "--min-port=%d" (int $c.relayPortMin) | quote }}
+- {{ printf "--max-port=%d" (int $c.relayPortMax) | quote }}
+{{- with $c.externalIP }}
+- {{ printf "--external-ip=%s" . | quote }}
+{{- end }}
+- "--no-multicast-peers"
+{{- range $c.deniedPeerIPs }}
+- {{ printf "--denied-peer-ip=%s" . | quote }}
+{{- end }}
+- "--no-software-attribute"
+- "--pidfile=/tmp/turnserver.pid"
+- "--db=/tmp/turndb"
+{{- end }}
+
+{{/* The URLs browsers are handed for the in-chart coturn. */}}
+{{- define "video-caller.coturnStunUrls" -}}
+{{- printf "stun:%s:%d" .Values.coturn.publicHost (int .Values.coturn.port) }}
+{{- end }}
+{{- define "video-caller.coturnTurnUrls" -}}
+{{- $host := printf "%s:%d" .Values.coturn.publicHost (int .Values.coturn.port) }}
+{{- printf "turn:%s?transport=udp,turn:%s?transport=tcp" $host $host }}
 {{- end }}
 
 {{/* "true" when the nodes serve HTTPS themselves (a mounted Secret or a self-signed certificate). */}}
@@ -215,6 +256,15 @@ VC_SERVER__ALLOWED_ORIGINS: {{ $origins | quote }}
 {{- if eq (include "video-caller.redisSource" .) "internal" }}
 VC_REDIS__URL: {{ include "video-caller.internalRedisUrl" . | quote }}
 {{- end }}
+{{- if .Values.coturn.enabled }}
+{{- $ice := dig "ice" dict (.Values.settings | default dict) }}
+{{- if empty (get $ice "stun_urls") }}
+VC_ICE__STUN_URLS: {{ include "video-caller.coturnStunUrls" . | quote }}
+{{- end }}
+{{- if empty (get $ice "turn_urls") }}
+VC_ICE__TURN_URLS: {{ include "video-caller.coturnTurnUrls" . | quote }}
+{{- end }}
+{{- end }}
 {{- if .Values.tls.secretName }}
 VC_TLS__CERT_FILE: {{ printf "%s/tls.crt" (include "video-caller.tlsMountPath" .) | quote }}
 VC_TLS__KEY_FILE: {{ printf "%s/tls.key" (include "video-caller.tlsMountPath" .) | quote }}
@@ -245,6 +295,20 @@ VC_TLS__KEY_FILE: {{ printf "%s/tls.key" (include "video-caller.tlsMountPath" .)
 {{- if and (include "video-caller.needsJwtSecret" .) (not .Values.secrets.existingSecret) }}
 {{- if lt (len .Values.secrets.jwtSecret) 32 }}
 {{- fail "settings.auth.mode is \"jwt\": set secrets.jwtSecret (at least 32 bytes) or secrets.existingSecret" }}
+{{- end }}
+{{- end }}
+{{- if .Values.coturn.enabled }}
+{{- if not .Values.coturn.publicHost }}
+{{- fail "coturn.enabled needs coturn.publicHost: the host name or IP address browsers reach coturn at" }}
+{{- end }}
+{{- if and (not .Values.secrets.existingSecret) (not .Values.secrets.turnSecret) }}
+{{- fail "coturn.enabled needs the secret coturn and the nodes share: set secrets.turnSecret or secrets.existingSecret" }}
+{{- end }}
+{{- if gt (int .Values.coturn.relayPortMin) (int .Values.coturn.relayPortMax) }}
+{{- fail "coturn.relayPortMin must not exceed coturn.relayPortMax" }}
+{{- end }}
+{{- if and (not .Values.coturn.hostNetwork) (gt (sub (int .Values.coturn.relayPortMax) (int .Values.coturn.relayPortMin)) 199) }}
+{{- fail "coturn.hostNetwork=false forwards every relay port through the Service one by one: keep relayPortMax - relayPortMin under 200" }}
 {{- end }}
 {{- end }}
 {{- if and (include "video-caller.needsTurnSecret" .) (not .Values.secrets.existingSecret) (not .Values.secrets.turnSecret) }}
