@@ -43,6 +43,7 @@ pub struct Metrics {
     pub bus_resubscriptions: IntCounter,
     pub peers_swept: IntCounter,
     pub tls_reloads: IntCounterVec,
+    pub tls_reload_failing: IntGauge,
     pub client_ice_outcomes: IntCounterVec,
     pub relay_latency: HistogramVec,
     pub bus_publish: Histogram,
@@ -217,6 +218,11 @@ impl Metrics {
                 "vc_tls_reloads_total",
                 "Changed TLS certificate files, by result (ok: served from now on; error: the previous certificate stays).",
                 &["result"],
+            ),
+            tls_reload_failing: gauge(
+                r,
+                "vc_tls_reload_failing",
+                "1 while the TLS certificate files hold a pair that did not load (the previous certificate is still served).",
             ),
             client_ice_outcomes: counter_vec(
                 r,

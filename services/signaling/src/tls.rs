@@ -240,11 +240,13 @@ impl Reloader {
             Ok(key) => {
                 self.store.replace(key);
                 self.metrics.tls_reloads.with_label_values(&["ok"]).inc();
+                self.metrics.tls_reload_failing.set(0);
                 info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
                 ReloadOutcome::Reloaded
             }
             Err(e) => {
                 self.metrics.tls_reloads.with_label_values(&["error"]).inc();
+                self.metrics.tls_reload_failing.set(1);
                 error!(error = %e, "TLS certificate not reloaded; the previous one stays");
                 ReloadOutcome::Failed
             }
@@ -622,12 +624,14 @@ mod tests {
         std::fs::remove_file(&files.key).expect("remove");
         assert_eq!(reloader.check(), ReloadOutcome::Failed);
         assert_eq!(served(&reloader), first);
+        assert_eq!(metrics.tls_reload_failing.get(), 1);
 
         let second = write(&["second.test"]);
         assert_eq!(reloader.check(), ReloadOutcome::Reloaded);
         assert_eq!(served(&reloader), second);
         let count = |result: &str| metrics.tls_reloads.with_label_values(&[result]).get();
         assert_eq!((count("ok"), count("error")), (1, 2));
+        assert_eq!(metrics.tls_reload_failing.get(), 0);
         std::fs::remove_dir_all(&dir).ok();
     }
 

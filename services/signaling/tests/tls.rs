@@ -175,6 +175,16 @@ async fn https_get(
     (status, body.to_owned())
 }
 
+async fn reload_failing(metrics_port: u16) -> u64 {
+    let (status, text) = http_get(metrics_port, "/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find(|line| line.starts_with("vc_tls_reload_failing{"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no vc_tls_reload_failing in:\n{text}"))
+}
+
 async fn reloads(metrics_port: u16, result: &str) -> u64 {
     let (status, text) = http_get(metrics_port, "/metrics").await;
     assert_eq!(status, 200, "{text}");
@@ -242,6 +252,7 @@ async fn certificate_files_serve_wss_https_and_plain_metrics() {
     // /metrics stays plain HTTP on its own listener, with the reload counters.
     assert_eq!(reloads(metrics_port(&node), "ok").await, 0);
     assert_eq!(reloads(metrics_port(&node), "error").await, 0);
+    assert_eq!(reload_failing(metrics_port(&node)).await, 0);
     node.shutdown.shutdown();
 }
 
@@ -323,6 +334,7 @@ async fn a_broken_renewal_keeps_the_certificate_served_so_far() {
         .expect("handshake with the previous certificate");
     assert_eq!(served, good.der);
     assert_eq!(reloads(metrics, "ok").await, 0);
+    assert_eq!(reload_failing(metrics).await, 1, "the stale files show");
     let url = format!("wss://localhost:{}/ws", node.port);
     let mut client_now = Client::connect_tls(&url, Arc::clone(&client)).await;
     client_now.join("still-serving", "carol").await;
@@ -340,6 +352,7 @@ async fn a_broken_renewal_keeps_the_certificate_served_so_far() {
     })
     .await;
     assert_eq!(reloads(metrics, "ok").await, 1);
+    assert_eq!(reload_failing(metrics).await, 0);
     node.shutdown.shutdown();
 }
 
