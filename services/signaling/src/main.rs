@@ -53,6 +53,10 @@ enum Command {
         /// Port to check; defaults to server.port.
         #[arg(long)]
         port: Option<u16>,
+        /// Speak HTTPS even where the settings do not say so (a node started
+        /// with `serve --lan`).
+        #[arg(long)]
+        https: bool,
     },
 }
 
@@ -92,9 +96,10 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())
         }
-        Command::HealthCheck { port } => {
-            health_check(port.unwrap_or(settings.server.port), settings.tls.enabled())
-        }
+        Command::HealthCheck { port, https } => health_check(
+            port.unwrap_or(settings.server.port),
+            https || settings.tls.enabled(),
+        ),
     }
 }
 

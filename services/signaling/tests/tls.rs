@@ -453,25 +453,30 @@ async fn health_check_speaks_tls_to_a_tls_node() {
     let issued = authority.issue(&["node.example.org"]);
     files.write(&issued.cert_pem, &issued.key_pem);
     let node = tls_node(&files, Duration::from_secs(10)).await;
-    let check = |tls: bool| {
+    let check = |settings: bool, flag: bool| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vc-signaling"));
         command
             .args(["health-check", "--port", &node.port.to_string()])
             .env_remove("VC_CONFIG_FILE");
-        if tls {
+        if flag {
+            command.arg("--https");
+        }
+        if settings {
             command
                 .env("VC_TLS__CERT_FILE", &files.cert)
                 .env("VC_TLS__KEY_FILE", &files.key);
         }
         command.output().expect("health-check runs")
     };
-    let output = check(true);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    for (settings, flag) in [(true, false), (false, true)] {
+        let output = check(settings, flag);
+        assert!(
+            output.status.success(),
+            "settings {settings}, --https {flag}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     // Plain HTTP to a TLS listener gets no answer it could take for a 200.
-    assert!(!check(false).status.success());
+    assert!(!check(false, false).status.success());
     node.shutdown.shutdown();
 }
