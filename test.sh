@@ -21,6 +21,8 @@ install_missing_packages() {
   command -v promtool >/dev/null || wanted+=(prometheus)
   command -v curl >/dev/null || wanted+=(curl)
   command -v valgrind >/dev/null || wanted+=(valgrind)
+  # certutil: the HTTPS browser test gives Firefox a profile that trusts the node's certificate.
+  command -v certutil >/dev/null || wanted+=(libnss3-tools)
   if [ ${#wanted[@]} -gt 0 ]; then
     section "installing ${wanted[*]}"
     as_root apt-get update -qq

@@ -42,6 +42,8 @@ CHART_OWNED_SETTINGS = {
     "auth.jwt_secret",
     "ice.turn_secret",
     "redis.url",
+    "tls.cert_file",
+    "tls.key_file",
 }
 
 # Dummies of a valid shape for Secret references, by the variable they feed.
@@ -240,6 +242,85 @@ class Node:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+def ice_servers_from_a_join(node: "Node") -> list[dict[str, Any]]:
+    """Joins a room on a running node over a real WebSocket and returns the
+    iceServers its `joined` hands the browser, TURN credentials included."""
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{node.port}/ws", open_timeout=5) as ws:
+        welcome = json.loads(ws.recv(timeout=5))
+        assert welcome["type"] == "welcome", welcome
+        ws.send(json.dumps({"type": "join", "id": 1, "room": "turn-check", "name": "Checker"}))
+        joined = json.loads(ws.recv(timeout=5))
+        assert joined["type"] == "joined", joined
+        return joined["iceServers"]
+
+
+class TurnServer:
+    """Debian's coturn (turnserver) with a given command line, on loopback only."""
+
+    def __init__(self, args: list[str], port: int, log: Path):
+        self.port = port
+        self.log = log
+        # Loopback only here: whatever the deployment listens on, nothing leaves the machine.
+        self.process = subprocess.Popen(
+            ["turnserver", *args, "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"],
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"turnserver exited with {self.process.returncode}:\n{log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, f"turnserver does not listen on {port}:\n{log.read_text()}"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def turn_allocate(
+    port: int, username: str, password: str, transport: str = "udp", peer: tuple[str, int] | None = None
+) -> tuple[str, int]:
+    """A TURN allocation on 127.0.0.1:port with long-term credentials (aioice's
+    TURN client protocol): returns the relayed address, or raises what the
+    server answered (aioice.stun.TransactionFailed with its error code). With
+    `peer`, also binds a channel to it, which needs the server's permission."""
+    import asyncio
+
+    from aioice import turn
+
+    server = ("127.0.0.1", port)
+    options = {"username": username, "password": password, "lifetime": 60, "channel_refresh_time": 60}
+
+    async def run() -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        if transport == "tcp":
+            inner, protocol = await loop.create_connection(
+                lambda: turn.TurnClientTcpProtocol(server, **options), *server
+            )
+        else:
+            inner, protocol = await loop.create_datagram_endpoint(
+                lambda: turn.TurnClientUdpProtocol(server, **options), remote_addr=server
+            )
+        try:
+            relayed = await protocol.connect()
+            if peer is not None:
+                await protocol.channel_bind(0x4000, peer)
+            await protocol.delete()
+            return relayed
+        finally:
+            inner.close()
+
+    return asyncio.run(asyncio.wait_for(run(), 10))
 
 
 @pytest.hookimpl(trylast=True)

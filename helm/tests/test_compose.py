@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import COMPOSE_FILE, REPO, effective_config, node_binary
+from conftest import (
+    COMPOSE_FILE,
+    REPO,
+    Node,
+    TurnServer,
+    effective_config,
+    free_port,
+    ice_servers_from_a_join,
+    node_binary,
+    turn_allocate,
+)
 
 DEPLOY = REPO / "deploy"
 NODES = ("node-1", "node-2", "node-3")
@@ -42,7 +52,7 @@ def compose() -> dict[str, Any]:
 
 def test_the_whole_stack_is_there(compose):
     services = set(compose["services"])
-    assert {"redis", *NODES, "nginx", "prometheus", "grafana", "otel-collector", "jaeger"} <= services
+    assert {"redis", *NODES, "nginx", "prometheus", "grafana", "otel-collector", "jaeger", "coturn"} <= services
 
 
 def test_nodes_build_from_the_dockerfile(compose):
@@ -177,3 +187,55 @@ def test_prometheus_config_passes_promtool(compose, tmp_path):
     path.write_text(yaml.safe_dump(config))
     result = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def coturn_option(command: list[str], name: str) -> str:
+    (value,) = [a.split("=", 1)[1] for a in command if a.startswith(f"--{name}=")]
+    return value
+
+
+def test_coturn_shares_the_nodes_secret_and_port(compose):
+    coturn = compose["services"]["coturn"]
+    command = [str(a) for a in coturn["command"]]
+    assert coturn["network_mode"] == "host", "relay addresses must be the host's"
+    assert coturn["read_only"] is True and coturn["cap_drop"] == ["ALL"]
+    assert "--use-auth-secret" in command
+    port = coturn_option(command, "listening-port")
+    for name in NODES:
+        config = effective_config(node_env(compose, name))
+        assert node_env(compose, name)["VC_ICE__TURN_SECRET"] == coturn_option(command, "static-auth-secret")
+        assert config["ice"]["turn_urls"] == [
+            f"turn:127.0.0.1:{port}?transport=udp",
+            f"turn:127.0.0.1:{port}?transport=tcp",
+        ]
+        assert config["ice"]["stun_urls"] == [f"stun:127.0.0.1:{port}"]
+
+
+@pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn is not installed")
+def test_compose_coturn_grants_relays_with_credentials_a_node_minted(compose, tmp_path):
+    """The compose coturn command run by a real turnserver and a node with the
+    compose environment: the node's credentials get an allocation. Both move
+    to a free port, so as not to collide with anything on this machine."""
+    command = [str(a) for a in compose["services"]["coturn"]["command"]]
+    port = coturn_option(command, "listening-port")
+    free = str(free_port())
+    args = [
+        a.replace(f"--listening-port={port}", f"--listening-port={free}").replace("=/tmp/", f"={tmp_path}/")
+        for a in command
+    ]
+    server = TurnServer(args, int(free), tmp_path / "turnserver.log")
+    node = None
+    try:
+        env = {k: v.replace(f":{port}?", f":{free}?") for k, v in node_env(compose, "node-1").items()}
+        env.pop("VC_REDIS__URL")
+        env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        node = Node(env)
+        ice = ice_servers_from_a_join(node)
+        turn_entry = next(s for s in ice if any(u.startswith("turn:") for u in s["urls"]))
+        host, relayed_port = turn_allocate(int(free), turn_entry["username"], turn_entry["credential"])
+        assert host == "127.0.0.1"
+        assert int(coturn_option(command, "min-port")) <= relayed_port <= int(coturn_option(command, "max-port"))
+    finally:
+        if node:
+            node.stop()
+        server.stop()

@@ -190,6 +190,8 @@ def changed_value(key: str, spec: dict[str, Any], default: Any) -> Any:
             return ["turn:turn.example.test:3478?transport=udp", "turns:turn.example.test:5349"]
         if key == "server.allowed_origins":
             return ["https://call.example.test", "app.example.test", "http://localhost:8000"]
+        if key == "tls.self_signed_names":
+            return ["call.example.test", "10.0.0.7"]
     if key == "telemetry.log_level":
         return "debug,vc_signaling=trace"
     if key == "auth.issuer":
@@ -373,3 +375,70 @@ def test_rendered_origins_and_metrics_address_are_what_the_node_reads():
     values["settings"]["server"]["allowed_origins"] = ["https://app.example.org", "call.example.net"]
     config = effective_config(container_env(objects(render(values))))
     assert config["server"]["allowed_origins"] == ["https://app.example.org", "call.example.net"]
+
+
+def test_node_tls_from_a_secret_is_served_and_probed_over_https(tmp_path: Path):
+    """With tls.secretName the pods mount the Secret, the node reads its files
+    from there, and the probes speak HTTPS: the real node, given a certificate
+    laid out as the kubelet mounts a kubernetes.io/tls Secret, answers every
+    probe path over HTTPS, and the image's health check works against it."""
+    import ssl
+    import urllib.request
+
+    values = production_values()
+    values["tls"] = {"secretName": "vc-node-tls"}
+    objs = objects(render(values))
+    deployment = signaling_deployment(objs)
+    pod = deployment["spec"]["template"]["spec"]
+    container = node_container(deployment)
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "vc-node-tls"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    assert mount["readOnly"] is True
+    env = container_env(objs)
+    assert env["VC_TLS__CERT_FILE"] == f"{mount['mountPath']}/tls.crt"
+    assert env["VC_TLS__KEY_FILE"] == f"{mount['mountPath']}/tls.key"
+    for kind, probe in probes(container).items():
+        assert probe["scheme"] == "HTTPS", kind
+
+    # The Secret's two keys, where the rendered environment says, under tmp_path.
+    secret_dir = tmp_path / mount["mountPath"].lstrip("/")
+    secret_dir.mkdir(parents=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-subj", "/CN=vc.rtc.svc", "-addext", "subjectAltName=DNS:vc.rtc.svc,IP:127.0.0.1", "-days", "2",
+         "-keyout", str(secret_dir / "tls.key"), "-out", str(secret_dir / "tls.crt")],
+        check=True, capture_output=True,
+    )
+    env.pop("VC_REDIS__URL")
+    env["VC_TLS__CERT_FILE"] = str(secret_dir / "tls.crt")
+    env["VC_TLS__KEY_FILE"] = str(secret_dir / "tls.key")
+    node = Node(env)
+    try:
+        context = ssl.create_default_context(cafile=str(secret_dir / "tls.crt"))
+        for kind, probe in probes(container).items():
+            with urllib.request.urlopen(f"https://127.0.0.1:{node.port}{probe['path']}", context=context, timeout=3) as r:
+                assert r.status == 200, (kind, r.status)
+                assert json.loads(r.read())["status"] in ("ok", "ready"), kind
+        plain = subprocess.run(
+            [str(node_binary()), "health-check", "--port", str(node.port)],
+            env={**env, "VC_SERVER__PORT": str(node.port)}, capture_output=True, text=True, timeout=10,
+        )
+        assert plain.returncode == 0, plain.stderr
+        # /metrics stays plain HTTP on its own listener.
+        wait_for_port(node.metrics_port, node.process)
+        assert http_get(node.metrics_port, "/metrics")[0] == 200
+    finally:
+        node.stop()
+
+
+def test_node_tls_choices():
+    self_signed = objects(render({"settings": {"tls": {"self_signed": True}}}))
+    container = node_container(signaling_deployment(self_signed))
+    assert {p["scheme"] for p in probes(container).values()} == {"HTTPS"}
+    assert not [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    assert effective_config(container_env(self_signed))["tls"]["self_signed"] is True
+    plain = node_container(signaling_deployment(objects(render({}))))
+    assert all("scheme" not in p for p in probes(plain).values()), "plain HTTP by default"
+    with pytest.raises(Exception, match="choose one"):
+        render({"tls": {"secretName": "x"}, "settings": {"tls": {"self_signed": True}}})

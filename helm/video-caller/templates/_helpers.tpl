@@ -100,10 +100,59 @@ chart's Secret), "internal" (the in-chart Redis) or "" (in-process bus).
 {{- if eq (toString (dig "auth" "mode" "none" (.Values.settings | default dict))) "jwt" }}true{{ end }}
 {{- end }}
 
-{{/* "true" when the node needs the TURN secret. */}}
+{{/* "true" when the node needs the TURN secret: TURN URLs of its own, or the in-chart coturn. */}}
 {{- define "video-caller.needsTurnSecret" -}}
-{{- if dig "ice" "turn_urls" list (.Values.settings | default dict) }}true{{ end }}
+{{- if or .Values.coturn.enabled (dig "ice" "turn_urls" list (.Values.settings | default dict)) }}true{{ end }}
 {{- end }}
+
+{{/*
+coturn's command line (a YAML list): TURN REST credentials with the shared
+secret in $(TURN_SECRET), no TLS (browsers' media is DTLS-SRTP already), no
+relaying to the cluster's or the host's own networks.
+*/}}
+{{- define "video-caller.coturnArgs" -}}
+{{- $c := .Values.coturn -}}
+- "-n"
+- "--log-file=stdout"
+- "--simple-log"
+- "--no-cli"
+- "--no-tls"
+- "--no-dtls"
+- "--fingerprint"
+- "--use-auth-secret"
+- "--static-auth-secret=$(TURN_SECRET)"
+- {{ printf "--realm=%s" $c.realm | quote }}
+- {{ printf "--listening-port=%d" (int $c.port) | quote }}
+- {{ printf "--min-port=%d" (int $c.relayPortMin) | quote }}
+- {{ printf "--max-port=%d" (int $c.relayPortMax) | quote }}
+{{- with $c.externalIP }}
+- {{ printf "--external-ip=%s" . | quote }}
+{{- end }}
+- "--no-multicast-peers"
+{{- range $c.deniedPeerIPs }}
+- {{ printf "--denied-peer-ip=%s" . | quote }}
+{{- end }}
+- "--no-software-attribute"
+- "--pidfile=/tmp/turnserver.pid"
+- "--db=/tmp/turndb"
+{{- end }}
+
+{{/* The URLs browsers are handed for the in-chart coturn. */}}
+{{- define "video-caller.coturnStunUrls" -}}
+{{- printf "stun:%s:%d" .Values.coturn.publicHost (int .Values.coturn.port) }}
+{{- end }}
+{{- define "video-caller.coturnTurnUrls" -}}
+{{- $host := printf "%s:%d" .Values.coturn.publicHost (int .Values.coturn.port) }}
+{{- printf "turn:%s?transport=udp,turn:%s?transport=tcp" $host $host }}
+{{- end }}
+
+{{/* "true" when the nodes serve HTTPS themselves (a mounted Secret or a self-signed certificate). */}}
+{{- define "video-caller.nodeTls" -}}
+{{- if or .Values.tls.secretName (dig "tls" "self_signed" false (.Values.settings | default dict)) }}true{{ end }}
+{{- end }}
+
+{{/* Where the node pods mount tls.secretName. */}}
+{{- define "video-caller.tlsMountPath" -}}/etc/video-caller/tls{{- end }}
 
 {{/* Name of the Secret holding the JWT/TURN secrets. */}}
 {{- define "video-caller.secretName" -}}
@@ -207,6 +256,19 @@ VC_SERVER__ALLOWED_ORIGINS: {{ $origins | quote }}
 {{- if eq (include "video-caller.redisSource" .) "internal" }}
 VC_REDIS__URL: {{ include "video-caller.internalRedisUrl" . | quote }}
 {{- end }}
+{{- if .Values.coturn.enabled }}
+{{- $ice := dig "ice" dict (.Values.settings | default dict) }}
+{{- if empty (get $ice "stun_urls") }}
+VC_ICE__STUN_URLS: {{ include "video-caller.coturnStunUrls" . | quote }}
+{{- end }}
+{{- if empty (get $ice "turn_urls") }}
+VC_ICE__TURN_URLS: {{ include "video-caller.coturnTurnUrls" . | quote }}
+{{- end }}
+{{- end }}
+{{- if .Values.tls.secretName }}
+VC_TLS__CERT_FILE: {{ printf "%s/tls.crt" (include "video-caller.tlsMountPath" .) | quote }}
+VC_TLS__KEY_FILE: {{ printf "%s/tls.key" (include "video-caller.tlsMountPath" .) | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Replicas the fleet may reach: replicaCount, or the HPA's maximum. */}}
@@ -235,6 +297,20 @@ VC_REDIS__URL: {{ include "video-caller.internalRedisUrl" . | quote }}
 {{- fail "settings.auth.mode is \"jwt\": set secrets.jwtSecret (at least 32 bytes) or secrets.existingSecret" }}
 {{- end }}
 {{- end }}
+{{- if .Values.coturn.enabled }}
+{{- if not .Values.coturn.publicHost }}
+{{- fail "coturn.enabled needs coturn.publicHost: the host name or IP address browsers reach coturn at" }}
+{{- end }}
+{{- if and (not .Values.secrets.existingSecret) (not .Values.secrets.turnSecret) }}
+{{- fail "coturn.enabled needs the secret coturn and the nodes share: set secrets.turnSecret or secrets.existingSecret" }}
+{{- end }}
+{{- if gt (int .Values.coturn.relayPortMin) (int .Values.coturn.relayPortMax) }}
+{{- fail "coturn.relayPortMin must not exceed coturn.relayPortMax" }}
+{{- end }}
+{{- if and (not .Values.coturn.hostNetwork) (gt (sub (int .Values.coturn.relayPortMax) (int .Values.coturn.relayPortMin)) 199) }}
+{{- fail "coturn.hostNetwork=false forwards every relay port through the Service one by one: keep relayPortMax - relayPortMin under 200" }}
+{{- end }}
+{{- end }}
 {{- if and (include "video-caller.needsTurnSecret" .) (not .Values.secrets.existingSecret) (not .Values.secrets.turnSecret) }}
 {{- fail "settings.ice.turn_urls is set: set secrets.turnSecret or secrets.existingSecret" }}
 {{- end }}
@@ -246,6 +322,9 @@ VC_REDIS__URL: {{ include "video-caller.internalRedisUrl" . | quote }}
 {{- end }}
 {{- if and .Values.podDisruptionBudget.enabled (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable) (kindIs "invalid" .Values.podDisruptionBudget.minAvailable) }}
 {{- fail "podDisruptionBudget: set maxUnavailable or minAvailable" }}
+{{- end }}
+{{- if and .Values.tls.secretName (dig "tls" "self_signed" false $settings) }}
+{{- fail "tls.secretName and settings.tls.self_signed both give the nodes a certificate: choose one" }}
 {{- end }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "httpRoute.enabled needs httpRoute.parentRefs (the Gateway to attach to)" }}

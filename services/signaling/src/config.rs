@@ -20,7 +20,12 @@ pub const ENV_PREFIX: &str = "VC";
 pub const CONFIG_FILE_ENV: &str = "VC_CONFIG_FILE";
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: [&str; 3] = ["ice.stun_urls", "ice.turn_urls", "server.allowed_origins"];
+const LIST_KEYS: [&str; 4] = [
+    "ice.stun_urls",
+    "ice.turn_urls",
+    "server.allowed_origins",
+    "tls.self_signed_names",
+];
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -44,6 +49,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub drain: DrainSettings,
     pub telemetry: TelemetrySettings,
+    pub tls: TlsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -313,6 +319,44 @@ impl Default for TelemetrySettings {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first. With `key_file`, the main listener speaks
+    /// HTTPS and WSS; empty (with `self_signed` off) serves plain HTTP.
+    pub cert_file: String,
+    /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// How often both files are read again; a changed pair is served to new
+    /// connections. 0 reads them at start only.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// Make a self-signed certificate at start for `localhost`, the host name and
+    /// every address of this machine (development and calls on a LAN).
+    pub self_signed: bool,
+    /// Further names or addresses the self-signed certificate covers.
+    pub self_signed_names: Vec<String>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert_file: String::new(),
+            key_file: String::new(),
+            reload_interval: Duration::from_secs(10),
+            self_signed: false,
+            self_signed_names: Vec::new(),
+        }
+    }
+}
+
+impl TlsSettings {
+    /// Whether the main listener speaks TLS.
+    pub fn enabled(&self) -> bool {
+        self.self_signed || !self.cert_file.is_empty()
+    }
+}
+
 fn redacted(secret: &str) -> &'static str {
     if secret.is_empty() {
         "<unset>"
@@ -448,6 +492,31 @@ impl Settings {
                 format!("\"{}\" is not a host:port", self.server.metrics_address),
             );
         }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return bad(
+                "tls.key_file",
+                "tls.cert_file and tls.key_file are set together or not at all",
+            );
+        }
+        if self.tls.self_signed && !self.tls.cert_file.is_empty() {
+            return bad(
+                "tls.self_signed",
+                "cannot be on while tls.cert_file is set: choose one certificate",
+            );
+        }
+        if !self.tls.self_signed_names.is_empty() && !self.tls.self_signed {
+            return bad("tls.self_signed_names", "needs tls.self_signed = true");
+        }
+        for name in &self.tls.self_signed_names {
+            if name.parse::<std::net::IpAddr>().is_err()
+                && rustls::pki_types::DnsName::try_from(name.as_str()).is_err()
+            {
+                return bad(
+                    "tls.self_signed_names",
+                    format!("\"{name}\" is neither an IP address nor a DNS name"),
+                );
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
             return bad("telemetry.log_level", e.to_string());
         }
@@ -514,6 +583,26 @@ mod tests {
     }
 
     #[test]
+    fn tls_from_the_environment() {
+        let s = load(&[
+            ("VC_TLS__CERT_FILE", "/etc/vc/tls.crt"),
+            ("VC_TLS__KEY_FILE", "/etc/vc/tls.key"),
+            ("VC_TLS__RELOAD_INTERVAL", "1m"),
+        ])
+        .expect("loads");
+        assert!(s.tls.enabled());
+        assert_eq!(s.tls.reload_interval, Duration::from_secs(60));
+        let s = load(&[
+            ("VC_TLS__SELF_SIGNED", "true"),
+            ("VC_TLS__SELF_SIGNED_NAMES", "call.lan,10.1.2.3"),
+        ])
+        .expect("loads");
+        assert!(s.tls.enabled());
+        assert_eq!(s.tls.self_signed_names, vec!["call.lan", "10.1.2.3"]);
+        assert!(!load(&[]).expect("defaults").tls.enabled());
+    }
+
+    #[test]
     fn file_then_environment() {
         let dir = std::env::temp_dir().join(format!("vc-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -543,6 +632,21 @@ mod tests {
         assert!(err.to_string().contains("auth.mode"), "{err}");
         let err = load(&[("VC_ICE__TURN_URLS", "turn:x:3478")]).expect_err("no secret");
         assert!(err.to_string().contains("ice.turn_secret"), "{err}");
+        let err = load(&[("VC_TLS__CERT_FILE", "/c.pem")]).expect_err("no key");
+        assert!(err.to_string().contains("tls.key_file"), "{err}");
+        let err = load(&[
+            ("VC_TLS__CERT_FILE", "/c.pem"),
+            ("VC_TLS__KEY_FILE", "/k.pem"),
+            ("VC_TLS__SELF_SIGNED", "true"),
+        ])
+        .expect_err("two certificates");
+        assert!(err.to_string().contains("tls.self_signed"), "{err}");
+        let err = load(&[
+            ("VC_TLS__SELF_SIGNED", "true"),
+            ("VC_TLS__SELF_SIGNED_NAMES", "call.lan,not a name"),
+        ])
+        .expect_err("bad name");
+        assert!(err.to_string().contains("tls.self_signed_names"), "{err}");
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub bus_errors: IntCounterVec,
     pub bus_resubscriptions: IntCounter,
     pub peers_swept: IntCounter,
+    pub tls_reloads: IntCounterVec,
+    pub tls_reload_failing: IntGauge,
     pub client_ice_outcomes: IntCounterVec,
     pub relay_latency: HistogramVec,
     pub bus_publish: Histogram,
@@ -211,6 +213,17 @@ impl Metrics {
                 "vc_peers_swept_total",
                 "Seats of lost nodes removed by this node.",
             ),
+            tls_reloads: counter_vec(
+                r,
+                "vc_tls_reloads_total",
+                "Changed TLS certificate files, by result (ok: served from now on; error: the previous certificate stays).",
+                &["result"],
+            ),
+            tls_reload_failing: gauge(
+                r,
+                "vc_tls_reload_failing",
+                "1 while the TLS certificate files hold a pair that did not load (the previous certificate is still served).",
+            ),
             client_ice_outcomes: counter_vec(
                 r,
                 "vc_client_ice_outcomes_total",
@@ -294,6 +307,9 @@ impl Metrics {
         }
         for operation in ["publish", "subscribe", "presence"] {
             self.bus_errors.with_label_values(&[operation]);
+        }
+        for result in ["ok", "error"] {
+            self.tls_reloads.with_label_values(&[result]);
         }
         for path in ["same_node", "cross_node"] {
             self.relay_latency.with_label_values(&[path]);

@@ -23,11 +23,14 @@ use crate::redis_backend::{RedisBackend, RedisSetupError};
 use crate::rooms::{random_hex, Rooms};
 use crate::router::Router;
 use crate::routes;
+use crate::tls::{self, CertStore, KeyPairFiles, Reloader, SelfSigned, TlsError};
 
 #[derive(Debug, Error)]
 pub enum StartupError {
     #[error(transparent)]
     Redis(#[from] RedisSetupError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -42,6 +45,9 @@ pub struct Application {
     metrics_server: Option<(u16, Server)>,
     node: Arc<Node>,
     redis: Option<Arc<RedisBackend>>,
+    /// Watches `tls.cert_file` and `tls.key_file` once serving.
+    reloader: Option<Reloader>,
+    self_signed: Option<SelfSigned>,
     stop: Arc<Notify>,
 }
 
@@ -108,6 +114,11 @@ impl Application {
                 source,
             })?
             .port();
+        let TlsSetup {
+            store: cert_store,
+            reloader,
+            self_signed,
+        } = tls_setup(&settings, &node.metrics)?;
         let data = web::Data::from(Arc::clone(&node));
         let origins = web::Data::new(OriginPolicy::new(&settings.server.allowed_origins));
         let metrics_here = settings.server.metrics_address.is_empty();
@@ -136,22 +147,35 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartupError::Bind { addr, source })?
-            .run();
+        let server = match cert_store {
+            Some(store) => {
+                let config = tls::server_config(store, tls::provider())?;
+                server.listen_rustls_0_23(listener, config)
+            }
+            None => server.listen(listener),
+        }
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .run();
         let metrics_server = if metrics_here {
             None
         } else {
             Some(metrics_listener(&node, &settings.server.metrics_address)?)
         };
-        info!(node = %node.id, port, bus = if settings.uses_redis() { "redis" } else { "in-process" }, "listening");
+        info!(
+            node = %node.id,
+            port,
+            bus = if settings.uses_redis() { "redis" } else { "in-process" },
+            scheme = if settings.tls.enabled() { "https" } else { "http" },
+            "listening"
+        );
         Ok(Self {
             port,
             server,
             metrics_server,
             node,
             redis,
+            reloader,
+            self_signed,
             stop: Arc::new(Notify::new()),
         })
     }
@@ -163,6 +187,11 @@ impl Application {
     /// The port of the separate metrics listener, if there is one.
     pub fn metrics_port(&self) -> Option<u16> {
         self.metrics_server.as_ref().map(|(port, _)| *port)
+    }
+
+    /// The certificate made at start with `tls.self_signed`.
+    pub fn self_signed(&self) -> Option<&SelfSigned> {
+        self.self_signed.as_ref()
     }
 
     pub fn node(&self) -> Arc<Node> {
@@ -180,16 +209,22 @@ impl Application {
             metrics_server,
             node,
             redis,
+            reloader,
             stop,
             ..
         } = self;
         let handle = server.handle();
         let mut server = tokio::spawn(server);
+        let interval = node.settings.tls.reload_interval;
+        let reloading = reloader
+            .filter(|_| !interval.is_zero())
+            .map(|reloader| tokio::spawn(reloader.run(interval, node.lifecycle.subscribe())));
         let metrics_server = metrics_server.map(|(_, metrics)| {
             let handle = metrics.handle();
             tokio::spawn(metrics);
             handle
         });
+        let _reloading = AbortOnDrop(reloading);
         tokio::select! {
             result = &mut server => return result.map_err(std::io::Error::other)?,
             () = stop.notified() => info!("shutdown requested"),
@@ -205,6 +240,57 @@ impl Application {
         }
         server.await.map_err(std::io::Error::other)?
     }
+}
+
+/// Stops a background task when the server future that owns it ends, however
+/// it ends.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The main listener's certificate, when it speaks TLS.
+#[derive(Default)]
+struct TlsSetup {
+    store: Option<Arc<CertStore>>,
+    /// With certificate files: what watches them.
+    reloader: Option<Reloader>,
+    /// With `tls.self_signed`: the certificate made at start.
+    self_signed: Option<SelfSigned>,
+}
+
+/// The certificate of the main listener, if it speaks TLS: from the files
+/// (with their reloader), or made now for this machine.
+fn tls_setup(settings: &Settings, metrics: &Arc<Metrics>) -> Result<TlsSetup, StartupError> {
+    let tls = &settings.tls;
+    if tls.self_signed {
+        let names = tls::machine_names(&tls.self_signed_names);
+        let cert = SelfSigned::generate(names, &tls::provider())?;
+        info!(names = ?cert.names, fingerprint = %cert.fingerprint, "self-signed TLS certificate made");
+        return Ok(TlsSetup {
+            store: Some(Arc::new(CertStore::new(cert.key.clone()))),
+            reloader: None,
+            self_signed: Some(cert),
+        });
+    }
+    if tls.cert_file.is_empty() {
+        return Ok(TlsSetup::default());
+    }
+    let reloader = Reloader::start(
+        KeyPairFiles::from_settings(tls),
+        tls::provider(),
+        Arc::clone(metrics),
+    )?;
+    Ok(TlsSetup {
+        store: Some(reloader.store()),
+        reloader: Some(reloader),
+        self_signed: None,
+    })
 }
 
 /// `/metrics` alone on `addr`: one worker, since a scrape is rare and cheap.

@@ -4,6 +4,7 @@
 // the pages, since "an element exists" proves nothing about a call.
 
 import { spawn, spawnSync } from 'node:child_process';
+import https from 'node:https';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -157,6 +158,18 @@ async function httpStatus(url) {
   }
 }
 
+/** Status of an HTTPS GET that trusts any certificate: for readiness only. */
+function httpsStatus(url) {
+  return new Promise((resolve) => {
+    const request = https.get(url, { rejectUnauthorized: false, timeout: 1000 }, (response) => {
+      response.resume();
+      response.on('end', () => resolve(response.statusCode));
+    });
+    request.on('timeout', () => request.destroy());
+    request.on('error', () => resolve(0));
+  });
+}
+
 async function waitUntilListening(port, service, timeoutMs = 10_000) {
   await waitFor(
     async () => {
@@ -204,16 +217,17 @@ export async function startRedis(stack) {
 /**
  * A signaling node, ready (GET /readyz is 200).
  * @param {Stack} stack
- * @param {{id: string, redisUrl?: string, port?: number, env?: Record<string, string>}} options
- *   port: to start a node again where the pages expect it
+ * @param {{id: string, redisUrl?: string, port?: number, env?: Record<string, string>, args?: string[], https?: boolean}} options
+ *   port: to start a node again where the pages expect it; args: the command line
+ *   (`serve --lan`); https: the node speaks TLS (readiness is checked over HTTPS)
  */
-export async function startNode(stack, { id, redisUrl, port: fixedPort, env = {} }) {
+export async function startNode(stack, { id, redisUrl, port: fixedPort, env = {}, args = [], https: tls = false }) {
   const binary = ensureNodeBinary();
   const port = fixedPort ?? (await freePort());
   // The node reads every VC_* variable as a setting and refuses unknown ones:
   // only the settings given here reach it, whatever the caller's environment.
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('VC_')));
-  const service = new Service(stack, `node-${id}`, binary, [], {
+  const service = new Service(stack, `node-${id}`, binary, args, {
     cwd: REPO_ROOT,
     ownEnv: true,
     env: {
@@ -227,11 +241,11 @@ export async function startNode(stack, { id, redisUrl, port: fixedPort, env = {}
       ...env,
     },
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   await waitFor(
     async () => {
       if (!service.alive) throw new Error(`node ${id} exited (${service.exitCode}):\n${service.logTail()}`);
-      return (await httpStatus(`${url}/readyz`)) === 200;
+      return (await (tls ? httpsStatus : httpStatus)(`${url}/readyz`)) === 200;
     },
     { timeoutMs: 20_000, message: `node ${id} to be ready` },
   );
@@ -352,11 +366,11 @@ export async function startTurn(stack, { secret, realm = 'video-caller.test' }) 
 
 /**
  * Chromium with a fake camera and microphone.
- * @param {{fakeUi?: boolean}} [options] fakeUi: grant camera, microphone and screen
+ * @param {{fakeUi?: boolean, args?: string[]}} [options] fakeUi: grant camera, microphone and screen
  *   capture without prompts (without it, media requests are denied unless the
- *   context was given the permissions)
+ *   context was given the permissions); args: more command-line switches
  */
-export async function launchBrowser(stack, { fakeUi = true } = {}) {
+export async function launchBrowser(stack, { fakeUi = true, args = [] } = {}) {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -364,6 +378,7 @@ export async function launchBrowser(stack, { fakeUi = true } = {}) {
       '--use-fake-device-for-media-stream=device-count=3',
       ...(fakeUi ? ['--use-fake-ui-for-media-stream'] : []),
       '--allow-loopback-in-peer-connection',
+      ...args,
       // Playwright adds the rest that matters here: no background throttling of
       // the pages that are not in front, no background networking, headless.
     ],
@@ -455,13 +470,15 @@ async function readMediaStats() {
 /**
  * Firefox ESR with a fake camera and microphone, driven by puppeteer-core over
  * WebDriver BiDi (Playwright only drives its own patched Firefox builds).
- * @param {{executablePath?: string}} [options]
+ * @param {{executablePath?: string, userDataDir?: string}} [options] userDataDir: a
+ *   profile prepared beforehand (its certificate database, say)
  */
-export async function launchFirefox(stack, { executablePath = FIREFOX } = {}) {
+export async function launchFirefox(stack, { executablePath = FIREFOX, userDataDir } = {}) {
   const browser = await puppeteer.launch({
     browser: 'firefox',
     executablePath,
     headless: true,
+    ...(userDataDir ? { userDataDir } : {}),
     protocolTimeout: 60_000,
     extraPrefsFirefox: {
       'media.navigator.streams.fake': true,

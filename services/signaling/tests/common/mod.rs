@@ -23,6 +23,8 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 
 pub struct TestNode {
     pub port: u16,
+    /// The separate `/metrics` listener, when `server.metrics_address` is set.
+    pub metrics_port: Option<u16>,
     pub shutdown: ShutdownHandle,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -55,10 +57,12 @@ pub async fn spawn_node(customize: impl FnOnce(&mut Settings)) -> TestNode {
     settings.validate().expect("test settings are valid");
     let app = Application::build(settings).await.expect("node builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let shutdown = app.shutdown_handle();
     let task = tokio::spawn(app.run_until_stopped());
     TestNode {
         port,
+        metrics_port,
         shutdown,
         task,
     }
@@ -79,6 +83,27 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .expect("websocket connects");
+        let mut client = Client {
+            ws,
+            welcome: Value::Null,
+            peer: String::new(),
+            resume_token: String::new(),
+        };
+        client.welcome = client.recv_type("welcome").await;
+        client
+    }
+
+    /// Connects over TLS (`wss://` URL) with the client configuration given,
+    /// and reads the `welcome` frame.
+    pub async fn connect_tls(url: &str, config: std::sync::Arc<rustls::ClientConfig>) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            url,
+            None,
+            true,
+            Some(tokio_tungstenite::Connector::Rustls(config)),
+        )
+        .await
+        .expect("websocket connects over TLS");
         let mut client = Client {
             ws,
             welcome: Value::Null,
