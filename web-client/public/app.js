@@ -70,15 +70,15 @@ function runCall(call, { room, name }) {
   view.focus();
 
   const leaveOnUnload = () => call.leaveNow();
-  const reconnectWhenOnline = () => call.client.reconnectNow();
   window.addEventListener('pagehide', leaveOnUnload);
-  window.addEventListener('online', reconnectWhenOnline);
+  // A network change may have left the socket on a network that is gone.
+  const stopWatchingNetwork = call.client.watchNetwork(window, navigator.connection);
 
   call.addEventListener(
     'ended',
     ({ detail }) => {
       window.removeEventListener('pagehide', leaveOnUnload);
-      window.removeEventListener('online', reconnectWhenOnline);
+      stopWatchingNetwork();
       view.dispose();
       media.stop();
       showEnded(room, detail);

@@ -7,7 +7,7 @@ use crate::server::{CallReport, RequestId};
 use crate::ErrorCode;
 
 /// Every `type` a client may send in this protocol version.
-pub const CLIENT_MESSAGE_TYPES: [&str; 8] = [
+pub const CLIENT_MESSAGE_TYPES: [&str; 9] = [
     "join",
     "resume",
     "offer",
@@ -16,6 +16,7 @@ pub const CLIENT_MESSAGE_TYPES: [&str; 8] = [
     "app-data",
     "leave",
     "report",
+    "ping",
 ];
 
 /// A message from a client. Field names are camelCase on the wire.
@@ -85,6 +86,13 @@ pub enum ClientMessage {
         id: Option<RequestId>,
         report: CallReport,
     },
+    /// Is the socket still alive? Answered by `pong` with the same `id`, before or
+    /// after `join`. Browsers cannot see WebSocket ping frames, so this is how a
+    /// page checks its own socket.
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
 }
 
 /// The four kinds of targeted message a node relays between peers.
@@ -125,7 +133,8 @@ impl ClientMessage {
             | ClientMessage::Candidate { id, .. }
             | ClientMessage::AppData { id, .. }
             | ClientMessage::Leave { id }
-            | ClientMessage::Report { id, .. } => id.as_ref(),
+            | ClientMessage::Report { id, .. }
+            | ClientMessage::Ping { id } => id.as_ref(),
         }
     }
 
@@ -140,6 +149,7 @@ impl ClientMessage {
             ClientMessage::AppData { .. } => "app-data",
             ClientMessage::Leave { .. } => "leave",
             ClientMessage::Report { .. } => "report",
+            ClientMessage::Ping { .. } => "ping",
         }
     }
 }
@@ -243,6 +253,7 @@ mod tests {
             r#"{"type":"app-data","to":"p","data":{"muted":true}}"#,
             r#"{"type":"leave","id":"x"}"#,
             r#"{"type":"report","report":{"final":true}}"#,
+            r#"{"type":"ping","id":7}"#,
         ];
         for (frame, kind) in frames.iter().zip(CLIENT_MESSAGE_TYPES) {
             let msg = parse_client_message(frame).expect(frame);
@@ -291,6 +302,28 @@ mod tests {
             panic!("not app-data");
         };
         assert_eq!(data[0].as_f64(), Some(1.1844674407370957e20));
+    }
+
+    #[test]
+    fn ping_carries_an_optional_id_of_either_kind() {
+        assert_eq!(
+            parse_client_message(r#"{"type":"ping"}"#).expect("parses"),
+            ClientMessage::Ping { id: None }
+        );
+        let ping = parse_client_message(r#"{"type":"ping","id":"n-3"}"#).expect("parses");
+        assert_eq!(ping.request_id(), Some(&RequestId::Text("n-3".into())));
+        let ping =
+            parse_client_message(r#"{"type":"ping","id":18446744073709551615}"#).expect("parses");
+        assert_eq!(ping.request_id(), Some(&RequestId::Number(u64::MAX)));
+        // A negative or fractional id is not a request id.
+        assert_eq!(
+            code(r#"{"type":"ping","id":-1}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"ping","id":{"a":1}}"#),
+            ErrorCode::InvalidMessage
+        );
     }
 
     #[test]

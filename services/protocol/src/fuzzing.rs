@@ -54,6 +54,8 @@ pub const CLIENT_MESSAGE_SEEDS: &[&str] = &[
     r#"{"type":"leave","id":"x"}"#,
     r#"{"type":"report","report":{"final":true}}"#,
     r#"{"type":"report","id":2,"report":{"final":false,"rttMs":12.5}}"#,
+    r#"{"type":"ping","id":3}"#,
+    r#"{"type":"ping","id":"nonce"}"#,
     r#"{"type":"dance"}"#,
     r#"{"type":7,"id":{"a":1}}"#,
     r#"[1,2]"#,

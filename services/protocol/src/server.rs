@@ -190,6 +190,11 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
     },
+    /// Reply to `ping`, carrying its `id`.
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
     /// The node is going away: open a new socket and `resume`.
     Reconnect { reason: ReconnectReason },
     /// Something the client sent was refused; the session goes on.
@@ -227,6 +232,7 @@ impl ServerMessage {
             ServerMessage::Candidate { .. } => "candidate",
             ServerMessage::AppData { .. } => "app-data",
             ServerMessage::Left { .. } => "left",
+            ServerMessage::Pong { .. } => "pong",
             ServerMessage::Reconnect { .. } => "reconnect",
             ServerMessage::Error { .. } => "error",
         }

@@ -20,7 +20,7 @@ use vc_protocol::{parse_client_message, ErrorCode, ServerMessage, CLIENT_MESSAGE
 /// The wire `type` of every [`ServerMessage`] variant, in declaration order.
 /// [`server_type_index`] matches every variant without a wildcard, so adding a
 /// variant does not compile until this list (and thus the coverage check) knows it.
-const SERVER_MESSAGE_TYPES: [&str; 12] = [
+const SERVER_MESSAGE_TYPES: [&str; 13] = [
     "welcome",
     "joined",
     "resumed",
@@ -31,6 +31,7 @@ const SERVER_MESSAGE_TYPES: [&str; 12] = [
     "candidate",
     "app-data",
     "left",
+    "pong",
     "reconnect",
     "error",
 ];
@@ -47,8 +48,9 @@ fn server_type_index(message: &ServerMessage) -> usize {
         ServerMessage::Candidate { .. } => 7,
         ServerMessage::AppData { .. } => 8,
         ServerMessage::Left { .. } => 9,
-        ServerMessage::Reconnect { .. } => 10,
-        ServerMessage::Error { .. } => 11,
+        ServerMessage::Pong { .. } => 10,
+        ServerMessage::Reconnect { .. } => 11,
+        ServerMessage::Error { .. } => 12,
     }
 }
 

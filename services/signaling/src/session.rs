@@ -468,6 +468,9 @@ impl Session {
                     .map_err(|e| Refusal::new(ErrorCode::InvalidMessage, e))?;
                 self.node.metrics.record_report(&report);
             }
+            // Answered here, from the session alone: no seat, no bus, no Redis. It
+            // has already taken its token from the bucket like any message.
+            ClientMessage::Ping { id } => self.reply(ServerMessage::Pong { id }),
         }
         Ok(())
     }

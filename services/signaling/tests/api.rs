@@ -348,6 +348,58 @@ async fn a_flood_is_rate_limited() {
 }
 
 #[tokio::test]
+async fn ping_is_answered_with_its_id_before_and_after_join() {
+    let node = spawn_node(|_| {}).await;
+    let url = node.ws_url();
+    let mut c = Client::connect(&url).await;
+    c.send(json!({"type": "ping", "id": 1})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong", "id": 1}));
+    c.send(json!({"type": "ping", "id": "n-7f3a"})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong", "id": "n-7f3a"}));
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong"}));
+    c.send(json!({"type": "ping", "id": -4})).await;
+    c.expect_error("invalid-message").await;
+
+    let (mut ann, _) = Client::joined(&url, "room", "Ann").await;
+    c.join("room", "Cat").await;
+    ann.recv_type("peer-joined").await;
+    c.send(json!({"type": "ping", "id": 2})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong", "id": 2}));
+    // A ping is the sender's business only.
+    ann.expect_silence(Duration::from_millis(200)).await;
+    // The seat is untouched: relays still flow both ways.
+    c.send(json!({"type": "app-data", "to": ann.peer, "data": "after ping"}))
+        .await;
+    assert_eq!(ann.recv_type("app-data").await["data"], "after ping");
+}
+
+#[tokio::test]
+async fn pings_take_tokens_like_any_message() {
+    let node = spawn_node(|s| {
+        s.limits.messages_per_second = 1.0;
+        s.limits.message_burst = 3;
+        s.limits.abuse_strikes = 100;
+    })
+    .await;
+    let mut c = Client::connect(&node.ws_url()).await;
+    for i in 0..5 {
+        c.send(json!({"type": "ping", "id": i})).await;
+    }
+    for i in 0..3 {
+        assert_eq!(c.recv().await, json!({"type": "pong", "id": i}));
+    }
+    for _ in 3..5 {
+        let limited = c.expect_error("rate-limited").await;
+        assert!(limited.get("id").is_none(), "{limited}");
+    }
+    // The bucket refills at its rate, and pings are answered again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.send(json!({"type": "ping", "id": 9})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong", "id": 9}));
+}
+
+#[tokio::test]
 async fn an_oversized_frame_closes_with_message_too_big() {
     let node = spawn_node(|s| s.limits.max_frame_bytes = 4096).await;
     let (mut ann, _) = Client::joined(&node.ws_url(), "room", "Ann").await;

@@ -201,6 +201,8 @@ export class Call extends EventTarget {
     this.#links.set(peerId, link);
     link.addEventListener('state', () => this.#emit('peer-changed', { link }));
     link.addEventListener('remote-state', () => this.#emit('peer-changed', { link }));
+    // Media stopped flowing: the signaling socket may be on the same dead network.
+    link.addEventListener('ice-disconnected', () => this.#client.checkNow());
     link.addEventListener('negotiated', () => {
       link.setVideoBitrateCap(videoBitrateCap(this.#links.size));
       this.#updateSafetyCode(link);

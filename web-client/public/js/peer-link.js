@@ -11,7 +11,8 @@
 //
 // Events: `state` (connection or ICE state changed), `remote-state` (the peer's
 // microphone/camera state, from app-data), `negotiated` (an offer/answer exchange
-// completed).
+// completed), `ice-disconnected` (ICE went `disconnected` or `failed`: the
+// network may have changed under this side, signaling included).
 
 /** A brief "disconnected" often heals by itself (a Wi-Fi hiccup); past this, restart ICE. */
 const DISCONNECTED_GRACE_MS = 4000;
@@ -358,5 +359,6 @@ export class PeerLink extends EventTarget {
       this.restartIce();
     }
     this.#emit('state');
+    if (state === 'disconnected' || state === 'failed') this.#emit('ice-disconnected');
   }
 }

@@ -3,8 +3,10 @@
 // It owns one WebSocket to a node at a time and keeps the session alive across
 // drops: it reconnects with exponential backoff, takes its seat back with
 // `resume`, joins again when the seat is gone, and moves to another node without a
-// gap when its node drains. It has no DOM dependency: pass a WebSocket constructor
-// to run it outside a browser.
+// gap when its node drains. It checks its socket itself with `ping` (a page cannot
+// see WebSocket ping frames), so that a socket on a network that went away is
+// noticed in seconds rather than when TCP gives up. It has no DOM dependency: pass
+// a WebSocket constructor to run it outside a browser.
 
 export const PROTOCOL_VERSION = 1;
 
@@ -22,6 +24,9 @@ export const ConnectionState = Object.freeze({
 });
 
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 250, maxMs: 5000, factor: 2, jitter: 0.2 });
+
+/** How often the socket is checked with `ping`, and how long a check waits for a sign of life. */
+export const DEFAULT_LIVENESS = Object.freeze({ intervalMs: 5000, timeoutMs: 3000 });
 
 /** Error codes after which a request is retried on a new socket rather than failed. */
 const TRANSIENT_CODES = new Set(['disconnected', 'timeout', 'draining', 'unavailable', 'internal']);
@@ -95,6 +100,10 @@ class Link {
     this.welcome = null;
     this.pending = new Map();
     this.closed = deferred();
+    /** Ids of this socket's pings, so that an older node's `unknown-type` reply is not reported. */
+    this.pings = new Set();
+    /** The liveness check waiting for a sign of life, if any; any frame ends it. */
+    this.probeTimer = null;
   }
 
   get isOpen() {
@@ -115,6 +124,8 @@ export class SignalingClient {
   #WebSocket;
   #backoff;
   #requestTimeoutMs;
+  #liveness;
+  #livenessTimer = null;
   #random;
   #listeners = new Map();
 
@@ -144,6 +155,9 @@ export class SignalingClient {
    * @param {typeof WebSocket} [options.WebSocket] constructor to use (default: the global one)
    * @param {{initialMs?: number, maxMs?: number, factor?: number, jitter?: number}} [options.backoff]
    * @param {number} [options.requestTimeoutMs] a request unanswered this long counts the socket as dead
+   * @param {{intervalMs?: number, timeoutMs?: number}} [options.liveness] how often to `ping` the
+   *   node while connected (0: only when {@link checkNow} asks), and how long a check waits for any
+   *   frame before the socket is dropped and the session resumed on a new one
    * @param {() => number} [options.random] source of jitter, for tests
    */
   constructor(url, options = {}) {
@@ -154,6 +168,7 @@ export class SignalingClient {
     }
     this.#backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.#liveness = { ...DEFAULT_LIVENESS, ...options.liveness };
     this.#random = options.random ?? Math.random;
     // A rejected connect() that nobody awaits must not crash the host.
     this.#connectedOnce.promise.catch(() => {});
@@ -285,8 +300,73 @@ export class SignalingClient {
     this.#connectedOnce.reject(new SignalingError('closed', 'the client was closed'));
     clearTimeout(this.#retryTimer);
     this.#retryWake?.();
+    this.#stopLiveness();
     for (const link of this.#liveLinks) link.close(CLOSE_NORMAL, 'bye');
     this.#setState(ConnectionState.CLOSED);
+  }
+
+  /**
+   * Checks now whether the socket still carries anything: sends `ping`, and if no
+   * frame at all arrives within the liveness timeout, drops the socket and resumes
+   * on a new one. Between sockets, ends the backoff wait instead. Call it when the
+   * network may have changed (`online`, `offline`, a connection `change`, a peer
+   * connection's ICE going `disconnected`); calls while a check is waiting add
+   * nothing.
+   */
+  checkNow() {
+    if (this.#retryWake) {
+      clearTimeout(this.#retryTimer);
+      this.#retryWake();
+      return;
+    }
+    const link = this.#link;
+    if (this.#state !== ConnectionState.CONNECTED || !link?.isOpen || link.probeTimer) return;
+    const id = this.#nextRequestId++;
+    link.pings.add(id);
+    link.probeTimer = setTimeout(() => {
+      link.probeTimer = null;
+      this.#abandon(link, 'no pong');
+    }, this.#liveness.timeoutMs);
+    link.send({ type: 'ping', id });
+  }
+
+  /**
+   * Calls {@link checkNow} on the network events of a browser: `online` and
+   * `offline` on `target` (a window), `change` on `connection` (navigator.connection,
+   * where the browser has it). Returns a function that stops listening.
+   */
+  watchNetwork(target = globalThis, connection = globalThis.navigator?.connection) {
+    const check = () => this.checkNow();
+    const sources = [
+      [target, 'online'],
+      [target, 'offline'],
+      [connection, 'change'],
+    ].filter(([source]) => typeof source?.addEventListener === 'function');
+    for (const [source, type] of sources) source.addEventListener(type, check);
+    return () => {
+      for (const [source, type] of sources) source.removeEventListener(type, check);
+    };
+  }
+
+  #startLiveness() {
+    this.#stopLiveness();
+    if (!(this.#liveness.intervalMs > 0)) return;
+    this.#livenessTimer = setInterval(() => this.checkNow(), this.#liveness.intervalMs);
+    // Outside a browser (Node), a client left open must not keep the process alive.
+    this.#livenessTimer?.unref?.();
+  }
+
+  #stopLiveness() {
+    clearInterval(this.#livenessTimer);
+    this.#livenessTimer = null;
+  }
+
+  // Gives up on a socket believed dead. A browser closing a socket whose network is
+  // gone waits for the node's close frame, up to a minute, before its `close`
+  // event: the link ends now instead, and the late event changes nothing.
+  #abandon(link, reason) {
+    link.close(CLOSE_RECONNECTING, reason);
+    link.end?.({ code: CLOSE_RECONNECTING, reason, wasClean: false });
   }
 
   /**
@@ -298,7 +378,7 @@ export class SignalingClient {
       clearTimeout(this.#retryTimer);
       this.#retryWake();
     } else if (this.#state === ConnectionState.CONNECTED) {
-      this.#link.close(CLOSE_RECONNECTING, 'reconnecting');
+      this.#abandon(this.#link, 'reconnecting');
     }
   }
 
@@ -357,7 +437,9 @@ export class SignalingClient {
         this.#connectedOnce.resolve(link.welcome);
         this.#flushOutbox();
         if (this.#joinRequest) this.#sendJoin(link);
+        this.#startLiveness();
         await this.#untilCurrentLinkEnds();
+        this.#stopLiveness();
       } catch (err) {
         if (!(err instanceof SignalingError)) throw err;
       }
@@ -402,10 +484,13 @@ export class SignalingClient {
     const welcomed = deferred();
     const welcomeTimer = setTimeout(() => {
       welcomed.reject(new SignalingError('timeout', 'the node sent no welcome'));
-      link.close(CLOSE_RECONNECTING, 'no welcome');
+      this.#abandon(link, 'no welcome');
     }, this.#requestTimeoutMs);
 
     link.socket.onmessage = (event) => {
+      if (link.closed.settled) return;
+      clearTimeout(link.probeTimer);
+      link.probeTimer = null;
       const message = parseFrame(event.data);
       if (!message) return;
       if (message.type === 'welcome' && !link.welcome) {
@@ -417,8 +502,10 @@ export class SignalingClient {
       }
       this.#onMessage(link, message);
     };
-    link.socket.onclose = (event) => {
+    link.end = (event) => {
+      if (link.closed.settled) return;
       clearTimeout(welcomeTimer);
+      clearTimeout(link.probeTimer);
       const error = new SignalingError('disconnected', `the socket closed (code ${event?.code ?? 'none'})`);
       this.#liveLinks.delete(link);
       link.closed.resolve(event);
@@ -429,6 +516,7 @@ export class SignalingClient {
       link.pending.clear();
       welcomed.reject(error);
     };
+    link.socket.onclose = (event) => link.end(event);
     link.socket.onerror = () => {
       // A close event follows every error; the work is done there.
     };
@@ -437,6 +525,10 @@ export class SignalingClient {
 
   #onMessage(link, message) {
     if (link !== this.#link && link !== this.#handoverLink) return;
+    if (message.id !== undefined && link.pings.delete(message.id)) {
+      // `pong`, or `unknown-type` from a node older than `ping`: alive either way.
+      return;
+    }
     if (message.id !== undefined && link.pending.has(message.id)) {
       const request = link.pending.get(message.id);
       link.pending.delete(message.id);
@@ -480,7 +572,7 @@ export class SignalingClient {
         link.pending.delete(id);
         reject(new SignalingError('timeout', `no reply to ${message.type}`, id));
         // An unanswered request means a socket dead in a way TCP has not noticed yet.
-        link.close(CLOSE_RECONNECTING, 'request timed out');
+        this.#abandon(link, 'request timed out');
       }, this.#requestTimeoutMs);
       link.pending.set(id, { resolve, reject, timer });
       link.send({ ...message, id });

@@ -4,6 +4,7 @@
 
 const CONNECTING = 0;
 const OPEN = 1;
+const CLOSING = 2;
 const CLOSED = 3;
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
@@ -23,8 +24,11 @@ export async function eventually(predicate, { timeoutMs = 2000, message = 'condi
 class Inbox {
   #items = [];
   #waiters = [];
+  /** Items it returns false for are taken out before they are queued. */
+  filter = () => true;
 
   push(item) {
+    if (!this.filter(item)) return;
     const waiter = this.#waiters.shift();
     if (waiter) waiter(item);
     else this.#items.push(item);
@@ -55,6 +59,7 @@ export class ServerConnection {
   constructor(socket) {
     this.socket = socket;
     this.received = new Inbox();
+    this.pings = 0;
     this.closeCode = null;
     this.closed = new Promise((resolve) => {
       this.markClosed = (code) => {
@@ -65,10 +70,37 @@ export class ServerConnection {
   }
 
   send(message) {
+    if (this.socket.blackholed) return;
     const data = JSON.stringify(message);
     setImmediate(() => {
-      if (this.socket.readyState === OPEN) this.socket.onmessage?.({ data });
+      if (this.socket.readyState === OPEN && !this.socket.blackholed) this.socket.onmessage?.({ data });
     });
+  }
+
+  /** Answers every `ping` the client sends from now on with its `pong`. */
+  answerPings() {
+    this.received.filter = (message) => {
+      if (message.type !== 'ping') return true;
+      this.pings += 1;
+      this.send({ type: 'pong', id: message.id });
+      return false;
+    };
+  }
+
+  /**
+   * The network under the socket goes away without a word, as when a laptop moves
+   * to another uplink: nothing the client sends arrives, nothing the node sends is
+   * delivered, and a close the client starts does not finish (no `close` event)
+   * until {@link heal}.
+   */
+  blackhole() {
+    this.socket.blackholed = true;
+  }
+
+  /** The network is back: frames flow again, and a close started meanwhile completes. */
+  heal() {
+    this.socket.blackholed = false;
+    if (this.socket.readyState === CLOSING) this.socket.finishClose();
   }
 
   welcome(node = 'node-a') {
@@ -127,11 +159,19 @@ export class FakeNetwork {
 
       send(data) {
         if (this.readyState !== OPEN) throw new Error('send on a socket that is not open');
+        if (this.blackholed) return;
         this.server.received.push(JSON.parse(data));
       }
 
       close(code = 1005, reason = '') {
-        if (this.readyState === CLOSED) return;
+        if (this.readyState === CLOSED || this.readyState === CLOSING) return;
+        this.closing = { code, reason };
+        this.readyState = CLOSING;
+        if (!this.blackholed) this.finishClose();
+      }
+
+      finishClose() {
+        const { code, reason } = this.closing;
         this.readyState = CLOSED;
         this.server.markClosed(code);
         setImmediate(() => this.onclose?.({ code, reason, wasClean: true }));
