@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio::time::Interval;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -14,6 +15,22 @@ pub enum Phase {
     Draining,
     /// Closing every socket with 1001 and exiting.
     Stopping,
+}
+
+/// Waits for the next tick of a periodic background task: true on a tick, false
+/// once the node is stopping (or the lifecycle is gone), so that every periodic
+/// task ends with the node by the same rule.
+pub async fn next_tick(ticker: &mut Interval, phase: &mut watch::Receiver<Phase>) -> bool {
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => return true,
+            changed = phase.changed() => {
+                if changed.is_err() || *phase.borrow() == Phase::Stopping {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone)]

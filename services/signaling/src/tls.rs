@@ -258,16 +258,7 @@ impl Reloader {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                changed = phase.changed() => {
-                    if changed.is_err() || *phase.borrow() == Phase::Stopping {
-                        return;
-                    }
-                    continue;
-                }
-            }
+        while crate::lifecycle::next_tick(&mut ticker, &mut phase).await {
             // Reading two small files; off the runtime's threads all the same,
             // since a network file system can stall.
             self = match tokio::task::spawn_blocking(move || {

@@ -158,16 +158,7 @@ impl RedisBackend {
     async fn supervise(self: Arc<Self>, mut phase: tokio::sync::watch::Receiver<Phase>) {
         let mut ticker = tokio::time::interval(PING_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                changed = phase.changed() => {
-                    if changed.is_err() || *phase.borrow() == Phase::Stopping {
-                        return;
-                    }
-                    continue;
-                }
-            }
+        while crate::lifecycle::next_tick(&mut ticker, &mut phase).await {
             let healthy = self.ping().await;
             if !healthy {
                 self.set_connected(false);
