@@ -235,7 +235,28 @@ test('glare: both sides renegotiate at once and perfect negotiation settles it',
   for (const caller of [ann, bob]) {
     await waitFor(() => caller.page.evaluate(() => window.__heldOffers.length === 1), { message: `${caller.name}'s offer` });
   }
-  await Promise.all([ann, bob].map((caller) => caller.page.evaluate(() => window.__releaseOffers())));
+  // Hold each side's incoming offer too, until both have arrived: released one
+  // after the other, the first offer could otherwise be answered before the
+  // second is sent, and the offers would not cross on both sides.
+  const holdIncomingOffer = () => {
+    const { link } = window.__vc.peerConnections()[0];
+    const handle = link.handleDescription.bind(link);
+    window.__incomingOffers = [];
+    link.handleDescription = (description) =>
+      description.type === 'offer' ? window.__incomingOffers.push(description) : handle(description);
+    window.__deliverIncomingOffers = () => {
+      link.handleDescription = handle;
+      for (const description of window.__incomingOffers) handle(description);
+    };
+  };
+  for (const caller of [ann, bob]) await caller.page.evaluate(holdIncomingOffer);
+  for (const caller of [ann, bob]) await caller.page.evaluate(() => window.__releaseOffers());
+  for (const caller of [ann, bob]) {
+    await waitFor(() => caller.page.evaluate(() => window.__incomingOffers.length === 1), {
+      message: `the other side's offer to reach ${caller.name}`,
+    });
+  }
+  for (const caller of [ann, bob]) await caller.page.evaluate(() => window.__deliverIncomingOffers());
 
   const settled = async (caller) => {
     const pc = await caller.page.evaluate(() => {
