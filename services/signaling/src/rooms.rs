@@ -509,6 +509,10 @@ fn duration_ms(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
+#[path = "rooms_tests.rs"]
+mod rooms_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -6,6 +6,8 @@
 //! seat, so that a stale socket on one node cannot remove a peer that has already
 //! resumed on another.
 
+#[cfg(test)]
+pub mod fake;
 pub mod memory;
 
 use async_trait::async_trait;
