@@ -21,7 +21,7 @@ use crate::bus::{Bus, Envelope, Event};
 use crate::config::Settings;
 use crate::ice::IceServers;
 use crate::metrics::Metrics;
-use crate::presence::{MemberRecord, Parked, Presence, PresenceError};
+use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::router::{Outbound, Router, SessionHandle};
 
 /// A request the node turned down: the code and text of the `error` frame.
@@ -159,18 +159,21 @@ impl Rooms {
             .await
         {
             Ok(others) => others,
-            Err(e) => {
+            Err(PresenceError::Full { capacity }) => {
                 self.release(&seat).await;
-                return Err(match e {
-                    PresenceError::Full { capacity } => Refusal::new(
-                        ErrorCode::RoomFull,
-                        format!("room \"{}\" is full ({capacity} of {capacity})", seat.room),
-                    ),
-                    PresenceError::NoSeat | PresenceError::Unavailable(_) => {
-                        self.presence_failed();
-                        Refusal::unavailable("join")
-                    }
-                });
+                return Err(Refusal::new(
+                    ErrorCode::RoomFull,
+                    format!("room \"{}\" is full ({capacity} of {capacity})", seat.room),
+                ));
+            }
+            Err(e) => {
+                self.presence_failed();
+                warn!(room = %seat.room, error = %e, "taking a seat failed");
+                // The call may have run before it failed (a timeout): take the
+                // seat back if it is there.
+                self.withdraw(&seat).await;
+                self.release(&seat).await;
+                return Err(Refusal::unavailable("join"));
             }
         };
         let me = record.member();
@@ -192,12 +195,13 @@ impl Rooms {
             .await
         {
             warn!(room = %seat.room, error = %e, "announcing a join failed");
-            self.presence.leave(&seat.room, &seat.peer, conn).await.ok();
+            self.withdraw(&seat).await;
             self.release(&seat).await;
             return Err(Refusal::unavailable("join"));
         }
+        // A new peer id: no other reservation can stand above this one.
         self.router
-            .activate(&seat.room, me, &others, Outbound::message(&reply));
+            .activate(&seat.room, me, conn, &others, Outbound::message(&reply));
         debug!(room = %seat.room, peer = %seat.peer, "joined");
         Ok(seat)
     }
@@ -263,11 +267,16 @@ impl Rooms {
             self.router.remove(room, peer, conn);
             return Err(Refusal::unavailable("resume"));
         }
-        let (record, others) = match self
-            .presence
-            .resume(room, peer, secret, &self.node_id, conn, unix_ms())
-            .await
-        {
+        let claim = ResumeClaim {
+            room,
+            peer,
+            secret,
+            from_conn: &record.conn,
+            node: &self.node_id,
+            conn,
+            now_ms: unix_ms(),
+        };
+        let (record, others) = match self.presence.resume(&claim).await {
             Ok(found) => found,
             Err(e) => {
                 self.release(&seat).await;
@@ -291,12 +300,18 @@ impl Rooms {
             resume_token: token.to_owned(),
             resume_window_ms: duration_ms(self.settings.resume.window),
         };
-        self.router.activate(
+        if !self.router.activate(
             &seat.room,
             record.member(),
+            conn,
             &others,
             Outbound::message(&reply),
-        );
+        ) {
+            // A resume of the seat that read it after this one moved it was
+            // confirmed here first: the seat is that one's now.
+            self.release(&seat).await;
+            return Err(failed());
+        }
         let moved = Event::SeatMoved {
             peer: seat.peer.clone(),
             conn: conn.to_owned(),
@@ -404,6 +419,28 @@ impl Rooms {
             Err(e) => {
                 self.presence_failed();
                 warn!(room = %seat.room, error = %e, "expiring a seat failed; the node sweep will remove it");
+            }
+        }
+    }
+
+    /// Takes a seat back out of presence after a join that failed once presence
+    /// may have given it out. Anyone told of it meanwhile (a peer whose `joined`
+    /// listed it) hears it leave; the others drop a departure of a peer they
+    /// never heard of.
+    async fn withdraw(&self, seat: &Seat) {
+        match self
+            .presence
+            .leave(&seat.room, &seat.peer, &seat.conn)
+            .await
+        {
+            Ok(true) => {
+                self.announce_departure(&seat.room, &seat.peer, LeaveReason::Disconnected)
+                    .await
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.presence_failed();
+                warn!(room = %seat.room, error = %e, "taking back a failed join's seat failed; the node sweep will remove it");
             }
         }
     }

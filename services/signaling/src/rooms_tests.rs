@@ -359,6 +359,26 @@ async fn a_failed_presence_join_gives_back_the_reservation_and_the_subscription(
 }
 
 #[tokio::test]
+async fn a_presence_join_that_ran_before_failing_leaves_no_seat() {
+    // A command that timed out after Redis had run it: the seat was taken.
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let mut ann = Client::new("a1");
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    let mut bob = Client::new("b1");
+    n1.faults.fail_next_after_running(Op::PresenceJoin);
+    assert_eq!(code(n1.join(&bob, "Bob").await), ErrorCode::Unavailable);
+
+    assert_eq!(fleet.members().await, [a.peer.as_str()]);
+    assert!(bob.saw().is_empty());
+    // Ann never heard of Bob, so the departure that undoes his seat says nothing to her.
+    assert!(ann.saw().is_empty());
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+}
+
+#[tokio::test]
 async fn a_full_room_refuses_the_join_and_keeps_its_members() {
     let fleet = Fleet::with(Settings {
         rooms: RoomSettings { capacity: 2 },
@@ -404,6 +424,47 @@ async fn a_failed_announcement_frees_the_seat_it_took() {
     let b = n1.join(&bob, "Bob").await.expect("bob joins");
     assert_eq!(bob.saw(), [joined(&[&a])]);
     assert_eq!(ann.saw(), [peer_joined(&b)]);
+}
+
+#[tokio::test]
+async fn a_failed_announcement_is_taken_back_from_whoever_saw_the_seat() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    // Bob has his seat in presence, and his announcement has not gone out yet.
+    let gate = n1.faults.hold_next_after_running(Op::PresenceJoin);
+    let joining = n1.spawn_join(&bob, "Bob");
+    gate.reached().await;
+    let bob_peer = fleet
+        .members()
+        .await
+        .pop()
+        .expect("bob's seat is in presence");
+    // Cat joins meanwhile: her snapshot lists Bob.
+    let c = n1.join(&cat, "Cat").await.expect("cat joins");
+    let listed = cat.received();
+    assert!(
+        matches!(listed.as_slice(), [ServerMessage::Joined { members, .. }]
+            if members.iter().map(|m| m.id.as_str()).eq([a.peer.as_str(), bob_peer.as_str()])),
+        "{listed:?}"
+    );
+    // Then Bob's announcement fails.
+    n1.faults.fail_next(Op::BusPublish);
+    gate.open();
+    assert_eq!(code(finished(joining).await), ErrorCode::Unavailable);
+
+    assert_eq!(
+        cat.saw(),
+        [format!(
+            "peer-left {bob_peer} {:?}",
+            LeaveReason::Disconnected
+        )]
+    );
+    assert_eq!(ann.saw(), [peer_joined(&c)]);
+    assert_eq!(fleet.members().await, [a.peer.as_str(), c.peer.as_str()]);
+    assert!(!n1.router.is_member(ROOM, &bob_peer));
 }
 
 #[tokio::test]
@@ -514,7 +575,7 @@ async fn events_reach_only_the_sessions_they_concern() {
     assert!(!n3.router.is_member(ROOM, &a.peer));
     assert_eq!(
         fleet.members_of("retro").await,
-        [d.peer.clone(), e.peer.clone()]
+        [d.peer.as_str(), e.peer.as_str()]
     );
 }
 
@@ -632,6 +693,132 @@ async fn a_leave_while_a_resume_waits_frees_the_seat_and_the_resume_fails() {
     assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
     assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
     assert!(!n1.router.is_member(ROOM, &a.peer));
+}
+
+/// Two resumes of Ann's parked seat read it at the same time and reach presence
+/// in the order `first` says: exactly one gets the seat, and the router, presence
+/// and the others agree on which.
+async fn two_resumes(on_two_nodes: bool, first: usize) {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    let others = [fleet.node("n2"), fleet.node("n3")];
+    let nodes: [&Node; 2] = if on_two_nodes {
+        [&others[0], &others[1]]
+    } else {
+        [&n1, &n1]
+    };
+    let mut clients = [Client::new("x"), Client::new("y")];
+    let mut gates = Vec::new();
+    let mut tasks = Vec::new();
+    for (node, client) in nodes.iter().zip(&clients) {
+        let gate = node.faults.hold_next(Op::PresenceResume);
+        tasks.push(Some(node.spawn_resume(client, &token)));
+        gate.reached().await;
+        gates.push(gate);
+    }
+    let mut results: [Option<Result<Seat, Refusal>>; 2] = [None, None];
+    for i in [first, 1 - first] {
+        gates[i].open();
+        results[i] = Some(finished(tasks[i].take().expect("spawned")).await);
+    }
+    let (winner, loser) = (first, 1 - first);
+    let (winner_result, loser_result) = (results[winner].take(), results[loser].take());
+    let won = winner_result
+        .expect("ran")
+        .expect("the first resume to reach presence wins");
+    assert_eq!(
+        code(loser_result.expect("ran")),
+        ErrorCode::ResumeFailed,
+        "the second resume read a seat that has moved since"
+    );
+
+    assert_eq!(won.conn, clients[winner].conn);
+    assert_eq!(clients[winner].saw(), [resumed(&[&b])]);
+    assert_eq!(clients[winner].evicted(), None);
+    assert!(clients[loser].saw().is_empty());
+    assert_eq!(clients[loser].evicted(), None);
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+    assert_eq!(
+        (seat.conn.as_str(), seat.node.as_str(), seat.parked),
+        (
+            clients[winner].conn.as_str(),
+            nodes[winner].id.as_str(),
+            None
+        )
+    );
+    n1.offer(&b, &a.peer, "for the winner")
+        .await
+        .expect("relayed");
+    assert_eq!(clients[winner].saw(), [offer(&b, "for the winner")]);
+    assert!(clients[loser].saw().is_empty());
+    assert!(bob.saw().is_empty(), "no flap for Bob");
+    if on_two_nodes {
+        assert_eq!(fleet.hub.subscriptions(&nodes[winner].id, ROOM), 1);
+        assert_eq!(fleet.hub.subscriptions(&nodes[loser].id, ROOM), 0);
+        assert_eq!(nodes[loser].stats(), RouterStats::default());
+    } else {
+        assert_eq!(fleet.hub.subscriptions("n1", ROOM), 2);
+        assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 2 });
+    }
+    assert_eq!(fleet.hub.unbalanced_unsubscribes(), 0);
+}
+
+#[tokio::test]
+async fn two_resumes_of_one_seat_on_one_node_the_first_to_presence_wins() {
+    two_resumes(false, 0).await;
+}
+
+#[tokio::test]
+async fn two_resumes_of_one_seat_on_one_node_the_later_reservation_wins() {
+    two_resumes(false, 1).await;
+}
+
+#[tokio::test]
+async fn two_resumes_of_one_seat_on_two_nodes_one_wins() {
+    two_resumes(true, 0).await;
+    two_resumes(true, 1).await;
+}
+
+#[tokio::test]
+async fn a_later_resume_is_not_evicted_by_the_move_before_it() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (n2, n3) = (fleet.node("n2"), fleet.node("n3"));
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    let (mut x, mut y) = (Client::new("x"), Client::new("y"));
+    // x has moved the seat in presence but not yet announced it.
+    let x_gate = n2.faults.hold_next_after_running(Op::PresenceResume);
+    let x_resume = n2.spawn_resume(&x, &token);
+    x_gate.reached().await;
+    // y reads the seat as x's and reserves it on n3; then x's move reaches n3.
+    let y_gate = n3.faults.hold_next(Op::PresenceResume);
+    let y_resume = n3.spawn_resume(&y, &token);
+    y_gate.reached().await;
+    x_gate.open();
+    let x_seat = finished(x_resume).await.expect("x resumes");
+    y_gate.open();
+    finished(y_resume)
+        .await
+        .expect("y resumes after x: the seat was x's");
+
+    assert_eq!(y.evicted(), None);
+    assert_eq!(x.evicted(), Some(Eviction::SeatMoved));
+    assert_eq!(x.saw(), [resumed(&[&b])]);
+    assert_eq!(y.saw(), [resumed(&[&b])]);
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+    assert_eq!((seat.conn.as_str(), seat.node.as_str()), ("y", "n3"));
+    // x's session ends on its eviction, giving back only what it held locally.
+    n2.rooms.release(&x_seat).await;
+    assert_eq!(n2.stats(), RouterStats::default());
+    n1.offer(&b, &a.peer, "for y").await.expect("relayed");
+    assert_eq!(y.saw(), [offer(&b, "for y")]);
+    assert!(x.saw().is_empty());
+    assert!(bob.saw().is_empty());
 }
 
 // Parking and expiry, on tokio's paused clock: the resume window passes at once.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use vc_protocol::LeaveReason;
 
 use super::memory::MemoryPresence;
-use super::{MemberRecord, Parked, Presence, PresenceError};
+use super::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::faults::{FaultPlan, Op};
 
 pub struct FakePresence {
@@ -73,19 +73,10 @@ impl Presence for FakePresence {
 
     async fn resume(
         &self,
-        room: &str,
-        peer: &str,
-        secret: &str,
-        node: &str,
-        conn: &str,
-        now_ms: u64,
+        claim: &ResumeClaim<'_>,
     ) -> Result<(MemberRecord, Vec<MemberRecord>), PresenceError> {
         self.faults
-            .run(
-                Op::PresenceResume,
-                injected,
-                self.store.resume(room, peer, secret, node, conn, now_ms),
-            )
+            .run(Op::PresenceResume, injected, self.store.resume(claim))
             .await
     }
 
