@@ -893,3 +893,92 @@ async fn a_seat_parked_twice_is_announced_gone_once() {
     assert_eq!(fleet.members().await, [b.peer.as_str()]);
     assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
 }
+
+// Presence failing when a seat is to be freed: tried again until it answers, so
+// that no seat outlives its socket on a node that is alive.
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_leave_is_tried_again_and_announced_once() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.faults.fail_next(Op::PresenceLeave);
+    n1.rooms.leave(&a, LeaveReason::Left).await;
+
+    assert!(bob.saw().is_empty());
+    assert!(
+        fleet.seat(&a.peer).await.is_some(),
+        "presence did not answer"
+    );
+    // The local seat and subscription are given back at once all the same.
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+    tokio::time::sleep(Duration::from_millis(1001)).await;
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::Left)]);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(bob.saw().is_empty());
+    assert_eq!(n1.faults.count(Op::PresenceLeave), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_expiry_is_tried_again_until_presence_answers() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.faults.fail_next(Op::PresenceExpire);
+    n1.faults.fail_next(Op::PresenceExpire);
+    tokio::time::sleep(window + Duration::from_millis(1)).await;
+    assert!(bob.saw().is_empty());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(bob.saw().is_empty());
+    assert!(fleet.seat(&a.peer).await.is_some());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::Disconnected)]);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+    assert_eq!(n1.faults.count(Op::PresenceExpire), 3);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(n1.faults.count(Op::PresenceExpire), 3);
+    assert_eq!(fleet.published(is_peer_left(&a)), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_park_still_frees_the_seat_when_the_window_passes() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.faults.fail_next(Op::PresencePark);
+    n1.rooms.park(a.clone(), LeaveReason::TimedOut).await;
+    let seat = fleet.seat(&a.peer).await.expect("still there");
+    assert_eq!((seat.conn.as_str(), seat.parked), ("a1", None));
+    tokio::time::sleep(window + Duration::from_millis(1)).await;
+
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::TimedOut)]);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_join_whose_seat_cannot_be_taken_back_at_once_is_freed_later() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    n1.faults.fail_next(Op::BusPublish);
+    n1.faults.fail_next(Op::PresenceLeave);
+    assert_eq!(code(n1.join(&bob, "Bob").await), ErrorCode::Unavailable);
+    assert_eq!(fleet.members().await.len(), 2, "the seat is still taken");
+    tokio::time::sleep(Duration::from_millis(1001)).await;
+
+    assert_eq!(fleet.members().await, [a.peer.as_str()]);
+    assert!(ann.saw().is_empty());
+    assert!(bob.saw().is_empty());
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+}
