@@ -133,8 +133,9 @@ impl LocalSeat {
 
     /// Gives up every connection this seat displaced: the resume is confirmed.
     /// Those with a seat of their own are evicted. Pending ones are resumes that
-    /// read the seat before this one moved it: presence refuses them, and their
-    /// sessions remove what is left of them.
+    /// lost: either they read the seat before this one moved it, and presence
+    /// refuses them, or presence took them before this one read it, and
+    /// [`LocalSeat::reservation`] no longer finds them when they activate.
     fn evict_displaced(&mut self) {
         let mut next = self.displaced.take();
         while let Some(mut seat) = next {
