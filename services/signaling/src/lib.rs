@@ -8,6 +8,8 @@
 pub mod auth;
 pub mod bus;
 pub mod config;
+#[cfg(test)]
+pub mod faults;
 pub mod frame_guard;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -6,12 +6,13 @@
 //! join race-free: the node subscribes to the room before presence gives out the
 //! seat, so no event about the room can fall between the snapshot and the stream.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use thiserror::Error;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 use vc_protocol::{
     validate_display_name, validate_room, ErrorCode, LeaveReason, Member, RequestId, ServerMessage,
 };
@@ -21,7 +22,7 @@ use crate::bus::{Bus, Envelope, Event};
 use crate::config::Settings;
 use crate::ice::IceServers;
 use crate::metrics::Metrics;
-use crate::presence::{MemberRecord, Parked, Presence, PresenceError};
+use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::router::{Outbound, Router, SessionHandle};
 
 /// A request the node turned down: the code and text of the `error` frame.
@@ -46,6 +47,22 @@ impl Refusal {
             format!("{what}: the cluster bus is unavailable, try again shortly"),
         )
     }
+}
+
+/// How long a presence call that frees a seat waits before it is tried again.
+const FREE_RETRY: Duration = Duration::from_secs(1);
+
+/// Most seats that wait at once for presence to come back and free them, so that
+/// a long outage cannot grow the node's memory without bound.
+const MAX_PENDING_FREES: usize = 10_000;
+
+/// How [`Rooms::free`] frees a seat.
+#[derive(Debug, Clone, Copy)]
+enum Freeing {
+    /// `LEAVE`, then `peer-left` with this reason.
+    Leave(LeaveReason),
+    /// `EXPIRE` of a parked seat, then `peer-left` with the reason it was parked with.
+    Expire,
 }
 
 /// The seat a session holds: what it needs to relay, leave or park.
@@ -75,6 +92,8 @@ pub struct Rooms {
     auth: Authenticator,
     ice: IceServers,
     metrics: Arc<Metrics>,
+    /// Seats whose freeing waits for presence to answer again.
+    pending_frees: AtomicUsize,
 }
 
 impl Rooms {
@@ -95,6 +114,7 @@ impl Rooms {
             router,
             bus,
             presence,
+            pending_frees: AtomicUsize::new(0),
         }
     }
 
@@ -112,7 +132,7 @@ impl Rooms {
 
     /// Seats a session in a room; the `joined` reply is queued on `handle`.
     pub async fn join(
-        &self,
+        self: &Arc<Self>,
         req: JoinRequest<'_>,
         conn: &str,
         handle: SessionHandle,
@@ -159,18 +179,22 @@ impl Rooms {
             .await
         {
             Ok(others) => others,
-            Err(e) => {
+            Err(PresenceError::Full { capacity }) => {
                 self.release(&seat).await;
-                return Err(match e {
-                    PresenceError::Full { capacity } => Refusal::new(
-                        ErrorCode::RoomFull,
-                        format!("room \"{}\" is full ({capacity} of {capacity})", seat.room),
-                    ),
-                    PresenceError::NoSeat | PresenceError::Unavailable(_) => {
-                        self.presence_failed();
-                        Refusal::unavailable("join")
-                    }
-                });
+                return Err(Refusal::new(
+                    ErrorCode::RoomFull,
+                    format!("room \"{}\" is full ({capacity} of {capacity})", seat.room),
+                ));
+            }
+            Err(e) => {
+                self.presence_failed();
+                warn!(room = %seat.room, error = %e, "taking a seat failed");
+                // The call may have run before it failed (a timeout): take the
+                // seat back if it is there.
+                self.free(&seat, Freeing::Leave(LeaveReason::Disconnected))
+                    .await;
+                self.release(&seat).await;
+                return Err(Refusal::unavailable("join"));
             }
         };
         let me = record.member();
@@ -192,19 +216,21 @@ impl Rooms {
             .await
         {
             warn!(room = %seat.room, error = %e, "announcing a join failed");
-            self.presence.leave(&seat.room, &seat.peer, conn).await.ok();
+            self.free(&seat, Freeing::Leave(LeaveReason::Disconnected))
+                .await;
             self.release(&seat).await;
             return Err(Refusal::unavailable("join"));
         }
+        // A new peer id: no other reservation can stand above this one.
         self.router
-            .activate(&seat.room, me, &others, Outbound::message(&reply));
+            .activate(&seat.room, me, conn, &others, Outbound::message(&reply));
         debug!(room = %seat.room, peer = %seat.peer, "joined");
         Ok(seat)
     }
 
     /// Gives a session back a parked seat; the `resumed` reply is queued on `handle`.
     pub async fn resume(
-        &self,
+        self: &Arc<Self>,
         id: Option<RequestId>,
         token: &str,
         conn: &str,
@@ -240,7 +266,7 @@ impl Rooms {
                     conn: record.conn.clone(),
                     grant_expires_ms: record.grant_expires_ms,
                 };
-                self.expire(&seat).await;
+                self.free(&seat, Freeing::Expire).await;
             }
             return Err(Refusal::new(
                 ErrorCode::AuthExpired,
@@ -263,11 +289,16 @@ impl Rooms {
             self.router.remove(room, peer, conn);
             return Err(Refusal::unavailable("resume"));
         }
-        let (record, others) = match self
-            .presence
-            .resume(room, peer, secret, &self.node_id, conn, unix_ms())
-            .await
-        {
+        let claim = ResumeClaim {
+            room,
+            peer,
+            secret,
+            from_conn: &record.conn,
+            node: &self.node_id,
+            conn,
+            now_ms: unix_ms(),
+        };
+        let (record, others) = match self.presence.resume(&claim).await {
             Ok(found) => found,
             Err(e) => {
                 self.release(&seat).await;
@@ -291,12 +322,18 @@ impl Rooms {
             resume_token: token.to_owned(),
             resume_window_ms: duration_ms(self.settings.resume.window),
         };
-        self.router.activate(
+        if !self.router.activate(
             &seat.room,
             record.member(),
+            conn,
             &others,
             Outbound::message(&reply),
-        );
+        ) {
+            // A resume of the seat that read it after this one moved it was
+            // confirmed here first: the seat is that one's now.
+            self.release(&seat).await;
+            return Err(failed());
+        }
         let moved = Event::SeatMoved {
             peer: seat.peer.clone(),
             conn: conn.to_owned(),
@@ -339,23 +376,9 @@ impl Rooms {
     }
 
     /// Frees the seat now and tells the room why.
-    pub async fn leave(&self, seat: &Seat, reason: LeaveReason) {
+    pub async fn leave(self: &Arc<Self>, seat: &Seat, reason: LeaveReason) {
         self.router.remove(&seat.room, &seat.peer, &seat.conn);
-        match self
-            .presence
-            .leave(&seat.room, &seat.peer, &seat.conn)
-            .await
-        {
-            Ok(true) => {
-                self.announce_departure(&seat.room, &seat.peer, reason)
-                    .await
-            }
-            Ok(false) => {}
-            Err(e) => {
-                self.presence_failed();
-                warn!(room = %seat.room, error = %e, "leave not recorded; the node sweep will remove the seat");
-            }
-        }
+        self.free(seat, Freeing::Leave(reason)).await;
         self.unsubscribe(&seat.room).await;
     }
 
@@ -368,42 +391,75 @@ impl Rooms {
             until_ms: unix_ms() + duration_ms(window),
             reason,
         };
-        match self
+        let freeing = match self
             .presence
             .park(&seat.room, &seat.peer, &seat.conn, parked)
             .await
         {
-            Ok(true) => {}
+            Ok(true) => Freeing::Expire,
             // Resumed elsewhere already, or gone: nothing to wait for.
             Ok(false) => return,
+            // The seat stays attached to this dead connection: it can still be
+            // resumed, and is freed like a parked one when the window passes.
             Err(e) => {
                 self.presence_failed();
-                warn!(room = %seat.room, error = %e, "parking a seat failed");
-                return;
+                warn!(room = %seat.room, error = %e, "parking a seat failed; it is freed when the window passes");
+                Freeing::Leave(reason)
             }
-        }
+        };
         let rooms = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(window).await;
-            rooms.expire(&seat).await;
+            rooms.free(&seat, freeing).await;
         });
     }
 
-    /// Frees a parked seat whose window has passed, unless it was resumed.
-    async fn expire(&self, seat: &Seat) {
-        match self
-            .presence
-            .expire(&seat.room, &seat.peer, &seat.conn)
-            .await
-        {
-            Ok(Some(reason)) => {
-                self.announce_departure(&seat.room, &seat.peer, reason)
-                    .await
+    /// Frees the seat in presence if `seat.conn` still holds it, and tells the
+    /// room when it did. While presence fails, tries again every [`FREE_RETRY`]
+    /// in the background: a seat left behind would outlive its socket on a node
+    /// that is alive, where no sweep frees it.
+    async fn free(self: &Arc<Self>, seat: &Seat, freeing: Freeing) {
+        if self.free_once(seat, freeing).await {
+            return;
+        }
+        if self.pending_frees.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_FREES {
+            self.pending_frees.fetch_sub(1, Ordering::Relaxed);
+            error!(room = %seat.room, "too many seats waiting to be freed: this one stays until the node restarts");
+            return;
+        }
+        let (rooms, seat) = (Arc::clone(self), seat.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FREE_RETRY).await;
+                if rooms.free_once(&seat, freeing).await {
+                    break;
+                }
             }
-            Ok(None) => {}
+            rooms.pending_frees.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    /// One try of [`Rooms::free`]: true once presence has answered.
+    async fn free_once(&self, seat: &Seat, freeing: Freeing) -> bool {
+        let (room, peer, conn) = (&seat.room, &seat.peer, &seat.conn);
+        let freed = match freeing {
+            Freeing::Leave(reason) => self
+                .presence
+                .leave(room, peer, conn)
+                .await
+                .map(|freed| freed.then_some(reason)),
+            Freeing::Expire => self.presence.expire(room, peer, conn).await,
+        };
+        match freed {
+            Ok(Some(reason)) => {
+                self.announce_departure(room, peer, reason).await;
+                true
+            }
+            Ok(None) => true,
             Err(e) => {
                 self.presence_failed();
-                warn!(room = %seat.room, error = %e, "expiring a seat failed; the node sweep will remove it");
+                warn!(%room, error = %e, retry_in = ?FREE_RETRY, "freeing a seat failed");
+                false
             }
         }
     }
@@ -507,6 +563,10 @@ pub fn unix_us() -> u64 {
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+#[path = "rooms_tests.rs"]
+mod rooms_tests;
 
 #[cfg(test)]
 mod tests {

@@ -119,12 +119,42 @@ impl LocalSeat {
         displaced.unlink(conn)
     }
 
-    /// Evicts every connection this seat displaced: the resume is confirmed.
+    /// The pending reservation of `conn`: this seat or one it displaced, unless
+    /// an active seat stands above it. A seat activated above a reservation was
+    /// resumed after it, so that reservation has lost the seat.
+    fn reservation(&mut self, conn: &str) -> Option<&mut LocalSeat> {
+        if self.conn == conn {
+            return self.held.is_some().then_some(self);
+        }
+        // Above it, only pending seats: an active one means it lost.
+        self.held.as_ref()?;
+        self.displaced.as_deref_mut()?.reservation(conn)
+    }
+
+    /// Gives up every connection this seat displaced: the resume is confirmed.
+    /// Those with a seat of their own are evicted. Pending ones are resumes that
+    /// lost: either they read the seat before this one moved it, and presence
+    /// refuses them, or presence took them before this one read it, and
+    /// [`LocalSeat::reservation`] no longer finds them when they activate.
     fn evict_displaced(&mut self) {
         let mut next = self.displaced.take();
         while let Some(mut seat) = next {
-            seat.handle.evict(Eviction::SeatMoved);
+            if seat.held.is_none() {
+                seat.handle.evict(Eviction::SeatMoved);
+            }
             next = seat.displaced.take();
+        }
+    }
+
+    /// Evicts every active connection of this seat except `conn`, which presence
+    /// says holds it now. Pending reservations are left to their own resume.
+    fn evict_all_but(&self, conn: &str) {
+        let mut next = Some(self);
+        while let Some(seat) = next {
+            if seat.held.is_none() && seat.conn != conn {
+                seat.handle.evict(Eviction::SeatMoved);
+            }
+            next = seat.displaced.as_deref();
         }
     }
 }
@@ -192,16 +222,28 @@ impl Router {
         );
     }
 
-    /// Activates a reserved seat: queues `reply` (the `joined`/`resumed` frame),
-    /// then what was held for it, minus what `others` (the presence snapshot)
-    /// already told.
-    pub fn activate(&self, room: &str, me: Member, others: &[Member], reply: Outbound) {
+    /// Activates the seat reserved for connection `conn`: queues `reply` (the
+    /// `joined`/`resumed` frame), then what was held for it, minus what `others`
+    /// (the presence snapshot) already told. False when there is no such
+    /// reservation any more, or a later resume of the seat was confirmed first.
+    pub fn activate(
+        &self,
+        room: &str,
+        me: Member,
+        conn: &str,
+        others: &[Member],
+        reply: Outbound,
+    ) -> bool {
         let mut rooms = self.lock();
         let Some(local) = rooms.get_mut(room) else {
-            return;
+            return false;
         };
-        let Some(seat) = local.seats.get_mut(&me.id) else {
-            return;
+        let Some(seat) = local
+            .seats
+            .get_mut(&me.id)
+            .and_then(|top| top.reservation(conn))
+        else {
+            return false;
         };
         seat.evict_displaced();
         let held = seat.held.take().unwrap_or_default();
@@ -216,7 +258,7 @@ impl Router {
             if !local.mirror.iter().any(|m| m.id == me.id) {
                 local.mirror.push(me);
             }
-            return;
+            return true;
         }
         local.mirror = others.to_vec();
         local.mirror.push(me);
@@ -227,13 +269,20 @@ impl Router {
             let change = match &envelope.event {
                 Event::PeerJoined { member } => Change::Joined(member.id.clone()),
                 Event::PeerLeft { peer, .. } => Change::Left(peer.clone()),
-                _ => Change::None,
+                // Every seat here was pending when it arrived. A move seen by a
+                // pending resume comes from a resume that presence took first
+                // (a later one would have to read, move and announce the seat
+                // between this one's confirmation and its activation), so it is
+                // not a reason to evict the seat presence has just confirmed.
+                Event::SeatMoved { .. } => continue,
+                Event::Relay { .. } => Change::None,
             };
             if announce(&mut known, &change) {
                 let cross_node = envelope.origin != self.node_id;
                 apply(local, &envelope, cross_node);
             }
         }
+        true
     }
 
     /// Removes the seat if `conn` still holds it; the room's mirror goes with its
@@ -372,9 +421,7 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
         }
         Event::SeatMoved { peer, conn } => {
             if let Some(seat) = local.seats.get(peer) {
-                if seat.conn != *conn {
-                    seat.handle.evict(Eviction::SeatMoved);
-                }
+                seat.evict_all_but(conn);
             }
         }
     }
@@ -466,7 +513,13 @@ mod tests {
             peer: "a".into(),
             reason: LeaveReason::Left,
         }));
-        router.activate("r", member("me"), &[member("a"), member("b")], reply());
+        assert!(router.activate(
+            "r",
+            member("me"),
+            "c1",
+            &[member("a"), member("b")],
+            reply()
+        ));
         assert_eq!(drain(&mut rx), ["left", "peer-joined", "peer-left"]);
         assert!(router.is_member("r", "b"));
         assert!(router.is_member("r", "c"));
@@ -478,7 +531,7 @@ mod tests {
         let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (handle, mut rx, _e) = seat();
         router.reserve("r", "me", "c1", handle);
-        router.activate("r", member("me"), &[member("b")], reply());
+        assert!(router.activate("r", member("me"), "c1", &[member("b")], reply()));
         // b's own node announces b only now, after my snapshot listed it.
         router.deliver(&envelope(Event::PeerJoined {
             member: member("b"),
@@ -501,9 +554,9 @@ mod tests {
         let (h1, mut rx1, _e1) = seat();
         let (h2, mut rx2, e2) = seat();
         router.reserve("r", "p1", "c1", h1);
-        router.activate("r", member("p1"), &[], reply());
+        assert!(router.activate("r", member("p1"), "c1", &[], reply()));
         router.reserve("r", "p2", "c2", h2);
-        router.activate("r", member("p2"), &[member("p1")], reply());
+        assert!(router.activate("r", member("p2"), "c2", &[member("p1")], reply()));
         drain(&mut rx1);
         drain(&mut rx2);
         for _ in 0..9 {
@@ -524,7 +577,7 @@ mod tests {
         let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (h1, _rx1, e1) = seat();
         router.reserve("r", "p1", "old", h1);
-        router.activate("r", member("p1"), &[], reply());
+        assert!(router.activate("r", member("p1"), "old", &[], reply()));
         router.deliver(&envelope(Event::SeatMoved {
             peer: "p1".into(),
             conn: "old".into(),
@@ -542,7 +595,7 @@ mod tests {
         let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (owner, mut owner_rx, owner_evicted) = seat();
         router.reserve("r", "p1", "owner", owner);
-        router.activate("r", member("p1"), &[member("p2")], reply());
+        assert!(router.activate("r", member("p1"), "owner", &[member("p2")], reply()));
         drain(&mut owner_rx);
         let (intruder, mut intruder_rx, _e) = seat();
         router.reserve("r", "p1", "intruder", intruder);
@@ -569,19 +622,78 @@ mod tests {
         let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (old, _old_rx, old_evicted) = seat();
         router.reserve("r", "p1", "old", old);
-        router.activate("r", member("p1"), &[], reply());
+        assert!(router.activate("r", member("p1"), "old", &[], reply()));
         let (new, mut new_rx, _e) = seat();
         router.reserve("r", "p1", "new", new);
         // The old socket ends while the resume is pending: it leaves no trace.
         router.remove("r", "p1", "old");
-        router.activate("r", member("p1"), &[], reply());
+        assert!(router.activate("r", member("p1"), "new", &[], reply()));
         assert_eq!(*old_evicted.borrow(), None);
         assert_eq!(drain(&mut new_rx), ["left"]);
         let (newer, _rx, _e) = seat();
         router.reserve("r", "p1", "newer", newer);
-        router.activate("r", member("p1"), &[], reply());
+        assert!(router.activate("r", member("p1"), "newer", &[], reply()));
         router.remove("r", "p1", "newer");
         assert_eq!(router.stats(), RouterStats::default());
+    }
+
+    #[test]
+    fn an_earlier_reservation_confirmed_under_a_later_one_is_activated_in_place() {
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let (x, mut x_rx, x_evicted) = seat();
+        let (y, mut y_rx, y_evicted) = seat();
+        router.reserve("r", "p1", "x", x);
+        router.reserve("r", "p1", "y", y);
+        // Presence moved the seat to x: y's resume is still on its way there.
+        assert!(router.activate("r", member("p1"), "x", &[member("p2")], reply()));
+        assert_eq!(drain(&mut x_rx), ["left"]);
+        router.deliver(&envelope(Event::Relay {
+            from: "p2".into(),
+            to: "p1".into(),
+            message: "offer".into(),
+            frame: "{}".into(),
+        }));
+        // y's resume fails: x keeps the seat, with what arrived meanwhile.
+        router.remove("r", "p1", "y");
+        assert_eq!(drain(&mut x_rx), ["offer"]);
+        assert!(drain(&mut y_rx).is_empty());
+        assert_eq!(*x_evicted.borrow(), None);
+        assert_eq!(*y_evicted.borrow(), None);
+        assert_eq!(router.stats(), RouterStats { rooms: 1, seats: 1 });
+    }
+
+    #[test]
+    fn a_reservation_under_a_confirmed_later_resume_is_not_activated() {
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let (x, mut x_rx, x_evicted) = seat();
+        let (y, mut y_rx, _e) = seat();
+        router.reserve("r", "p1", "x", x);
+        router.reserve("r", "p1", "y", y);
+        assert!(router.activate("r", member("p1"), "y", &[], reply()));
+        // x is still waiting for presence, which will refuse it: not evicted.
+        assert_eq!(*x_evicted.borrow(), None);
+        assert!(!router.activate("r", member("p1"), "x", &[], reply()));
+        assert!(drain(&mut x_rx).is_empty());
+        assert_eq!(drain(&mut y_rx), ["left"]);
+        router.remove("r", "p1", "x");
+        assert_eq!(router.stats(), RouterStats { rooms: 1, seats: 1 });
+    }
+
+    #[test]
+    fn seat_moved_evicts_active_sockets_and_leaves_pending_resumes_alone() {
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let (owner, _owner_rx, owner_evicted) = seat();
+        let (pending, _rx, pending_evicted) = seat();
+        router.reserve("r", "p1", "owner", owner);
+        assert!(router.activate("r", member("p1"), "owner", &[], reply()));
+        router.reserve("r", "p1", "pending", pending);
+        // Another node's resume won.
+        router.deliver(&envelope(Event::SeatMoved {
+            peer: "p1".into(),
+            conn: "elsewhere".into(),
+        }));
+        assert_eq!(*owner_evicted.borrow(), Some(Eviction::SeatMoved));
+        assert_eq!(*pending_evicted.borrow(), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::fleet::{Backing, NodeProcess, RedisServer};
-use common::{member_ids, Client};
+use common::{member_ids, Client, Event};
 use serde_json::json;
 
 fn fleet(backing: Backing, count: usize, env: &[(&str, &str)]) -> (RedisServer, Vec<NodeProcess>) {
@@ -56,6 +56,7 @@ on_every_backing!(
     resume_on_another_node_without_a_flap_and_expiry_after_the_window,
     a_draining_node_hands_its_clients_to_the_others,
     a_forged_resume_on_another_node_changes_nothing,
+    two_resumes_of_one_seat_on_two_nodes_leave_one_socket_holding_it,
 );
 
 async fn negotiate_across(a: &NodeProcess, b: &NodeProcess, room: &str) {
@@ -379,4 +380,57 @@ async fn a_forged_resume_on_another_node_changes_nothing(backing: Backing) {
     );
     victim.recv_type("peer-joined").await;
     victim.expect_silence(Duration::from_millis(200)).await;
+}
+
+async fn two_resumes_of_one_seat_on_two_nodes_leave_one_socket_holding_it(backing: Backing) {
+    let (_redis, nodes) = fleet(backing, 2, &[("VC_RESUME__WINDOW", "2s")]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "twice", "Ann").await;
+    let (bob, _) = Client::joined(&nodes[1].ws_url(), "twice", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let (bob_id, token) = (bob.peer.clone(), bob.resume_token.clone());
+    bob.drop_connection();
+    let mut x = Client::connect(&nodes[0].ws_url()).await;
+    let mut y = Client::connect(&nodes[1].ws_url()).await;
+    let resume = json!({"type": "resume", "token": token});
+    // Both requests are on their way before either answer is read.
+    x.send(resume.clone()).await;
+    y.send(resume).await;
+    let mut resumed = Vec::new();
+    for mut client in [x, y] {
+        let reply = client.recv().await;
+        match reply["type"].as_str() {
+            Some("resumed") => {
+                assert_eq!(reply["peer"], bob_id.as_str());
+                client.adopt(&reply);
+                resumed.push(client);
+            }
+            _ => assert_eq!(reply["code"], "resume-failed", "{reply}"),
+        }
+    }
+    println!("two simultaneous resumes: {} got `resumed`", resumed.len());
+    // When both got the seat, the second read it after the first had moved it:
+    // the first is closed as resumed elsewhere.
+    let mut holders = Vec::new();
+    if resumed.len() == 2 {
+        for mut client in resumed {
+            match client.next_event(Duration::from_secs(2)).await {
+                Some(Event::Closed(Some(frame))) if u16::from(frame.code) == 4001 => {}
+                None => holders.push(client),
+                other => panic!("a resumed socket got {other:?}"),
+            }
+        }
+    } else {
+        holders = resumed;
+    }
+    assert_eq!(holders.len(), 1, "exactly one socket holds the seat");
+    let mut holder = holders.pop().expect("one holder");
+    ann.send(json!({"type": "offer", "to": bob_id, "sdp": "v=0"}))
+        .await;
+    assert_eq!(holder.recv_type("offer").await["from"], ann.peer.as_str());
+    ann.expect_silence(Duration::from_millis(200)).await;
+    // The seat is the holder's in presence too: it is parked and expires with it.
+    holder.drop_connection();
+    let left = ann.recv_type("peer-left").await;
+    assert_eq!(left["peer"], bob_id.as_str());
+    assert_eq!(left["reason"], "disconnected");
 }

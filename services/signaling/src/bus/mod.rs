@@ -19,6 +19,8 @@
 //!
 //! [`Router`]: crate::router::Router
 
+#[cfg(test)]
+pub mod fake;
 pub mod memory;
 
 use serde::{Deserialize, Serialize};

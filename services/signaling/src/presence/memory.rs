@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 use vc_protocol::LeaveReason;
 
-use super::{MemberRecord, Parked, Presence, PresenceError};
+use super::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 
 #[derive(Default)]
 pub struct MemoryPresence {
@@ -73,34 +73,35 @@ impl Presence for MemoryPresence {
 
     async fn resume(
         &self,
-        room: &str,
-        peer: &str,
-        secret: &str,
-        node: &str,
-        conn: &str,
-        now_ms: u64,
+        claim: &ResumeClaim<'_>,
     ) -> Result<(MemberRecord, Vec<MemberRecord>), PresenceError> {
         self.with_rooms(|rooms| {
-            let members = rooms.get_mut(room).ok_or(PresenceError::NoSeat)?;
+            let members = rooms.get_mut(claim.room).ok_or(PresenceError::NoSeat)?;
             let member = members
                 .iter_mut()
-                .find(|m| m.id == peer)
+                .find(|m| m.id == claim.peer)
                 .ok_or(PresenceError::NoSeat)?;
             let secret_ok: bool = member
                 .resume_secret
                 .as_bytes()
-                .ct_eq(secret.as_bytes())
+                .ct_eq(claim.secret.as_bytes())
                 .into();
-            let expired = member.parked.is_some_and(|p| p.until_ms <= now_ms)
-                || member.grant_expires_ms.is_some_and(|until| until <= now_ms);
-            if !secret_ok || expired {
+            let expired = member.parked.is_some_and(|p| p.until_ms <= claim.now_ms)
+                || member
+                    .grant_expires_ms
+                    .is_some_and(|until| until <= claim.now_ms);
+            if !secret_ok || expired || member.conn != claim.from_conn {
                 return Err(PresenceError::NoSeat);
             }
-            member.node = node.to_owned();
-            member.conn = conn.to_owned();
+            member.node = claim.node.to_owned();
+            member.conn = claim.conn.to_owned();
             member.parked = None;
             let seat = member.clone();
-            let others = members.iter().filter(|m| m.id != peer).cloned().collect();
+            let others = members
+                .iter()
+                .filter(|m| m.id != claim.peer)
+                .cloned()
+                .collect();
             Ok((seat, others))
         })
     }
@@ -158,6 +159,23 @@ fn remove_if(
 mod tests {
     use super::*;
 
+    fn claim<'a>(
+        secret: &'a str,
+        from_conn: &'a str,
+        conn: &'a str,
+        now_ms: u64,
+    ) -> ResumeClaim<'a> {
+        ResumeClaim {
+            room: "r",
+            peer: "a",
+            secret,
+            from_conn,
+            node: "n2",
+            conn,
+            now_ms,
+        }
+    }
+
     fn record(id: &str, conn: &str) -> MemberRecord {
         MemberRecord {
             id: id.into(),
@@ -203,11 +221,11 @@ mod tests {
         };
         assert!(p.park("r", "a", "c1", parked).await.expect("park"));
         assert_eq!(
-            p.resume("r", "a", "wrong", "n2", "c2", 5_000).await,
+            p.resume(&claim("wrong", "c1", "c2", 5_000)).await,
             Err(PresenceError::NoSeat)
         );
         let (seat, _) = p
-            .resume("r", "a", "secret-a", "n2", "c2", 5_000)
+            .resume(&claim("secret-a", "c1", "c2", 5_000))
             .await
             .expect("resumes");
         assert_eq!((seat.node.as_str(), seat.conn.as_str()), ("n2", "c2"));
@@ -227,7 +245,7 @@ mod tests {
         };
         p.park("r", "a", "c1", parked).await.expect("park");
         assert_eq!(
-            p.resume("r", "a", "secret-a", "n1", "c2", 1_000).await,
+            p.resume(&claim("secret-a", "c1", "c2", 1_000)).await,
             Err(PresenceError::NoSeat)
         );
         assert_eq!(
@@ -235,5 +253,28 @@ mod tests {
             Ok(Some(LeaveReason::TimedOut))
         );
         assert!(p.members("r").await.expect("members").is_empty());
+    }
+
+    #[tokio::test]
+    async fn of_two_resumes_that_read_the_same_seat_only_the_first_moves_it() {
+        let p = MemoryPresence::new();
+        p.join("r", &record("a", "c1"), 8).await.expect("join");
+        let (seat, _) = p
+            .resume(&claim("secret-a", "c1", "c2", 5_000))
+            .await
+            .expect("the first resume moves the seat");
+        assert_eq!(seat.conn, "c2");
+        // The second read the seat while c1 held it: it has moved since.
+        assert_eq!(
+            p.resume(&claim("secret-a", "c1", "c3", 5_000)).await,
+            Err(PresenceError::NoSeat)
+        );
+        let seat = p.seat("r", "a").await.expect("seat").expect("kept");
+        assert_eq!(seat.conn, "c2");
+        // A resume that read it as c2's may take it.
+        assert!(p
+            .resume(&claim("secret-a", "c2", "c3", 5_000))
+            .await
+            .is_ok());
     }
 }

@@ -6,6 +6,8 @@
 //! seat, so that a stale socket on one node cannot remove a peer that has already
 //! resumed on another.
 
+#[cfg(test)]
+pub mod fake;
 pub mod memory;
 
 use async_trait::async_trait;
@@ -53,6 +55,22 @@ pub struct Parked {
     pub reason: LeaveReason,
 }
 
+/// What a resume asks presence for.
+#[derive(Debug, Clone, Copy)]
+pub struct ResumeClaim<'a> {
+    pub room: &'a str,
+    pub peer: &'a str,
+    pub secret: &'a str,
+    /// The connection that held the seat when the resume read it. The seat moves
+    /// only from that connection: of two resumes that read the seat at the same
+    /// time, the first to reach presence wins and the other finds it moved, so
+    /// that only one socket ends up holding it.
+    pub from_conn: &'a str,
+    pub node: &'a str,
+    pub conn: &'a str,
+    pub now_ms: u64,
+}
+
 impl MemberRecord {
     pub fn member(&self) -> Member {
         Member {
@@ -87,16 +105,12 @@ pub trait Presence: Send + Sync + 'static {
         parked: Parked,
     ) -> Result<bool, PresenceError>;
 
-    /// Moves a seat to a new connection on `node`, if `secret` matches and the seat
-    /// has not expired. Returns the seat and the other members.
+    /// Moves a seat to `claim.conn` on `claim.node`, if the secret matches, the
+    /// seat has not expired, and `claim.from_conn` still holds it. Returns the seat
+    /// and the other members.
     async fn resume(
         &self,
-        room: &str,
-        peer: &str,
-        secret: &str,
-        node: &str,
-        conn: &str,
-        now_ms: u64,
+        claim: &ResumeClaim<'_>,
     ) -> Result<(MemberRecord, Vec<MemberRecord>), PresenceError>;
 
     /// Frees the seat if it is still parked by `conn`; returns the reason to give

@@ -30,7 +30,7 @@ use crate::bus::{Bus, BusError, Envelope, Event};
 use crate::config::RedisSettings;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
-use crate::presence::{MemberRecord, Parked, Presence, PresenceError};
+use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::router::Router;
 use connection::RedisConn;
 
@@ -471,21 +471,18 @@ impl Presence for RedisBackend {
 
     async fn resume(
         &self,
-        room: &str,
-        peer: &str,
-        secret: &str,
-        node: &str,
-        conn: &str,
-        now_ms: u64,
+        claim: &ResumeClaim<'_>,
     ) -> Result<(MemberRecord, Vec<MemberRecord>), PresenceError> {
+        let room = claim.room;
         let mut commands = self.commands.clone();
         let reply: Vec<String> = scripts::RESUME
             .key(members_key(room))
-            .arg(peer)
-            .arg(secret)
-            .arg(node)
-            .arg(conn)
-            .arg(now_ms)
+            .arg(claim.peer)
+            .arg(claim.secret)
+            .arg(claim.node)
+            .arg(claim.conn)
+            .arg(claim.now_ms)
+            .arg(claim.from_conn)
             .invoke_async(&mut commands)
             .await
             .map_err(unavailable)?;

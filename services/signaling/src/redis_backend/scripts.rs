@@ -53,7 +53,9 @@ return 1
     )
 });
 
-/// KEYS[1] members hash. ARGV: peer, secret, node, conn, now ms.
+/// KEYS[1] members hash. ARGV: peer, secret, node, conn, now ms, the conn that
+/// held the seat when the resume read it (the seat moves only from that one, so
+/// that of two resumes racing from the same read exactly one wins).
 /// Reply: {"no"} or {"ok", the seat, every record of the room...}.
 pub static RESUME: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -62,6 +64,7 @@ local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {'no'} end
 local record = cjson.decode(raw)
 if record.resume_secret ~= ARGV[2] then return {'no'} end
+if record.conn ~= ARGV[6] then return {'no'} end
 if type(record.parked) == 'table' and tonumber(record.parked.until_ms) <= tonumber(ARGV[5]) then
   return {'no'}
 end

@@ -1,0 +1,202 @@
+//! `FakeBus`: the in-process bus for tests, with faults, several nodes and
+//! envelopes held in transit.
+//!
+//! Nodes attach their routers to one [`BusHub`]. Like Redis pub/sub, a publish
+//! reaches the routers of the nodes subscribed to the room at that moment,
+//! publisher included, in publish order. Unlike the in-process bus of a single
+//! node, subscriptions are counted per node and room, so a test sees what the
+//! room core left subscribed. The hub records every envelope published, and can
+//! hold envelopes instead of delivering them, so that a test releases them later
+//! and in another order (messages in flight from different nodes). Each node's
+//! bus also obeys that node's [`FaultPlan`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{Bus, BusError, Envelope};
+use crate::faults::{FaultPlan, Op};
+use crate::router::Router;
+
+/// An envelope published while the hub was holding, with the nodes that were
+/// subscribed to its room when it was published.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub envelope: Envelope,
+    recipients: Vec<String>,
+}
+
+#[derive(Default)]
+struct HubState {
+    routers: HashMap<String, Arc<Router>>,
+    /// (node, room) → subscriptions not yet given back.
+    subscriptions: HashMap<(String, String), usize>,
+    published: Vec<Envelope>,
+    /// Unsubscribes with no subscription left to give back: a room core bug.
+    unbalanced: usize,
+    holding: bool,
+    held: Vec<Held>,
+}
+
+/// What connects the fake buses of the nodes of one test.
+#[derive(Default)]
+pub struct BusHub {
+    state: Mutex<HubState>,
+}
+
+impl BusHub {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        // Test support: a test that panicked holding the lock has failed already.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The bus of node `node`, delivering to `router`, obeying `faults`.
+    pub fn attach(
+        self: &Arc<Self>,
+        node: &str,
+        router: Arc<Router>,
+        faults: Arc<FaultPlan>,
+    ) -> FakeBus {
+        self.lock().routers.insert(node.to_owned(), router);
+        FakeBus {
+            node: node.to_owned(),
+            hub: Arc::clone(self),
+            faults,
+        }
+    }
+
+    /// Subscriptions `node` holds on `room`.
+    pub fn subscriptions(&self, node: &str, room: &str) -> usize {
+        self.lock()
+            .subscriptions
+            .get(&(node.to_owned(), room.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Unsubscribes that found no subscription to give back.
+    pub fn unbalanced_unsubscribes(&self) -> usize {
+        self.lock().unbalanced
+    }
+
+    /// Every envelope the bus took, in publish order.
+    pub fn published(&self) -> Vec<Envelope> {
+        self.lock().published.clone()
+    }
+
+    /// From now on, envelopes are kept in transit instead of delivered.
+    pub fn hold(&self) {
+        self.lock().holding = true;
+    }
+
+    /// Stops holding and hands over what is in transit, in publish order, for the
+    /// test to [`BusHub::release`] in the order it wants.
+    pub fn take_held(&self) -> Vec<Held> {
+        let mut state = self.lock();
+        state.holding = false;
+        std::mem::take(&mut state.held)
+    }
+
+    /// Delivers an envelope that was in transit to the nodes that were subscribed
+    /// when it was published.
+    pub fn release(&self, held: &Held) {
+        let routers: Vec<Arc<Router>> = {
+            let state = self.lock();
+            held.recipients
+                .iter()
+                .filter_map(|node| state.routers.get(node).cloned())
+                .collect()
+        };
+        for router in routers {
+            router.deliver(&held.envelope);
+        }
+    }
+
+    fn publish(&self, envelope: &Envelope) {
+        let routers: Vec<Arc<Router>> = {
+            let mut state = self.lock();
+            state.published.push(envelope.clone());
+            let recipients: Vec<String> = state
+                .subscriptions
+                .iter()
+                .filter(|((_, room), count)| *room == envelope.room && **count > 0)
+                .map(|((node, _), _)| node.clone())
+                .collect();
+            if state.holding {
+                state.held.push(Held {
+                    envelope: envelope.clone(),
+                    recipients,
+                });
+                return;
+            }
+            recipients
+                .iter()
+                .filter_map(|node| state.routers.get(node).cloned())
+                .collect()
+        };
+        // Outside the hub's lock: a router never calls back into the bus, but a
+        // test's assertions may read the hub while a delivery runs.
+        for router in routers {
+            router.deliver(envelope);
+        }
+    }
+}
+
+/// One node's view of the hub: a [`Bus`] with faults.
+pub struct FakeBus {
+    node: String,
+    hub: Arc<BusHub>,
+    faults: Arc<FaultPlan>,
+}
+
+fn injected() -> BusError {
+    BusError::Command("injected fault".into())
+}
+
+#[async_trait]
+impl Bus for FakeBus {
+    async fn subscribe(&self, room: &str) -> Result<(), BusError> {
+        self.faults
+            .run(Op::BusSubscribe, injected, async {
+                let key = (self.node.clone(), room.to_owned());
+                *self.hub.lock().subscriptions.entry(key).or_default() += 1;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn unsubscribe(&self, room: &str) -> Result<(), BusError> {
+        self.faults
+            .run(Op::BusUnsubscribe, injected, async {
+                let key = (self.node.clone(), room.to_owned());
+                let mut state = self.hub.lock();
+                match state.subscriptions.get_mut(&key) {
+                    Some(count) if *count > 1 => *count -= 1,
+                    Some(_) => {
+                        state.subscriptions.remove(&key);
+                    }
+                    None => state.unbalanced += 1,
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        self.faults
+            .run(Op::BusPublish, injected, async {
+                self.hub.publish(envelope);
+                Ok(())
+            })
+            .await
+    }
+
+    fn is_connected(&self) -> bool {
+        true
+    }
+}

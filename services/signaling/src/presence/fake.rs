@@ -1,0 +1,109 @@
+//! `FakePresence`: the in-memory presence with faults, for tests.
+//!
+//! Several nodes of one test share one [`MemoryPresence`] (the cluster-wide
+//! truth) and each wraps it with its own [`FaultPlan`], so that a test can fail,
+//! delay or hold one node's call of one operation.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use vc_protocol::LeaveReason;
+
+use super::memory::MemoryPresence;
+use super::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
+use crate::faults::{FaultPlan, Op};
+
+pub struct FakePresence {
+    store: Arc<MemoryPresence>,
+    faults: Arc<FaultPlan>,
+}
+
+impl FakePresence {
+    pub fn new(store: Arc<MemoryPresence>, faults: Arc<FaultPlan>) -> Self {
+        Self { store, faults }
+    }
+}
+
+fn injected() -> PresenceError {
+    PresenceError::Unavailable("injected fault".into())
+}
+
+#[async_trait]
+impl Presence for FakePresence {
+    async fn join(
+        &self,
+        room: &str,
+        record: &MemberRecord,
+        capacity: usize,
+    ) -> Result<Vec<MemberRecord>, PresenceError> {
+        self.faults
+            .run(
+                Op::PresenceJoin,
+                injected,
+                self.store.join(room, record, capacity),
+            )
+            .await
+    }
+
+    async fn leave(&self, room: &str, peer: &str, conn: &str) -> Result<bool, PresenceError> {
+        self.faults
+            .run(
+                Op::PresenceLeave,
+                injected,
+                self.store.leave(room, peer, conn),
+            )
+            .await
+    }
+
+    async fn park(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+        parked: Parked,
+    ) -> Result<bool, PresenceError> {
+        self.faults
+            .run(
+                Op::PresencePark,
+                injected,
+                self.store.park(room, peer, conn, parked),
+            )
+            .await
+    }
+
+    async fn resume(
+        &self,
+        claim: &ResumeClaim<'_>,
+    ) -> Result<(MemberRecord, Vec<MemberRecord>), PresenceError> {
+        self.faults
+            .run(Op::PresenceResume, injected, self.store.resume(claim))
+            .await
+    }
+
+    async fn expire(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+    ) -> Result<Option<LeaveReason>, PresenceError> {
+        self.faults
+            .run(
+                Op::PresenceExpire,
+                injected,
+                self.store.expire(room, peer, conn),
+            )
+            .await
+    }
+
+    async fn seat(&self, room: &str, peer: &str) -> Result<Option<MemberRecord>, PresenceError> {
+        self.faults
+            .run(Op::PresenceSeat, injected, self.store.seat(room, peer))
+            .await
+    }
+
+    async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError> {
+        self.faults
+            .run(Op::PresenceMembers, injected, self.store.members(room))
+            .await
+    }
+}

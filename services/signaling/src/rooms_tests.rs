@@ -1,0 +1,984 @@
+//! The room core on its own: [`Rooms`] and the [`Router`] over the in-process
+//! fakes of the bus and presence, with faults and gates forcing the interleavings
+//! that matter. No Redis and no sockets: what a client would be sent is read from
+//! its session's outbox and decoded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use vc_protocol::{ErrorCode, LeaveReason, Member, ServerMessage};
+
+use super::{JoinRequest, Refusal, Rooms, Seat};
+use crate::bus::fake::BusHub;
+use crate::bus::Event;
+use crate::config::{RoomSettings, Settings};
+use crate::faults::{FaultPlan, Op};
+use crate::metrics::Metrics;
+use crate::presence::fake::FakePresence;
+use crate::presence::memory::MemoryPresence;
+use crate::presence::{MemberRecord, Presence};
+use crate::router::{Eviction, Outbound, Router, RouterStats, SessionHandle};
+
+const ROOM: &str = "standup";
+
+/// Nodes sharing one bus and one presence store, as a fleet shares Redis.
+struct Fleet {
+    hub: Arc<BusHub>,
+    store: Arc<MemoryPresence>,
+    settings: Arc<Settings>,
+}
+
+/// One node: its room core, its router, and the faults of its bus and presence.
+struct Node {
+    id: String,
+    rooms: Arc<Rooms>,
+    router: Arc<Router>,
+    faults: Arc<FaultPlan>,
+}
+
+impl Fleet {
+    fn new() -> Self {
+        Self::with(Settings::default())
+    }
+
+    fn with(settings: Settings) -> Self {
+        Self {
+            hub: BusHub::new(),
+            store: Arc::new(MemoryPresence::new()),
+            settings: Arc::new(settings),
+        }
+    }
+
+    fn node(&self, id: &str) -> Node {
+        let metrics = Arc::new(Metrics::new(id));
+        let router = Arc::new(Router::new(id, Arc::clone(&metrics)));
+        let faults = FaultPlan::new();
+        let bus = self
+            .hub
+            .attach(id, Arc::clone(&router), Arc::clone(&faults));
+        let presence = FakePresence::new(Arc::clone(&self.store), Arc::clone(&faults));
+        let rooms = Arc::new(Rooms::new(
+            id.to_owned(),
+            Arc::clone(&self.settings),
+            Arc::clone(&router),
+            Arc::new(bus),
+            Arc::new(presence),
+            metrics,
+        ));
+        Node {
+            id: id.to_owned(),
+            rooms,
+            router,
+            faults,
+        }
+    }
+
+    /// The seat as presence has it now.
+    async fn seat(&self, peer: &str) -> Option<MemberRecord> {
+        self.store.seat(ROOM, peer).await.expect("memory presence")
+    }
+
+    /// The peer ids presence has in the room, oldest first.
+    async fn members(&self) -> Vec<String> {
+        self.members_of(ROOM).await
+    }
+
+    async fn members_of(&self, room: &str) -> Vec<String> {
+        let members = self.store.members(room).await.expect("memory presence");
+        members.into_iter().map(|m| m.id).collect()
+    }
+
+    /// How many envelopes the bus took whose event matches.
+    fn published(&self, matches: impl Fn(&Event) -> bool) -> usize {
+        self.hub
+            .published()
+            .iter()
+            .filter(|e| matches(&e.event))
+            .count()
+    }
+}
+
+impl Node {
+    async fn join(&self, client: &Client, name: &str) -> Result<Seat, Refusal> {
+        self.join_room(client, ROOM, name).await
+    }
+
+    async fn join_room(&self, client: &Client, room: &str, name: &str) -> Result<Seat, Refusal> {
+        let request = JoinRequest {
+            id: None,
+            room,
+            name,
+            token: None,
+        };
+        self.rooms
+            .join(request, &client.conn, client.handle.clone())
+            .await
+    }
+
+    /// Joins in a task of its own, for a join that a gate stops midway.
+    fn spawn_join(&self, client: &Client, name: &str) -> JoinHandle<Result<Seat, Refusal>> {
+        let rooms = Arc::clone(&self.rooms);
+        let (conn, handle, name) = (client.conn.clone(), client.handle.clone(), name.to_owned());
+        tokio::spawn(async move {
+            let request = JoinRequest {
+                id: None,
+                room: ROOM,
+                name: &name,
+                token: None,
+            };
+            rooms.join(request, &conn, handle).await
+        })
+    }
+
+    async fn resume(&self, client: &Client, token: &str) -> Result<Seat, Refusal> {
+        self.rooms
+            .resume(None, token, &client.conn, client.handle.clone())
+            .await
+    }
+
+    fn spawn_resume(&self, client: &Client, token: &str) -> JoinHandle<Result<Seat, Refusal>> {
+        let rooms = Arc::clone(&self.rooms);
+        let (conn, handle, token) = (client.conn.clone(), client.handle.clone(), token.to_owned());
+        tokio::spawn(async move { rooms.resume(None, &token, &conn, handle).await })
+    }
+
+    /// Relays an offer the way a session does: the finished frame, then the bus.
+    async fn offer(&self, from: &Seat, to: &str, sdp: &str) -> Result<(), Refusal> {
+        let frame = ServerMessage::Offer {
+            from: from.peer.clone(),
+            sdp: sdp.to_owned(),
+        };
+        self.rooms.relay(from, to, "offer", frame.to_json()).await
+    }
+
+    fn stats(&self) -> RouterStats {
+        self.router.stats()
+    }
+}
+
+/// One socket as the room core sees it: its outbox and its eviction switch.
+struct Client {
+    conn: String,
+    handle: SessionHandle,
+    outbox: mpsc::Receiver<Outbound>,
+    evicted: watch::Receiver<Option<Eviction>>,
+}
+
+impl Client {
+    fn new(conn: &str) -> Self {
+        let (tx, outbox) = mpsc::channel(64);
+        let (evict, evicted) = watch::channel(None);
+        Self {
+            conn: conn.to_owned(),
+            handle: SessionHandle::new(tx, evict),
+            outbox,
+            evicted,
+        }
+    }
+
+    /// The frames sent to this client since the last look, decoded.
+    fn received(&mut self) -> Vec<ServerMessage> {
+        let mut frames = Vec::new();
+        while let Ok(out) = self.outbox.try_recv() {
+            let message = serde_json::from_str(&out.text)
+                .unwrap_or_else(|e| panic!("not a server message ({e}): {}", out.text));
+            frames.push(message);
+        }
+        frames
+    }
+
+    /// The frames since the last look, each as one line to compare.
+    fn saw(&mut self) -> Vec<String> {
+        self.received().iter().map(line).collect()
+    }
+
+    /// The resume token of the `joined` or `resumed` frame that must be the only
+    /// thing this client was sent since the last look.
+    fn token(&mut self) -> String {
+        match self.received().as_slice() {
+            [ServerMessage::Joined { resume_token, .. }
+            | ServerMessage::Resumed { resume_token, .. }] => resume_token.clone(),
+            other => panic!("expected one joined or resumed frame, got {other:?}"),
+        }
+    }
+
+    fn evicted(&self) -> Option<Eviction> {
+        *self.evicted.borrow()
+    }
+}
+
+fn ids(members: &[Member]) -> String {
+    members
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One frame as a line: its type and what identifies it.
+fn line(message: &ServerMessage) -> String {
+    match message {
+        ServerMessage::Joined { members, .. } => format!("joined [{}]", ids(members)),
+        ServerMessage::Resumed { members, .. } => format!("resumed [{}]", ids(members)),
+        ServerMessage::PeerJoined { peer } => format!("peer-joined {}", peer.id),
+        ServerMessage::PeerLeft { peer, reason } => format!("peer-left {peer} {reason:?}"),
+        ServerMessage::Offer { from, sdp } => format!("offer from {from}: {sdp}"),
+        other => other.type_name().to_owned(),
+    }
+}
+
+fn joined(members: &[&Seat]) -> String {
+    let ids: Vec<&str> = members.iter().map(|s| s.peer.as_str()).collect();
+    format!("joined [{}]", ids.join(","))
+}
+
+fn resumed(members: &[&Seat]) -> String {
+    let ids: Vec<&str> = members.iter().map(|s| s.peer.as_str()).collect();
+    format!("resumed [{}]", ids.join(","))
+}
+
+fn peer_joined(seat: &Seat) -> String {
+    format!("peer-joined {}", seat.peer)
+}
+
+fn peer_left(seat: &Seat, reason: LeaveReason) -> String {
+    format!("peer-left {} {reason:?}", seat.peer)
+}
+
+fn offer(from: &Seat, sdp: &str) -> String {
+    format!("offer from {}: {sdp}", from.peer)
+}
+
+fn is_peer_joined(seat: &Seat) -> impl Fn(&Event) -> bool + '_ {
+    move |e| matches!(e, Event::PeerJoined { member } if member.id == seat.peer)
+}
+
+fn is_peer_left(seat: &Seat) -> impl Fn(&Event) -> bool + '_ {
+    move |e| matches!(e, Event::PeerLeft { peer, .. } if *peer == seat.peer)
+}
+
+fn code(result: Result<Seat, Refusal>) -> ErrorCode {
+    match result {
+        Ok(seat) => panic!("expected a refusal, got the seat {seat:?}"),
+        Err(refusal) => refusal.code,
+    }
+}
+
+async fn finished<T>(task: JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the task finishes once its gates are open")
+        .expect("the task does not panic")
+}
+
+/// The same token with another secret.
+fn forged(token: &str) -> String {
+    let (seat, _secret) = token.rsplit_once('.').expect("room.peer.secret");
+    format!("{seat}.{}", "0".repeat(32))
+}
+
+// Joining.
+
+#[tokio::test]
+async fn a_join_subscribes_before_it_takes_the_seat_and_is_announced_once() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let mut ann = Client::new("a1");
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    assert_eq!(ann.saw(), [joined(&[])]);
+
+    let mut bob = Client::new("b1");
+    let gate = n1.faults.hold_next(Op::PresenceJoin);
+    let joining = n1.spawn_join(&bob, "Bob");
+    gate.reached().await;
+    // Presence has not given out the seat yet, and the node already listens.
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 2);
+    assert_eq!(fleet.members().await, [a.peer.as_str()]);
+    gate.open();
+    let b = finished(joining).await.expect("bob joins");
+
+    assert_eq!(
+        n1.faults.calls(),
+        [
+            Op::BusSubscribe,
+            Op::PresenceJoin,
+            Op::BusPublish,
+            Op::BusSubscribe,
+            Op::PresenceJoin,
+            Op::BusPublish
+        ]
+    );
+    assert_eq!(bob.saw(), [joined(&[&a])]);
+    assert_eq!(ann.saw(), [peer_joined(&b)]);
+    assert_eq!(fleet.published(is_peer_joined(&b)), 1);
+    assert_eq!(fleet.members().await, [a.peer.as_str(), b.peer.as_str()]);
+    assert!(n1.router.is_member(ROOM, &b.peer));
+}
+
+#[tokio::test]
+async fn a_failed_subscribe_refuses_the_join_and_leaves_nothing_behind() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let mut ann = Client::new("a1");
+    n1.faults.fail_next(Op::BusSubscribe);
+    assert_eq!(code(n1.join(&ann, "Ann").await), ErrorCode::Unavailable);
+
+    assert_eq!(n1.faults.calls(), [Op::BusSubscribe]);
+    assert!(ann.saw().is_empty());
+    assert_eq!(n1.stats(), RouterStats::default());
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 0);
+    assert!(fleet.members().await.is_empty());
+    assert!(fleet.hub.published().is_empty());
+    // The fault was for one call: the same client gets in on its next try.
+    n1.join(&ann, "Ann").await.expect("ann joins");
+    assert_eq!(ann.saw(), [joined(&[])]);
+}
+
+#[tokio::test]
+async fn a_failed_presence_join_gives_back_the_reservation_and_the_subscription() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let mut ann = Client::new("a1");
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    let mut bob = Client::new("b1");
+    n1.faults.fail_next(Op::PresenceJoin);
+    assert_eq!(code(n1.join(&bob, "Bob").await), ErrorCode::Unavailable);
+
+    assert!(bob.saw().is_empty());
+    assert!(ann.saw().is_empty());
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+    assert_eq!(fleet.hub.unbalanced_unsubscribes(), 0);
+    assert_eq!(fleet.members().await, [a.peer.as_str()]);
+    let b = n1.join(&bob, "Bob").await.expect("bob joins");
+    assert_eq!(bob.saw(), [joined(&[&a])]);
+    assert_eq!(ann.saw(), [peer_joined(&b)]);
+}
+
+#[tokio::test]
+async fn a_presence_join_that_ran_before_failing_leaves_no_seat() {
+    // A command that timed out after Redis had run it: the seat was taken.
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let mut ann = Client::new("a1");
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    let mut bob = Client::new("b1");
+    n1.faults.fail_next_after_running(Op::PresenceJoin);
+    assert_eq!(code(n1.join(&bob, "Bob").await), ErrorCode::Unavailable);
+
+    assert_eq!(fleet.members().await, [a.peer.as_str()]);
+    assert!(bob.saw().is_empty());
+    // Ann never heard of Bob, so the departure that undoes his seat says nothing to her.
+    assert!(ann.saw().is_empty());
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+}
+
+#[tokio::test]
+async fn a_full_room_refuses_the_join_and_keeps_its_members() {
+    let fleet = Fleet::with(Settings {
+        rooms: RoomSettings { capacity: 2 },
+        ..Settings::default()
+    });
+    let n1 = fleet.node("n1");
+    let n2 = fleet.node("n2");
+    let (mut ann, mut bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    let b = n1.join(&bob, "Bob").await.expect("bob joins");
+    ann.saw();
+    bob.saw();
+    let refusal = n2.join(&cat, "Cat").await.expect_err("the room is full");
+
+    assert_eq!(refusal.code, ErrorCode::RoomFull);
+    assert_eq!(refusal.message, "room \"standup\" is full (2 of 2)");
+    assert!(cat.saw().is_empty());
+    assert!(ann.saw().is_empty());
+    assert!(bob.saw().is_empty());
+    assert_eq!(fleet.members().await, [a.peer.as_str(), b.peer.as_str()]);
+    assert_eq!(n2.stats(), RouterStats::default());
+    assert_eq!(fleet.hub.subscriptions("n2", ROOM), 0);
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 2);
+}
+
+#[tokio::test]
+async fn a_failed_announcement_frees_the_seat_it_took() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let mut ann = Client::new("a1");
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    let mut bob = Client::new("b1");
+    n1.faults.fail_next(Op::BusPublish);
+    assert_eq!(code(n1.join(&bob, "Bob").await), ErrorCode::Unavailable);
+
+    // Bob was never told `joined`, and nobody was told of Bob.
+    assert!(bob.saw().is_empty());
+    assert!(ann.saw().is_empty());
+    assert_eq!(fleet.members().await, [a.peer.as_str()]);
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+    let b = n1.join(&bob, "Bob").await.expect("bob joins");
+    assert_eq!(bob.saw(), [joined(&[&a])]);
+    assert_eq!(ann.saw(), [peer_joined(&b)]);
+}
+
+#[tokio::test]
+async fn a_failed_announcement_is_taken_back_from_whoever_saw_the_seat() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    // Bob has his seat in presence, and his announcement has not gone out yet.
+    let gate = n1.faults.hold_next_after_running(Op::PresenceJoin);
+    let joining = n1.spawn_join(&bob, "Bob");
+    gate.reached().await;
+    let bob_peer = fleet
+        .members()
+        .await
+        .pop()
+        .expect("bob's seat is in presence");
+    // Cat joins meanwhile: her snapshot lists Bob.
+    let c = n1.join(&cat, "Cat").await.expect("cat joins");
+    let listed = cat.received();
+    assert!(
+        matches!(listed.as_slice(), [ServerMessage::Joined { members, .. }]
+            if members.iter().map(|m| m.id.as_str()).eq([a.peer.as_str(), bob_peer.as_str()])),
+        "{listed:?}"
+    );
+    // Then Bob's announcement fails.
+    n1.faults.fail_next(Op::BusPublish);
+    gate.open();
+    assert_eq!(code(finished(joining).await), ErrorCode::Unavailable);
+
+    assert_eq!(
+        cat.saw(),
+        [format!(
+            "peer-left {bob_peer} {:?}",
+            LeaveReason::Disconnected
+        )]
+    );
+    assert_eq!(ann.saw(), [peer_joined(&c)]);
+    assert_eq!(fleet.members().await, [a.peer.as_str(), c.peer.as_str()]);
+    assert!(!n1.router.is_member(ROOM, &bob_peer));
+}
+
+#[tokio::test]
+async fn an_event_during_a_join_reaches_the_joiner_once_before_its_snapshot() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    let gate = n1.faults.hold_next(Op::PresenceJoin);
+    let joining = n1.spawn_join(&bob, "Bob");
+    gate.reached().await;
+    // Cat joins while Bob is subscribed but not yet seated: Bob's snapshot will list her.
+    let c = n1.join(&cat, "Cat").await.expect("cat joins");
+    gate.open();
+    let b = finished(joining).await.expect("bob joins");
+
+    assert_eq!(bob.saw(), [joined(&[&a, &c])]);
+    assert_eq!(cat.saw(), [joined(&[&a]), peer_joined(&b)]);
+    assert_eq!(ann.saw(), [peer_joined(&c), peer_joined(&b)]);
+}
+
+#[tokio::test]
+async fn an_event_during_a_join_reaches_the_joiner_once_after_its_snapshot() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    let gate = n1.faults.hold_next_after_running(Op::PresenceJoin);
+    let joining = n1.spawn_join(&bob, "Bob");
+    gate.reached().await;
+    // Bob's snapshot is taken; Cat's lists Bob, and her announcement reaches Bob
+    // while his seat is still pending.
+    let c = n1.join(&cat, "Cat").await.expect("cat joins");
+    gate.open();
+    let b = finished(joining).await.expect("bob joins");
+
+    assert_eq!(bob.saw(), [joined(&[&a]), peer_joined(&c)]);
+    // Bob's own announcement comes after Cat's snapshot listed him: not repeated.
+    assert_eq!(cat.saw(), [joined(&[&a, &b])]);
+    assert_eq!(ann.saw(), [peer_joined(&c), peer_joined(&b)]);
+    assert_eq!(fleet.published(is_peer_joined(&b)), 1);
+}
+
+#[tokio::test]
+async fn announcements_reordered_between_nodes_reach_everyone_once() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let n2 = fleet.node("n2");
+    let (mut ann, mut bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
+    let a = n2.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    // Everything published from here on stays in flight.
+    fleet.hub.hold();
+    let c = n1.join(&cat, "Cat").await.expect("cat joins");
+    let b = n2.join(&bob, "Bob").await.expect("bob joins");
+    assert_eq!(cat.saw(), [joined(&[&a])]);
+    assert_eq!(bob.saw(), [joined(&[&a, &c])]);
+    let held = fleet.hub.take_held();
+    assert_eq!(held.len(), 2);
+    // Bob's announcement overtakes Cat's, which was published first on another node.
+    for envelope in held.iter().rev() {
+        fleet.hub.release(envelope);
+    }
+
+    assert_eq!(ann.saw(), [peer_joined(&b), peer_joined(&c)]);
+    assert_eq!(cat.saw(), [peer_joined(&b)]);
+    assert!(bob.saw().is_empty());
+    for node in [&n1, &n2] {
+        for seat in [&a, &b, &c] {
+            assert!(node.router.is_member(ROOM, &seat.peer), "{}", node.id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn events_reach_only_the_sessions_they_concern() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let n2 = fleet.node("n2");
+    let n3 = fleet.node("n3");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (mut dan, mut eve) = (Client::new("d1"), Client::new("e1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    let d = n1.join_room(&dan, "retro", "Dan").await.expect("dan joins");
+    let b = n2.join(&bob, "Bob").await.expect("bob joins");
+    let e = n3.join_room(&eve, "retro", "Eve").await.expect("eve joins");
+    for client in [&mut ann, &mut bob, &mut dan, &mut eve] {
+        client.received();
+    }
+
+    n2.offer(&b, &a.peer, "for ann").await.expect("relayed");
+    n1.offer(&a, &b.peer, "for bob").await.expect("relayed");
+    n3.offer(&e, &d.peer, "for dan").await.expect("relayed");
+    let across = n2.offer(&b, &d.peer, "for dan").await;
+    let to_self = n1.offer(&a, &a.peer, "for me").await;
+
+    assert_eq!(across.map_err(|r| r.code), Err(ErrorCode::UnknownPeer));
+    assert_eq!(to_self.map_err(|r| r.code), Err(ErrorCode::UnknownPeer));
+    assert_eq!(ann.saw(), [offer(&b, "for ann")]);
+    assert_eq!(bob.saw(), [offer(&a, "for bob")]);
+    assert_eq!(dan.saw(), [offer(&e, "for dan")]);
+    assert!(eve.saw().is_empty());
+    // Scope: a node hears only the rooms where it holds seats.
+    assert_eq!(fleet.hub.subscriptions("n2", "retro"), 0);
+    assert_eq!(fleet.hub.subscriptions("n3", ROOM), 0);
+    assert!(!n3.router.is_member(ROOM, &a.peer));
+    assert_eq!(
+        fleet.members_of("retro").await,
+        [d.peer.as_str(), e.peer.as_str()]
+    );
+}
+
+// Resuming.
+
+/// Ann and Bob in the room on n1; Ann's token.
+async fn ann_and_bob(n1: &Node, ann: &mut Client, bob: &mut Client) -> (Seat, Seat, String) {
+    let a = n1.join(ann, "Ann").await.expect("ann joins");
+    let token = ann.token();
+    let b = n1.join(bob, "Bob").await.expect("bob joins");
+    bob.saw();
+    ann.saw();
+    (a, b, token)
+}
+
+#[tokio::test]
+async fn a_resume_with_a_wrong_secret_changes_nothing() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut thief) = (Client::new("a1"), Client::new("b1"), Client::new("x1"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    let before = n1.faults.calls().len();
+    assert_eq!(
+        code(n1.resume(&thief, &forged(&token)).await),
+        ErrorCode::ResumeFailed
+    );
+
+    // One read, nothing else: no reservation, no subscription, no write.
+    assert_eq!(n1.faults.calls()[before..], [Op::PresenceSeat]);
+    n1.offer(&b, &a.peer, "still ann's").await.expect("relayed");
+    assert_eq!(ann.saw(), [offer(&b, "still ann's")]);
+    assert_eq!(ann.evicted(), None);
+    assert!(thief.saw().is_empty());
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+    assert_eq!((seat.conn.as_str(), seat.parked), ("a1", None));
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 2);
+    assert!(bob.saw().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_presence_resume_gives_the_owner_back_its_seat_and_what_was_held() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    let gate = n1.faults.hold_next_then_fail(Op::PresenceResume);
+    let resuming = n1.spawn_resume(&again, &token);
+    gate.reached().await;
+    // Frames for Ann while the resume is pending wait for its outcome.
+    n1.offer(&b, &a.peer, "during").await.expect("relayed");
+    assert!(ann.saw().is_empty());
+    gate.open();
+    assert_eq!(code(finished(resuming).await), ErrorCode::Unavailable);
+
+    n1.offer(&b, &a.peer, "after").await.expect("relayed");
+    assert_eq!(ann.saw(), [offer(&b, "during"), offer(&b, "after")]);
+    assert_eq!(ann.evicted(), None);
+    assert!(again.saw().is_empty());
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+    assert_eq!((seat.conn.as_str(), seat.parked), ("a1", None));
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 2);
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 2 });
+    assert!(bob.saw().is_empty());
+}
+
+#[tokio::test]
+async fn a_resume_while_the_owner_leaves_keeps_the_seat_without_a_departure() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    let gate = n1.faults.hold_next(Op::PresenceLeave);
+    let leaving = {
+        let (rooms, seat) = (Arc::clone(&n1.rooms), a.clone());
+        tokio::spawn(async move { rooms.leave(&seat, LeaveReason::Left).await })
+    };
+    gate.reached().await;
+    let resumed_seat = n1.resume(&again, &token).await.expect("resumes");
+    gate.open();
+    finished(leaving).await;
+
+    assert_eq!(resumed_seat.conn, "a2");
+    assert_eq!(again.saw(), [resumed(&[&b])]);
+    // The old socket's leave found the seat moved: nobody is told of a departure.
+    assert!(bob.saw().is_empty());
+    assert_eq!(fleet.published(is_peer_left(&a)), 0);
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+    assert_eq!((seat.conn.as_str(), seat.parked), ("a2", None));
+    n1.offer(&b, &a.peer, "to the new socket")
+        .await
+        .expect("relayed");
+    assert_eq!(again.saw(), [offer(&b, "to the new socket")]);
+    assert!(ann.saw().is_empty());
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 2);
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 2 });
+}
+
+#[tokio::test]
+async fn a_leave_while_a_resume_waits_frees_the_seat_and_the_resume_fails() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    let gate = n1.faults.hold_next(Op::PresenceResume);
+    let resuming = n1.spawn_resume(&again, &token);
+    gate.reached().await;
+    n1.rooms.leave(&a, LeaveReason::Left).await;
+    gate.open();
+    assert_eq!(code(finished(resuming).await), ErrorCode::ResumeFailed);
+
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::Left)]);
+    assert!(again.saw().is_empty());
+    assert!(ann.saw().is_empty());
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+    assert!(!n1.router.is_member(ROOM, &a.peer));
+}
+
+/// Two resumes of Ann's parked seat read it at the same time and reach presence
+/// in the order `first` says: exactly one gets the seat, and the router, presence
+/// and the others agree on which.
+async fn two_resumes(on_two_nodes: bool, first: usize) {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    let others = [fleet.node("n2"), fleet.node("n3")];
+    let nodes: [&Node; 2] = if on_two_nodes {
+        [&others[0], &others[1]]
+    } else {
+        [&n1, &n1]
+    };
+    let mut clients = [Client::new("x"), Client::new("y")];
+    let mut gates = Vec::new();
+    let mut tasks = Vec::new();
+    for (node, client) in nodes.iter().zip(&clients) {
+        let gate = node.faults.hold_next(Op::PresenceResume);
+        tasks.push(Some(node.spawn_resume(client, &token)));
+        gate.reached().await;
+        gates.push(gate);
+    }
+    let mut results: [Option<Result<Seat, Refusal>>; 2] = [None, None];
+    for i in [first, 1 - first] {
+        gates[i].open();
+        results[i] = Some(finished(tasks[i].take().expect("spawned")).await);
+    }
+    let (winner, loser) = (first, 1 - first);
+    let (winner_result, loser_result) = (results[winner].take(), results[loser].take());
+    let won = winner_result
+        .expect("ran")
+        .expect("the first resume to reach presence wins");
+    assert_eq!(
+        code(loser_result.expect("ran")),
+        ErrorCode::ResumeFailed,
+        "the second resume read a seat that has moved since"
+    );
+
+    assert_eq!(won.conn, clients[winner].conn);
+    assert_eq!(clients[winner].saw(), [resumed(&[&b])]);
+    assert_eq!(clients[winner].evicted(), None);
+    assert!(clients[loser].saw().is_empty());
+    assert_eq!(clients[loser].evicted(), None);
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+    assert_eq!(
+        (seat.conn.as_str(), seat.node.as_str(), seat.parked),
+        (
+            clients[winner].conn.as_str(),
+            nodes[winner].id.as_str(),
+            None
+        )
+    );
+    n1.offer(&b, &a.peer, "for the winner")
+        .await
+        .expect("relayed");
+    assert_eq!(clients[winner].saw(), [offer(&b, "for the winner")]);
+    assert!(clients[loser].saw().is_empty());
+    assert!(bob.saw().is_empty(), "no flap for Bob");
+    if on_two_nodes {
+        assert_eq!(fleet.hub.subscriptions(&nodes[winner].id, ROOM), 1);
+        assert_eq!(fleet.hub.subscriptions(&nodes[loser].id, ROOM), 0);
+        assert_eq!(nodes[loser].stats(), RouterStats::default());
+    } else {
+        assert_eq!(fleet.hub.subscriptions("n1", ROOM), 2);
+        assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 2 });
+    }
+    assert_eq!(fleet.hub.unbalanced_unsubscribes(), 0);
+}
+
+#[tokio::test]
+async fn two_resumes_of_one_seat_on_one_node_the_first_to_presence_wins() {
+    two_resumes(false, 0).await;
+}
+
+#[tokio::test]
+async fn two_resumes_of_one_seat_on_one_node_the_later_reservation_wins() {
+    two_resumes(false, 1).await;
+}
+
+#[tokio::test]
+async fn two_resumes_of_one_seat_on_two_nodes_one_wins() {
+    two_resumes(true, 0).await;
+    two_resumes(true, 1).await;
+}
+
+#[tokio::test]
+async fn a_later_resume_is_not_evicted_by_the_move_before_it() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (n2, n3) = (fleet.node("n2"), fleet.node("n3"));
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    let (mut x, mut y) = (Client::new("x"), Client::new("y"));
+    // x has moved the seat in presence but not yet announced it.
+    let x_gate = n2.faults.hold_next_after_running(Op::PresenceResume);
+    let x_resume = n2.spawn_resume(&x, &token);
+    x_gate.reached().await;
+    // y reads the seat as x's and reserves it on n3; then x's move reaches n3.
+    let y_gate = n3.faults.hold_next(Op::PresenceResume);
+    let y_resume = n3.spawn_resume(&y, &token);
+    y_gate.reached().await;
+    x_gate.open();
+    let x_seat = finished(x_resume).await.expect("x resumes");
+    y_gate.open();
+    finished(y_resume)
+        .await
+        .expect("y resumes after x: the seat was x's");
+
+    assert_eq!(y.evicted(), None);
+    assert_eq!(x.evicted(), Some(Eviction::SeatMoved));
+    assert_eq!(x.saw(), [resumed(&[&b])]);
+    assert_eq!(y.saw(), [resumed(&[&b])]);
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+    assert_eq!((seat.conn.as_str(), seat.node.as_str()), ("y", "n3"));
+    // x's session ends on its eviction, giving back only what it held locally.
+    n2.rooms.release(&x_seat).await;
+    assert_eq!(n2.stats(), RouterStats::default());
+    n1.offer(&b, &a.peer, "for y").await.expect("relayed");
+    assert_eq!(y.saw(), [offer(&b, "for y")]);
+    assert!(x.saw().is_empty());
+    assert!(bob.saw().is_empty());
+}
+
+// Parking and expiry, on tokio's paused clock: the resume window passes at once.
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_seat_expires_after_the_window_with_one_departure() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::TimedOut).await;
+
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat is kept");
+    assert_eq!(seat.parked.map(|p| p.reason), Some(LeaveReason::TimedOut));
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+    tokio::time::sleep(window - Duration::from_millis(1)).await;
+    assert!(bob.saw().is_empty(), "nothing before the window has passed");
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::TimedOut)]);
+    tokio::time::sleep(window * 3).await;
+    assert!(bob.saw().is_empty());
+    assert_eq!(fleet.published(is_peer_left(&a)), 1);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+    assert!(!n1.router.is_member(ROOM, &a.peer));
+    assert!(ann.saw().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_seat_resumed_inside_the_window_outlives_its_expiry_timer() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let n2 = fleet.node("n2");
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    tokio::time::sleep(window / 2).await;
+    n2.resume(&again, &token)
+        .await
+        .expect("resumes inside the window");
+    tokio::time::sleep(window * 2).await;
+
+    assert_eq!(again.saw(), [resumed(&[&b])]);
+    assert!(bob.saw().is_empty(), "no flap");
+    assert_eq!(fleet.published(is_peer_left(&a)), 0);
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+    assert_eq!((seat.conn.as_str(), seat.parked), ("a2", None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_seat_parked_twice_is_announced_gone_once() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    tokio::time::sleep(window / 2).await;
+    let second = n1.resume(&again, &token).await.expect("resumes");
+    again.saw();
+    n1.rooms.park(second, LeaveReason::TimedOut).await;
+    // The first timer fires: the seat it parked is another connection's now.
+    tokio::time::sleep(window / 2 + Duration::from_millis(1)).await;
+    assert!(bob.saw().is_empty());
+    assert!(fleet.seat(&a.peer).await.is_some());
+    tokio::time::sleep(window).await;
+
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::TimedOut)]);
+    assert_eq!(fleet.published(is_peer_left(&a)), 1);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+}
+
+// Presence failing when a seat is to be freed: tried again until it answers, so
+// that no seat outlives its socket on a node that is alive.
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_leave_is_tried_again_and_announced_once() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.faults.fail_next(Op::PresenceLeave);
+    n1.rooms.leave(&a, LeaveReason::Left).await;
+
+    assert!(bob.saw().is_empty());
+    assert!(
+        fleet.seat(&a.peer).await.is_some(),
+        "presence did not answer"
+    );
+    // The local seat and subscription are given back at once all the same.
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+    tokio::time::sleep(Duration::from_millis(1001)).await;
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::Left)]);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(bob.saw().is_empty());
+    assert_eq!(n1.faults.count(Op::PresenceLeave), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_expiry_is_tried_again_until_presence_answers() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.faults.fail_next(Op::PresenceExpire);
+    n1.faults.fail_next(Op::PresenceExpire);
+    tokio::time::sleep(window + Duration::from_millis(1)).await;
+    assert!(bob.saw().is_empty());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(bob.saw().is_empty());
+    assert!(fleet.seat(&a.peer).await.is_some());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::Disconnected)]);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+    assert_eq!(n1.faults.count(Op::PresenceExpire), 3);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(n1.faults.count(Op::PresenceExpire), 3);
+    assert_eq!(fleet.published(is_peer_left(&a)), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_park_still_frees_the_seat_when_the_window_passes() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.faults.fail_next(Op::PresencePark);
+    n1.rooms.park(a.clone(), LeaveReason::TimedOut).await;
+    let seat = fleet.seat(&a.peer).await.expect("still there");
+    assert_eq!((seat.conn.as_str(), seat.parked), ("a1", None));
+    tokio::time::sleep(window + Duration::from_millis(1)).await;
+
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::TimedOut)]);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_join_whose_seat_cannot_be_taken_back_at_once_is_freed_later() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    ann.saw();
+    n1.faults.fail_next(Op::BusPublish);
+    n1.faults.fail_next(Op::PresenceLeave);
+    assert_eq!(code(n1.join(&bob, "Bob").await), ErrorCode::Unavailable);
+    assert_eq!(fleet.members().await.len(), 2, "the seat is still taken");
+    tokio::time::sleep(Duration::from_millis(1001)).await;
+
+    assert_eq!(fleet.members().await, [a.peer.as_str()]);
+    assert!(ann.saw().is_empty());
+    assert!(bob.saw().is_empty());
+    assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+}
