@@ -268,3 +268,70 @@ for (const [protocol, url] of [
     },
   });
 }
+
+/**
+ * A call that cannot connect: both pages must say why, in the tile of the other
+ * person and in a live region, and wait before trying again rather than cycle.
+ * Prints the matrix line, with the time from the second join to each message.
+ */
+async function failingCall(pair, caseName) {
+  const { ann, bob, close } = await joinCall(pair);
+  try {
+    const explained = (caller) =>
+      waitFor(
+        () =>
+          caller.page.evaluate(() => {
+            const problem = document.querySelector('.tile:not(.tile--local) .tile-problem');
+            const text = problem?.textContent.trim();
+            if (!text) return false;
+            const { link } = window.__vc.peerConnections()[0];
+            return {
+              text,
+              role: problem.getAttribute('role'),
+              live: problem.getAttribute('aria-live'),
+              cause: link.problem,
+              state: link.pc.connectionState,
+              failures: link.iceFailures,
+              nextTryInMs: Math.round(link.retryAt - performance.now()),
+              at: Date.now(),
+            };
+          }),
+        { timeoutMs: 60_000, intervalMs: 250, message: `${caller.name}'s page to explain the failed connection` },
+      );
+    const [a, b] = await Promise.all([explained(ann), explained(bob)]);
+    const [[annStats], [bobStats]] = await Promise.all([ann.mediaStats(), bob.mediaStats()]);
+    console.log(
+      `NAT matrix | ${caseName} | ${pair[0]} (A) to ${pair[1]} (B) | not connected, as it must | ` +
+        `second join to the explanation: A ${a.at - bob.joinedAt} ms, B ${b.at - bob.joinedAt} ms | ` +
+        `next try in: A ${a.nextTryInMs} ms, B ${b.nextTryInMs} ms`,
+    );
+    for (const [who, seen, other] of [
+      ['Ann', a, 'Bob Stone'],
+      ['Bob', b, 'Ann Lee'],
+    ]) {
+      assert.equal(seen.cause, 'no-relay', `${who}'s page knows why`);
+      assert.match(seen.text, new RegExp(`^Can\u2019t connect to ${other}`), `${who}'s tile names the other person`);
+      assert.match(seen.text, /blocks a direct connection, and no relay server is configured/, seen.text);
+      assert.equal(seen.role, 'status', `${who}'s message is announced`);
+      assert.equal(seen.live, 'polite', `${who}'s message is announced`);
+      assert.equal(seen.state, 'failed');
+      // The next attempt waits (8 s less jitter at least): no restart cycling every few seconds.
+      assert.ok(seen.nextTryInMs > 3000, `${who}'s page waits before trying again: ${seen.nextTryInMs} ms`);
+    }
+    for (const stats of [annStats, bobStats]) assert.equal(stats.framesDecoded, 0, 'no media got through');
+    // Firefox reports the failure itself on the page's console, as an error.
+    const ours = (errors) => errors.filter((message) => !message.startsWith('WebRTC: ICE failed, add a TURN server'));
+    assert.deepEqual(ours(ann.errors), []);
+    assert.deepEqual(ours(bob.errors), []);
+  } finally {
+    await close();
+  }
+}
+
+test('no TURN configured and a symmetric NAT: the call fails and the page says why', options(120_000), async (t) => {
+  const caseStack = new Stack();
+  t.after(() => caseStack.cleanup());
+  await setUp(caseStack, { networks: [{ nat: 'symmetric' }, { nat: 'endpoint-independent' }], turnUrls: [] });
+  // Nothing flows, so the three calls can wait for their ICE failures side by side.
+  await Promise.all(PAIRS.map((pair) => failingCall(pair, 'symmetric NAT, no TURN')));
+});
