@@ -72,6 +72,8 @@ export class PeerLink extends EventTarget {
   problem = null;
   /** When the next ICE restart after a failure is due (performance.now()), or null. */
   retryAt = null;
+  /** How long the restart after the last failure waited (0: at once), or null before any failure. */
+  lastRetryDelayMs = null;
   /** Completed offer/answer exchanges. */
   negotiations = 0;
   /** Offers that crossed one of this side's own (glare). */
@@ -412,6 +414,7 @@ export class PeerLink extends EventTarget {
     this.iceFailed = true;
     this.iceFailures += 1;
     const delay = iceRetryDelay(this.iceFailures, { wasConnected: this.everConnected });
+    this.lastRetryDelayMs = delay;
     if (delay === 0) {
       this.restartIce();
       return;
