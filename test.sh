@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of Video Caller, installing what the tests need when it is
 # missing: Debian packages (redis-server, chromium, firefox-esr, nginx, coturn, prometheus, valgrind,
-# libnetfilter-queue-dev and ping for the link shaper,
-# docker-compose for parsing the compose file), the Rust lint components, and the
-# npm and pip packages of the web client and chart checks.
+# iptables, libnetfilter-queue-dev and ping for the link shaper, docker-compose for parsing
+# the compose file), the Rust lint components, and the npm and pip packages of the web
+# client, the link shaper and the chart checks.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,6 +24,10 @@ install_missing_packages() {
   command -v valgrind >/dev/null || wanted+=(valgrind)
   # certutil: the HTTPS browser test gives Firefox a profile that trusts the node's certificate.
   command -v certutil >/dev/null || wanted+=(libnss3-tools)
+  # The NAT matrix builds its networks from namespaces, veths and NAT rules, and a TLS certificate for coturn.
+  command -v ip >/dev/null || wanted+=(iproute2)
+  command -v iptables >/dev/null || wanted+=(iptables)
+  command -v openssl >/dev/null || wanted+=(openssl)
   # The bad-link shaper of the browser tests (web-client/test/e2e/link-shaper.py): ping to
   # check it, and what pip needs to build NetfilterQueue against libnetfilter_queue.
   command -v ping >/dev/null || wanted+=(iputils-ping)

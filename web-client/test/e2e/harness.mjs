@@ -16,9 +16,10 @@ import puppeteer from 'puppeteer-core';
 
 export const REPO_ROOT = path.resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const NODE_BIN = process.env.E2E_NODE_BIN ?? path.join(REPO_ROOT, 'target/debug/vc-signaling');
-const CHROMIUM = process.env.E2E_CHROMIUM ?? '/usr/bin/chromium';
 const NGINX = process.env.E2E_NGINX ?? '/usr/sbin/nginx';
-const FIREFOX = process.env.E2E_FIREFOX ?? '/usr/bin/firefox-esr';
+/** The browsers the tests start. */
+export const CHROMIUM = process.env.E2E_CHROMIUM ?? '/usr/bin/chromium';
+export const FIREFOX = process.env.E2E_FIREFOX ?? '/usr/bin/firefox-esr';
 
 /** Polls `check` until it returns a truthy value; fails with `message` and the last value. */
 export async function waitFor(check, { timeoutMs = 15_000, intervalMs = 100, message = 'condition' } = {}) {
@@ -217,22 +218,26 @@ export async function startRedis(stack) {
 /**
  * A signaling node, ready (GET /readyz is 200).
  * @param {Stack} stack
- * @param {{id: string, redisUrl?: string, port?: number, env?: Record<string, string>, args?: string[], https?: boolean}} options
+ * @param {{id: string, redisUrl?: string, port?: number, env?: Record<string, string>, args?: string[], https?: boolean,
+ *   host?: {ns: string, address: string, spawn: Function}}} options
  *   port: to start a node again where the pages expect it; args: the command line
- *   (`serve --lan`); https: the node speaks TLS (readiness is checked over HTTPS)
+ *   (`serve --lan`); https: the node speaks TLS (readiness is checked over HTTPS);
+ *   host: a netlab.mjs Host to run in, listening on its address (then `port` is required)
  */
-export async function startNode(stack, { id, redisUrl, port: fixedPort, env = {}, args = [], https: tls = false }) {
+export async function startNode(stack, { id, redisUrl, port: fixedPort, env = {}, args = [], https: tls = false, host }) {
   const binary = ensureNodeBinary();
+  if (host && (fixedPort === undefined || tls)) throw new Error('a node in a namespace needs a fixed port, and speaks HTTP');
   const port = fixedPort ?? (await freePort());
+  const address = host?.address ?? '127.0.0.1';
   // The node reads every VC_* variable as a setting and refuses unknown ones:
   // only the settings given here reach it, whatever the caller's environment.
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('VC_')));
-  const service = new Service(stack, `node-${id}`, binary, args, {
+  const options = {
     cwd: REPO_ROOT,
     ownEnv: true,
     env: {
       ...inherited,
-      VC_SERVER__HOST: '127.0.0.1',
+      VC_SERVER__HOST: address,
       VC_SERVER__PORT: String(port),
       VC_NODE__ID: id,
       VC_RESUME__WINDOW: '10s',
@@ -240,12 +245,16 @@ export async function startNode(stack, { id, redisUrl, port: fixedPort, env = {}
       ...(redisUrl ? { VC_REDIS__URL: redisUrl } : {}),
       ...env,
     },
-  });
-  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  };
+  const service = host
+    ? host.spawn(stack, `node-${id}`, binary, args, options)
+    : new Service(stack, `node-${id}`, binary, args, options);
+  const url = `${tls ? 'https' : 'http'}://${address}:${port}`;
+  const status = host ? (u) => host.httpStatus(u) : tls ? httpsStatus : httpStatus;
   await waitFor(
     async () => {
       if (!service.alive) throw new Error(`node ${id} exited (${service.exitCode}):\n${service.logTail()}`);
-      return (await (tls ? httpsStatus : httpStatus)(`${url}/readyz`)) === 200;
+      return (await status(`${url}/readyz`)) === 200;
     },
     { timeoutMs: 20_000, message: `node ${id} to be ready` },
   );
@@ -315,41 +324,46 @@ ${upstreams}
   return { port, url: `http://127.0.0.1:${port}`, service };
 }
 
-/** coturn with TURN REST credentials (`use-auth-secret`), relaying on loopback only. */
-export async function startTurn(stack, { secret, realm = 'video-caller.test' }) {
-  const port = await freePort();
+/**
+ * coturn with TURN REST credentials (`use-auth-secret`), relaying on loopback only,
+ * or, given a netlab.mjs `host`, on that host's address: UDP and TCP on 3478, and
+ * TLS on 5349 when `tls` names a certificate and key.
+ * @param {Stack} stack
+ * @param {{secret: string, realm?: string, host?: import('./netlab.mjs').Host, tls?: {certFile: string, keyFile: string}}} options
+ */
+export async function startTurn(stack, { secret, realm = 'video-caller.test', host, tls }) {
+  const port = host ? 3478 : await freePort();
+  const tlsPort = 5349;
+  const address = host?.address ?? '127.0.0.1';
   const dir = stack.tempDir('turn');
   const relayBase = 40000 + Math.floor(Math.random() * 200) * 100;
-  const service = new Service(
-    stack,
-    'turn',
-    'turnserver',
-    [
-      '-n',
-      '--listening-ip=127.0.0.1',
-      `--listening-port=${port}`,
-      '--relay-ip=127.0.0.1',
-      `--min-port=${relayBase}`,
-      `--max-port=${relayBase + 99}`,
-      '--use-auth-secret',
-      `--static-auth-secret=${secret}`,
-      `--realm=${realm}`,
-      // Both browsers' relay addresses are on loopback; coturn refuses such peers unless told.
-      '--allow-loopback-peers',
-      '--no-cli',
-      '--no-tls',
-      '--no-dtls',
-      '--no-tcp-relay',
-      '--fingerprint',
-      `--db=${path.join(dir, 'turndb')}`,
-      `--pidfile=${path.join(dir, 'turn.pid')}`,
-      `--log-file=${path.join(dir, 'turn-server.log')}`,
-      '--simple-log',
-      '--no-stdout-log',
-    ],
-    { dir },
-  );
-  // coturn answers on UDP only here, so readiness is "it is still running and logged its relay set-up".
+  const args = [
+    '-n',
+    `--listening-ip=${address}`,
+    `--listening-port=${port}`,
+    `--relay-ip=${address}`,
+    `--min-port=${relayBase}`,
+    `--max-port=${relayBase + 99}`,
+    '--use-auth-secret',
+    `--static-auth-secret=${secret}`,
+    `--realm=${realm}`,
+    // On loopback, both browsers' relay addresses are too; coturn refuses such peers unless told.
+    ...(host ? [] : ['--allow-loopback-peers']),
+    '--no-cli',
+    ...(tls ? [`--tls-listening-port=${tlsPort}`, `--cert=${tls.certFile}`, `--pkey=${tls.keyFile}`] : ['--no-tls']),
+    '--no-dtls',
+    '--no-tcp-relay',
+    '--fingerprint',
+    `--db=${path.join(dir, 'turndb')}`,
+    `--pidfile=${path.join(dir, 'turn.pid')}`,
+    `--log-file=${path.join(dir, 'turn-server.log')}`,
+    '--simple-log',
+    '--no-stdout-log',
+  ];
+  const service = host
+    ? host.spawn(stack, 'turn', 'turnserver', args, { dir })
+    : new Service(stack, 'turn', 'turnserver', args, { dir });
+  // Readiness is "it is still running and logged its relay set-up": on loopback it answers on UDP only.
   await waitFor(
     () => {
       if (!service.alive) throw new Error(`turnserver exited (${service.exitCode})`);
@@ -361,18 +375,26 @@ export async function startTurn(stack, { secret, realm = 'video-caller.test' }) 
     },
     { timeoutMs: 10_000, message: 'turnserver to start' },
   );
-  return { port, url: `turn:127.0.0.1:${port}?transport=udp`, service, logPath: path.join(dir, 'turn-server.log') };
+  return {
+    port,
+    tlsPort: tls ? tlsPort : null,
+    url: `turn:${address}:${port}?transport=udp`,
+    service,
+    logPath: path.join(dir, 'turn-server.log'),
+  };
 }
 
 /**
  * Chromium with a fake camera and microphone.
- * @param {{fakeUi?: boolean, args?: string[]}} [options] fakeUi: grant camera, microphone and screen
+ * @param {{fakeUi?: boolean, args?: string[], executablePath?: string}} [options] fakeUi: grant camera, microphone and screen
  *   capture without prompts (without it, media requests are denied unless the
- *   context was given the permissions); args: more command-line switches
+ *   context was given the permissions); args: more command-line switches;
+ *   executablePath: what to start instead of Chromium (a script that starts it
+ *   in a network namespace, say)
  */
-export async function launchBrowser(stack, { fakeUi = true, args = [] } = {}) {
+export async function launchBrowser(stack, { fakeUi = true, args = [], executablePath = CHROMIUM } = {}) {
   const browser = await chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     args: [
       // Several cameras and microphones, so that switching devices can be tested.
       '--use-fake-device-for-media-stream=device-count=3',
@@ -440,12 +462,18 @@ async function readMediaStats() {
       audioPacketsReceived: 0,
       localCandidateType: null,
       remoteCandidateType: null,
+      // How the local relay candidate reaches its TURN server (udp, tcp, tls), when it is one.
+      localRelayProtocol: null,
       sendingVideoLabel: pc.getSenders().find((sender) => sender.track?.kind === 'video')?.track.label ?? null,
       sendingAudioLabel: pc.getSenders().find((sender) => sender.track?.kind === 'audio')?.track.label ?? null,
     };
     let pairId = null;
     report.forEach((stat) => {
       if (stat.type === 'transport' && stat.selectedCandidatePairId) pairId = stat.selectedCandidatePairId;
+    });
+    // Firefox marks the selected pair itself rather than in a transport entry.
+    report.forEach((stat) => {
+      if (!pairId && stat.type === 'candidate-pair' && stat.selected) pairId = stat.id;
     });
     report.forEach((stat) => {
       if (stat.type === 'inbound-rtp' && stat.kind === 'video' && (stat.framesDecoded ?? 0) >= entry.framesDecoded) {
@@ -459,8 +487,10 @@ async function readMediaStats() {
     });
     const pair = pairId ? report.get(pairId) : null;
     if (pair) {
-      entry.localCandidateType = report.get(pair.localCandidateId)?.candidateType ?? null;
+      const local = report.get(pair.localCandidateId);
+      entry.localCandidateType = local?.candidateType ?? null;
       entry.remoteCandidateType = report.get(pair.remoteCandidateId)?.candidateType ?? null;
+      if (local?.candidateType === 'relay') entry.localRelayProtocol = local.relayProtocol ?? null;
     }
     result.push(entry);
   }
@@ -470,21 +500,25 @@ async function readMediaStats() {
 /**
  * Firefox ESR with a fake camera and microphone, driven by puppeteer-core over
  * WebDriver BiDi (Playwright only drives its own patched Firefox builds).
- * @param {{executablePath?: string, userDataDir?: string}} [options] userDataDir: a
- *   profile prepared beforehand (its certificate database, say)
+ * @param {{executablePath?: string, userDataDir?: string, debuggingPort?: number, prefs?: Record<string, unknown>}} [options]
+ *   userDataDir: a profile prepared beforehand (its certificate database, say);
+ *   debuggingPort: where WebDriver BiDi listens (default: any free port);
+ *   prefs: more preferences
  */
-export async function launchFirefox(stack, { executablePath = FIREFOX, userDataDir } = {}) {
+export async function launchFirefox(stack, { executablePath = FIREFOX, userDataDir, debuggingPort, prefs = {} } = {}) {
   const browser = await puppeteer.launch({
     browser: 'firefox',
     executablePath,
     headless: true,
     ...(userDataDir ? { userDataDir } : {}),
+    ...(debuggingPort ? { debuggingPort } : {}),
     protocolTimeout: 60_000,
     extraPrefsFirefox: {
       'media.navigator.streams.fake': true,
       'media.navigator.permission.disabled': true,
       'media.peerconnection.ice.loopback': true,
       'media.peerconnection.ice.obfuscate_host_addresses': false,
+      ...prefs,
     },
   });
   const process = browser.process();
