@@ -146,6 +146,8 @@ export class SignalingClient {
   #holdOutgoing = false;
 
   #session = null;
+  /** The close event of the last socket in use that ended, for the next `resumed`. */
+  #lastLoss = null;
   #joinRequest = null;
   #outbox = [];
 
@@ -206,7 +208,11 @@ export class SignalingClient {
   /**
    * Subscribes to an event; returns a function that unsubscribes. Events:
    * - `state` {state, attempt?, retryInMs?}
-   * - `welcome`, `joined`, `resumed`: the node's messages
+   * - `welcome`, `joined`: the node's messages
+   * - `resumed`: the node's message plus `cleanClose`, whether the socket it
+   *   replaces ended with a close handshake; false when that socket went silent
+   *   (the liveness check gave up on it) or broke, as a network change does, so
+   *   that the media paths of the same network may be gone too
    * - `rejoined`: the seat was lost and a new one taken (`joined` plus
    *   `previousPeer`); every peer connection must start over
    * - `session-lost` {error, previousPeer}: the seat was lost and joining again failed
@@ -438,7 +444,7 @@ export class SignalingClient {
         this.#flushOutbox();
         if (this.#joinRequest) this.#sendJoin(link);
         this.#startLiveness();
-        await this.#untilCurrentLinkEnds();
+        this.#lastLoss = await this.#untilCurrentLinkEnds();
         this.#stopLiveness();
       } catch (err) {
         if (!(err instanceof SignalingError)) throw err;
@@ -466,13 +472,13 @@ export class SignalingClient {
   async #untilCurrentLinkEnds() {
     for (;;) {
       const link = this.#link;
-      await link.closed.promise;
+      const event = await link.closed.promise;
       if (this.#link !== link) continue;
       if (this.#handoverTask) {
         this.#setState(ConnectionState.RECONNECTING);
         if (await this.#handoverTask) continue;
       }
-      return;
+      return event;
     }
   }
 
@@ -623,7 +629,7 @@ export class SignalingClient {
     try {
       const resumed = await this.#request(link, resumeMessage(session));
       this.#adoptSession(resumed, session.params);
-      this.#emit('resumed', resumed);
+      this.#emit('resumed', { ...resumed, cleanClose: this.#lastLoss?.wasClean === true });
       return;
     } catch (err) {
       if (err.transient) {
@@ -675,7 +681,8 @@ export class SignalingClient {
         previous.close(CLOSE_RECONNECTING, 'moved to another node');
         this.#setState(ConnectionState.CONNECTED);
         this.#flushOutbox();
-        this.#emit('resumed', resumed);
+        // The old socket was fine: the node asked the client to move.
+        this.#emit('resumed', { ...resumed, cleanClose: true });
         return true;
       } catch (err) {
         if (!(err instanceof SignalingError)) throw err;

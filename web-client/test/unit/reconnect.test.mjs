@@ -42,13 +42,18 @@ test('after a drop the client reconnects and resumes as the same peer', async ()
   assert.equal(client.node, 'node-b');
   assert.deepEqual(states(), ['connecting', 'connected', 'reconnecting', 'connected']);
   assert.equal(eventsOf('resumed').length, 1);
+  assert.equal(eventsOf('resumed')[0].cleanClose, false, 'the socket broke: the network may have changed');
   assert.equal(eventsOf('rejoined').length, 0);
 
   // The next drop resumes with the newest token.
   second.drop(1001);
   const third = await network.nextConnection();
   third.welcome('node-a');
-  assert.equal((await third.next('resume')).token, 'standup.p-self.token-2');
+  const again = await third.next('resume');
+  assert.equal(again.token, 'standup.p-self.token-2');
+  third.send(resumedReply(again));
+  await eventually(() => eventsOf('resumed').length === 2, { message: 'resumed again' });
+  assert.equal(eventsOf('resumed')[1].cleanClose, true, 'the node closed that socket with a close frame');
   await client.close();
 });
 
@@ -171,6 +176,7 @@ test('drain: resume on a new socket first, then close the old one with 4000', as
   assert.equal(client.node, 'node-b');
   assert.equal(eventsOf('reconnect').length, 1);
   assert.equal(eventsOf('resumed').length, 1);
+  assert.equal(eventsOf('resumed')[0].cleanClose, true, 'a drain changes no network');
   assert.ok(!states().includes('reconnecting'), 'a drain is seamless for the person');
 
   // The loop follows the new socket: a later drop reconnects and resumes again.
