@@ -191,6 +191,10 @@ export class PeerLink extends EventTarget {
    * @param {{networkMayHaveChanged?: boolean}} [options]
    */
   recoverAfterSignalingGap({ networkMayHaveChanged = false } = {}) {
+    // An offer made while signaling was down still waits in the outbox: it goes
+    // now or never, since the one made below replaces it. Were both sent, the
+    // answer to the old one would arrive first and be taken for the new one's.
+    this.#signaling.discardQueued?.(this.peerId, 'offer');
     return this.#enqueue(async () => {
       const pc = this.#pc;
       // Nothing negotiated yet: the initiator's answer timeout covers a lost first offer.

@@ -410,6 +410,17 @@ export class SignalingClient {
     this.#sendInSession({ type: 'report', report });
   }
 
+  /**
+   * Takes back the messages of `type` for peer `to` that wait in the outbox (sent
+   * while the socket was down) and returns how many. A listener of `resumed` calls
+   * it for what the gap made stale, before the outbox goes out.
+   */
+  discardQueued(to, type) {
+    const before = this.#outbox.length;
+    this.#outbox = this.#outbox.filter((message) => message.to !== to || message.type !== type);
+    return before - this.#outbox.length;
+  }
+
   #sendInSession(message) {
     if (!this.#session) {
       throw new SignalingError('not-joined', `cannot send ${message.type} outside a room`);
@@ -677,12 +688,14 @@ export class SignalingClient {
         const previous = this.#link;
         this.#adoptSession(resumed, this.#session.params);
         this.#link = link;
-        this.#holdOutgoing = false;
         previous.close(CLOSE_RECONNECTING, 'moved to another node');
         this.#setState(ConnectionState.CONNECTED);
-        this.#flushOutbox();
+        // Listeners see `resumed` while sends are still held, as after a drop: they
+        // may take back what waits in the outbox, and what they send queues behind it.
         // The old socket was fine: the node asked the client to move.
         this.#emit('resumed', { ...resumed, cleanClose: true });
+        this.#holdOutgoing = false;
+        this.#flushOutbox();
         return true;
       } catch (err) {
         if (!(err instanceof SignalingError)) throw err;

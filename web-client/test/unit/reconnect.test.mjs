@@ -238,3 +238,46 @@ test('reconnectNow skips the backoff wait', async () => {
   await eventually(() => client.state === 'connected', { message: 'connected' });
   await client.close();
 });
+
+test('a resumed listener can take back a queued offer before the outbox goes out', async () => {
+  const { network, client, server } = await joinedClient();
+  server.drop(1006);
+  await eventually(() => client.state === 'reconnecting', { message: 'reconnecting' });
+  client.sendOffer('p-bob', 'offer made while down');
+  client.sendCandidate('p-bob', { candidate: 'candidate:1', sdpMid: '0' });
+  client.sendOffer('p-carol', 'offer to someone else');
+  let discarded = null;
+  client.on('resumed', () => {
+    discarded = client.discardQueued('p-bob', 'offer');
+    client.sendOffer('p-bob', 'offer made after the gap');
+  });
+
+  const next = await network.nextConnection();
+  next.welcome('node-b');
+  next.send(resumedReply(await next.next('resume')));
+  assert.equal((await next.next('candidate')).candidate.candidate, 'candidate:1');
+  assert.equal((await next.next('offer')).sdp, 'offer to someone else');
+  assert.equal((await next.next('offer')).sdp, 'offer made after the gap', 'sent after what was queued before it');
+  assert.equal(discarded, 1);
+  assert.equal(next.received.size, 0);
+  await client.close();
+});
+
+test('drain: a resumed listener can take back what the handover held, and sends after it', async () => {
+  const { network, client, server } = await joinedClient();
+  server.send({ type: 'reconnect', reason: 'draining' });
+  const next = await network.nextConnection();
+  next.welcome('node-b');
+  const resume = await next.next('resume');
+  client.sendOffer('p-bob', 'offer held during the handover');
+  client.sendAppData('p-bob', { audio: true });
+  client.on('resumed', () => {
+    assert.equal(client.discardQueued('p-bob', 'offer'), 1);
+    client.sendOffer('p-bob', 'offer made after the handover');
+  });
+  next.send(resumedReply(resume));
+  assert.deepEqual((await next.next('app-data')).data, { audio: true });
+  assert.equal((await next.next('offer')).sdp, 'offer made after the handover');
+  assert.equal(server.received.size, 0, 'nothing was sent on the old socket');
+  await client.close();
+});
