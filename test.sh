@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of Video Caller, installing what the tests need when it is
 # missing: Debian packages (redis-server, chromium, firefox-esr, nginx, coturn, prometheus, valgrind,
-# iptables, docker-compose for parsing the compose file), the Rust lint components, and the
-# npm and pip packages of the web client and chart checks.
+# iptables, libnetfilter-queue-dev and ping for the link shaper, docker-compose for parsing
+# the compose file), the Rust lint components, and the npm and pip packages of the web
+# client, the link shaper and the chart checks.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,6 +28,13 @@ install_missing_packages() {
   command -v ip >/dev/null || wanted+=(iproute2)
   command -v iptables >/dev/null || wanted+=(iptables)
   command -v openssl >/dev/null || wanted+=(openssl)
+  # The bad-link shaper of the browser tests (web-client/test/e2e/link-shaper.py): ping to
+  # check it, and what pip needs to build NetfilterQueue against libnetfilter_queue.
+  command -v ping >/dev/null || wanted+=(iputils-ping)
+  [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || wanted+=(libnetfilter-queue-dev)
+  command -v gcc >/dev/null || wanted+=(gcc)
+  [ -e "/usr/include/python3.$(/usr/bin/python3 -c 'import sys; print(sys.version_info.minor)' 2>/dev/null || echo 0)/Python.h" ] || wanted+=(python3-dev)
+  /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || wanted+=(python3-venv)
   if [ ${#wanted[@]} -gt 0 ]; then
     section "installing ${wanted[*]}"
     as_root apt-get update -qq
@@ -38,6 +46,14 @@ install_missing_packages() {
 }
 
 install_missing_packages
+
+# NetfilterQueue for the link shaper, in a venv of its own under target/.
+shaper_venv=target/netlab-venv
+if ! "$shaper_venv/bin/python" -c 'import netfilterqueue' 2>/dev/null; then
+  section "installing the link shaper's pip packages into $shaper_venv"
+  /usr/bin/python3 -m venv "$shaper_venv"
+  "$shaper_venv/bin/pip" install --quiet -r web-client/test/e2e/link-shaper.requirements.txt
+fi
 
 section "format"
 cargo fmt --all --check

@@ -273,8 +273,11 @@ export class Call extends EventTarget {
   }
 
   // Back on signaling as the same peer. The room may have changed meanwhile, and
-  // messages addressed to this side were dropped: catch up on both.
-  #onResumed({ members, iceServers }) {
+  // messages addressed to this side were dropped: catch up on both. A socket that
+  // went silent or broke (not closed by the node) says the network may have
+  // changed under this side: the media paths may be dead too, though ICE does not
+  // say so yet, so every connection restarts ICE at once.
+  #onResumed({ members, iceServers, cleanClose }) {
     const present = new Set(members.map((member) => member.id));
     for (const peerId of [...this.#links.keys()]) {
       if (!present.has(peerId)) this.#removePeer(peerId, 'left');
@@ -286,7 +289,7 @@ export class Call extends EventTarget {
         continue;
       }
       link.setIceServers(iceServers ?? []);
-      link.recoverAfterSignalingGap();
+      link.recoverAfterSignalingGap({ networkMayHaveChanged: !cleanClose });
       this.#sendLocalState(member.id, { askBack: true });
     }
   }

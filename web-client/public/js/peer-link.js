@@ -218,9 +218,17 @@ export class PeerLink extends EventTarget {
   /**
    * After this side's signaling came back: messages sent to it meanwhile are lost.
    * An offer waiting for its answer is made again, and a connection that is not up
-   * restarts ICE, since candidates may have been lost too.
+   * restarts ICE, since candidates may have been lost too. With
+   * `networkMayHaveChanged` (the socket went silent or broke) ICE restarts even if
+   * it still says connected: a path on a network that is gone looks connected for
+   * seconds, and the old path keeps carrying media while the new one is checked.
+   * @param {{networkMayHaveChanged?: boolean}} [options]
    */
-  recoverAfterSignalingGap() {
+  recoverAfterSignalingGap({ networkMayHaveChanged = false } = {}) {
+    // An offer made while signaling was down still waits in the outbox: it goes
+    // now or never, since the one made below replaces it. Were both sent, the
+    // answer to the old one would arrive first and be taken for the new one's.
+    this.#signaling.discardQueued?.(this.peerId, 'offer');
     return this.#enqueue(async () => {
       const pc = this.#pc;
       // Nothing negotiated yet: the initiator's answer timeout covers a lost first offer.
@@ -228,7 +236,7 @@ export class PeerLink extends EventTarget {
       if (pc.signalingState === 'have-local-offer') {
         await pc.setLocalDescription({ type: 'rollback' });
         this.restartIce();
-      } else if (!['connected', 'completed'].includes(pc.iceConnectionState)) {
+      } else if (networkMayHaveChanged || !['connected', 'completed'].includes(pc.iceConnectionState)) {
         this.restartIce();
       }
     });

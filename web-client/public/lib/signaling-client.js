@@ -146,6 +146,8 @@ export class SignalingClient {
   #holdOutgoing = false;
 
   #session = null;
+  /** The close event of the last socket in use that ended, for the next `resumed`. */
+  #lastLoss = null;
   #joinRequest = null;
   #outbox = [];
 
@@ -206,7 +208,11 @@ export class SignalingClient {
   /**
    * Subscribes to an event; returns a function that unsubscribes. Events:
    * - `state` {state, attempt?, retryInMs?}
-   * - `welcome`, `joined`, `resumed`: the node's messages
+   * - `welcome`, `joined`: the node's messages
+   * - `resumed`: the node's message plus `cleanClose`, whether the socket it
+   *   replaces ended with a close handshake; false when that socket went silent
+   *   (the liveness check gave up on it) or broke, as a network change does, so
+   *   that the media paths of the same network may be gone too
    * - `rejoined`: the seat was lost and a new one taken (`joined` plus
    *   `previousPeer`); every peer connection must start over
    * - `session-lost` {error, previousPeer}: the seat was lost and joining again failed
@@ -404,6 +410,17 @@ export class SignalingClient {
     this.#sendInSession({ type: 'report', report });
   }
 
+  /**
+   * Takes back the messages of `type` for peer `to` that wait in the outbox (sent
+   * while the socket was down) and returns how many. A listener of `resumed` calls
+   * it for what the gap made stale, before the outbox goes out.
+   */
+  discardQueued(to, type) {
+    const before = this.#outbox.length;
+    this.#outbox = this.#outbox.filter((message) => message.to !== to || message.type !== type);
+    return before - this.#outbox.length;
+  }
+
   #sendInSession(message) {
     if (!this.#session) {
       throw new SignalingError('not-joined', `cannot send ${message.type} outside a room`);
@@ -438,7 +455,7 @@ export class SignalingClient {
         this.#flushOutbox();
         if (this.#joinRequest) this.#sendJoin(link);
         this.#startLiveness();
-        await this.#untilCurrentLinkEnds();
+        this.#lastLoss = await this.#untilCurrentLinkEnds();
         this.#stopLiveness();
       } catch (err) {
         if (!(err instanceof SignalingError)) throw err;
@@ -466,13 +483,13 @@ export class SignalingClient {
   async #untilCurrentLinkEnds() {
     for (;;) {
       const link = this.#link;
-      await link.closed.promise;
+      const event = await link.closed.promise;
       if (this.#link !== link) continue;
       if (this.#handoverTask) {
         this.#setState(ConnectionState.RECONNECTING);
         if (await this.#handoverTask) continue;
       }
-      return;
+      return event;
     }
   }
 
@@ -623,7 +640,7 @@ export class SignalingClient {
     try {
       const resumed = await this.#request(link, resumeMessage(session));
       this.#adoptSession(resumed, session.params);
-      this.#emit('resumed', resumed);
+      this.#emit('resumed', { ...resumed, cleanClose: this.#lastLoss?.wasClean === true });
       return;
     } catch (err) {
       if (err.transient) {
@@ -671,11 +688,14 @@ export class SignalingClient {
         const previous = this.#link;
         this.#adoptSession(resumed, this.#session.params);
         this.#link = link;
-        this.#holdOutgoing = false;
         previous.close(CLOSE_RECONNECTING, 'moved to another node');
         this.#setState(ConnectionState.CONNECTED);
+        // Listeners see `resumed` while sends are still held, as after a drop: they
+        // may take back what waits in the outbox, and what they send queues behind it.
+        // The old socket was fine: the node asked the client to move.
+        this.#emit('resumed', { ...resumed, cleanClose: true });
+        this.#holdOutgoing = false;
         this.#flushOutbox();
-        this.#emit('resumed', resumed);
         return true;
       } catch (err) {
         if (!(err instanceof SignalingError)) throw err;

@@ -73,6 +73,7 @@ test('a silent socket is dropped and the seat resumed on a new one, without wait
   await eventually(() => client.state === 'connected', { message: 'connected again' });
   assert.equal(client.peerId, 'p-self');
   assert.equal(eventsOf('resumed').length, 1);
+  assert.equal(eventsOf('resumed')[0].cleanClose, false, 'a silent socket says the network may have changed');
   assert.equal(eventsOf('rejoined').length, 0);
 
   // The old network comes back: the close the client started completes with

@@ -42,13 +42,18 @@ test('after a drop the client reconnects and resumes as the same peer', async ()
   assert.equal(client.node, 'node-b');
   assert.deepEqual(states(), ['connecting', 'connected', 'reconnecting', 'connected']);
   assert.equal(eventsOf('resumed').length, 1);
+  assert.equal(eventsOf('resumed')[0].cleanClose, false, 'the socket broke: the network may have changed');
   assert.equal(eventsOf('rejoined').length, 0);
 
   // The next drop resumes with the newest token.
   second.drop(1001);
   const third = await network.nextConnection();
   third.welcome('node-a');
-  assert.equal((await third.next('resume')).token, 'standup.p-self.token-2');
+  const again = await third.next('resume');
+  assert.equal(again.token, 'standup.p-self.token-2');
+  third.send(resumedReply(again));
+  await eventually(() => eventsOf('resumed').length === 2, { message: 'resumed again' });
+  assert.equal(eventsOf('resumed')[1].cleanClose, true, 'the node closed that socket with a close frame');
   await client.close();
 });
 
@@ -171,6 +176,7 @@ test('drain: resume on a new socket first, then close the old one with 4000', as
   assert.equal(client.node, 'node-b');
   assert.equal(eventsOf('reconnect').length, 1);
   assert.equal(eventsOf('resumed').length, 1);
+  assert.equal(eventsOf('resumed')[0].cleanClose, true, 'a drain changes no network');
   assert.ok(!states().includes('reconnecting'), 'a drain is seamless for the person');
 
   // The loop follows the new socket: a later drop reconnects and resumes again.
@@ -230,5 +236,48 @@ test('reconnectNow skips the backoff wait', async () => {
   const resume = await next.next('resume');
   next.send(resumedReply(resume));
   await eventually(() => client.state === 'connected', { message: 'connected' });
+  await client.close();
+});
+
+test('a resumed listener can take back a queued offer before the outbox goes out', async () => {
+  const { network, client, server } = await joinedClient();
+  server.drop(1006);
+  await eventually(() => client.state === 'reconnecting', { message: 'reconnecting' });
+  client.sendOffer('p-bob', 'offer made while down');
+  client.sendCandidate('p-bob', { candidate: 'candidate:1', sdpMid: '0' });
+  client.sendOffer('p-carol', 'offer to someone else');
+  let discarded = null;
+  client.on('resumed', () => {
+    discarded = client.discardQueued('p-bob', 'offer');
+    client.sendOffer('p-bob', 'offer made after the gap');
+  });
+
+  const next = await network.nextConnection();
+  next.welcome('node-b');
+  next.send(resumedReply(await next.next('resume')));
+  assert.equal((await next.next('candidate')).candidate.candidate, 'candidate:1');
+  assert.equal((await next.next('offer')).sdp, 'offer to someone else');
+  assert.equal((await next.next('offer')).sdp, 'offer made after the gap', 'sent after what was queued before it');
+  assert.equal(discarded, 1);
+  assert.equal(next.received.size, 0);
+  await client.close();
+});
+
+test('drain: a resumed listener can take back what the handover held, and sends after it', async () => {
+  const { network, client, server } = await joinedClient();
+  server.send({ type: 'reconnect', reason: 'draining' });
+  const next = await network.nextConnection();
+  next.welcome('node-b');
+  const resume = await next.next('resume');
+  client.sendOffer('p-bob', 'offer held during the handover');
+  client.sendAppData('p-bob', { audio: true });
+  client.on('resumed', () => {
+    assert.equal(client.discardQueued('p-bob', 'offer'), 1);
+    client.sendOffer('p-bob', 'offer made after the handover');
+  });
+  next.send(resumedReply(resume));
+  assert.deepEqual((await next.next('app-data')).data, { audio: true });
+  assert.equal((await next.next('offer')).sdp, 'offer made after the handover');
+  assert.equal(server.received.size, 0, 'nothing was sent on the old socket');
   await client.close();
 });
