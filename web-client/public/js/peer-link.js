@@ -5,14 +5,18 @@
 //   offer. When both offer at once (glare), the impolite side ignores the other's
 //   offer and the polite side rolls its own back and answers.
 // - Candidates trickle through signaling as they are found.
-// - A connection that fails, or stays disconnected, restarts ICE; an offer left
-//   unanswered (its answer was lost while the other side's signaling was down) is
-//   rolled back and made again.
+// - A connection that stays disconnected restarts ICE; one that fails restarts at
+//   once if it was up until then, else after a growing wait (ice-retry.js), with
+//   the likely cause in `problem` for the person; an offer left unanswered (its
+//   answer was lost while the other side's signaling was down) is rolled back and
+//   made again.
 //
 // Events: `state` (connection or ICE state changed), `remote-state` (the peer's
 // microphone/camera state, from app-data), `negotiated` (an offer/answer exchange
 // completed), `ice-disconnected` (ICE went `disconnected` or `failed`: the
 // network may have changed under this side, signaling included).
+
+import { candidateType, iceFailureCause, iceRetryDelay } from './ice-retry.js';
 
 /** A brief "disconnected" often heals by itself (a Wi-Fi hiccup); past this, restart ICE. */
 const DISCONNECTED_GRACE_MS = 4000;
@@ -37,7 +41,12 @@ export class PeerLink extends EventTarget {
   #work = Promise.resolve();
   #disconnectedTimer = null;
   #answerTimer = null;
+  #retryTimer = null;
+  // This attempt's failure is handled (both the ICE and the connection state may say so).
+  #failureHandled = false;
   #closed = false;
+  #iceServers;
+  #localCandidateTypes = new Set();
   // Until the first offer, only the initiator adds transceivers: if both did, each
   // side would end up with two audio and two video m-lines after the glare.
   #awaitingFirstOffer;
@@ -54,6 +63,17 @@ export class PeerLink extends EventTarget {
   iceConnectedMs = null;
   everConnected = false;
   iceFailed = false;
+  /** ICE failures in a row, with no connection between them. */
+  iceFailures = 0;
+  /**
+   * Why this peer cannot be reached while ICE keeps failing and the next restart
+   * waits (`no-relay`, `relay-unreachable`, `unreachable`: see ice-retry.js), else null.
+   */
+  problem = null;
+  /** When the next ICE restart after a failure is due (performance.now()), or null. */
+  retryAt = null;
+  /** How long the restart after the last failure waited (0: at once), or null before any failure. */
+  lastRetryDelayMs = null;
   /** Completed offer/answer exchanges. */
   negotiations = 0;
   /** Offers that crossed one of this side's own (glare). */
@@ -80,6 +100,7 @@ export class PeerLink extends EventTarget {
     this.#awaitingFirstOffer = !initiator;
     this.#signaling = signaling;
     this.#media = media;
+    this.#iceServers = iceServers;
     const pc = new RTCPeerConnection({
       iceServers,
       iceTransportPolicy: relayOnly ? 'relay' : 'all',
@@ -88,6 +109,8 @@ export class PeerLink extends EventTarget {
     this.#pc = pc;
     pc.addEventListener('negotiationneeded', () => this.#offer());
     pc.addEventListener('icecandidate', ({ candidate }) => {
+      const type = candidateType(candidate);
+      if (type) this.#localCandidateTypes.add(type);
       this.#send(() => this.#signaling.sendCandidate(this.peerId, candidate ? candidate.toJSON() : null));
     });
     pc.addEventListener('track', ({ track, transceiver }) => {
@@ -95,7 +118,14 @@ export class PeerLink extends EventTarget {
       this.#emit('state');
     });
     pc.addEventListener('iceconnectionstatechange', () => this.#onIceStateChange());
-    pc.addEventListener('connectionstatechange', () => this.#emit('state'));
+    pc.addEventListener('connectionstatechange', () => {
+      // Chromium leaves ICE "disconnected" when no pair ever worked; the connection
+      // says failed. (With ICE up, a failed connection is DTLS's: no path to look for.)
+      if (pc.connectionState === 'failed' && !['connected', 'completed'].includes(pc.iceConnectionState)) {
+        this.#onIceFailed();
+      }
+      this.#emit('state');
+    });
     pc.addEventListener('signalingstatechange', () => {
       if (pc.signalingState === 'stable') clearTimeout(this.#answerTimer);
     });
@@ -172,11 +202,15 @@ export class PeerLink extends EventTarget {
 
   /** New ICE servers (fresh TURN credentials after a resume) for the next gathering. */
   setIceServers(iceServers) {
+    this.#iceServers = iceServers;
     this.#pc.setConfiguration({ ...this.#pc.getConfiguration(), iceServers });
   }
 
   restartIce() {
     if (this.#closed) return;
+    clearTimeout(this.#retryTimer);
+    this.retryAt = null;
+    this.#failureHandled = false;
     this.iceRestarts += 1;
     this.#pc.restartIce();
   }
@@ -227,6 +261,8 @@ export class PeerLink extends EventTarget {
     this.#closed = true;
     clearTimeout(this.#disconnectedTimer);
     clearTimeout(this.#answerTimer);
+    clearTimeout(this.#retryTimer);
+    this.problem = null;
     this.#pc.close();
     this.#emit('state');
   }
@@ -358,15 +394,42 @@ export class PeerLink extends EventTarget {
         this.iceConnectedMs = Math.round(performance.now() - (this.negotiationStartedAt ?? performance.now()));
       }
       this.iceFailed = false;
+      this.iceFailures = 0;
+      this.problem = null;
+      this.#failureHandled = false;
+      clearTimeout(this.#retryTimer);
+      this.retryAt = null;
+    } else if (state === 'checking') {
+      // A new attempt, this side's restart or the other's: its failure counts again.
+      this.#failureHandled = false;
     } else if (state === 'disconnected') {
       this.#disconnectedTimer = setTimeout(() => {
-        if (this.#pc.iceConnectionState === 'disconnected') this.restartIce();
+        if (this.#pc.iceConnectionState === 'disconnected' && !this.#failureHandled) this.restartIce();
       }, DISCONNECTED_GRACE_MS);
     } else if (state === 'failed') {
-      this.iceFailed = true;
-      this.restartIce();
+      this.#onIceFailed();
     }
     this.#emit('state');
     if (state === 'disconnected' || state === 'failed') this.#emit('ice-disconnected');
+  }
+
+  // Restarting at once after every failure would cycle checks forever on a
+  // network that allows no path; the waits grow instead, and the person is told why.
+  #onIceFailed() {
+    if (this.#failureHandled || this.#closed) return;
+    this.#failureHandled = true;
+    clearTimeout(this.#disconnectedTimer);
+    this.iceFailed = true;
+    this.iceFailures += 1;
+    const delay = iceRetryDelay(this.iceFailures, { wasConnected: this.everConnected });
+    this.lastRetryDelayMs = delay;
+    if (delay === 0) {
+      this.restartIce();
+      return;
+    }
+    this.problem = iceFailureCause({ iceServers: this.#iceServers, localCandidateTypes: this.#localCandidateTypes });
+    clearTimeout(this.#retryTimer);
+    this.retryAt = performance.now() + delay;
+    this.#retryTimer = setTimeout(() => this.restartIce(), delay);
   }
 }

@@ -37,8 +37,8 @@ before(async () => {
   if (unavailable) return;
   removeLeftovers();
   lab = new Netlab(stack);
-  shapedHost = lab.natHost('shaped', { nat: 'endpoint-independent' });
-  otherHost = lab.publicHost('other');
+  shapedHost = lab.connect(lab.host('shaped'), { nat: 'endpoint-independent' }, stack);
+  otherHost = lab.connect(lab.host('other'), 'public', stack);
   const secret = randomBytes(24).toString('hex');
   await startTurn(stack, { secret, host: lab.serverHost() });
   [, otherBrowser] = await Promise.all([

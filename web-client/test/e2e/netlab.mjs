@@ -13,6 +13,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 
 import { CHROMIUM, FIREFOX, Service, launchBrowser, launchFirefox } from './harness.mjs';
@@ -22,6 +23,8 @@ export const PUBLIC_PREFIX = '198.51.100';
 export const SERVER_ADDRESS = `${PUBLIC_PREFIX}.1`;
 /** The name the hosts' /etc/hosts gives SERVER_ADDRESS: `turns:` needs a name to check the certificate against. */
 export const TURN_HOST = 'turn.netlab.test';
+/** Where the public network sends what is for none of its hosts: nowhere. */
+const INTERNET_GATEWAY = '203.0.113.254';
 /** The private LANs are /27s of this /24, one per NAT router. */
 const PRIVATE_PREFIX = '192.0.2';
 
@@ -114,13 +117,23 @@ export function removeLeftovers() {
  * @typedef {{nat: 'endpoint-independent' | 'symmetric', blockUdp?: boolean}} NatKind
  */
 
-/** A host: its namespace, its address, and how it reaches the public network. */
+/**
+ * A host: a namespace of its own, where its browsers run, and the network it is
+ * connected to at the moment (`Netlab.connect`), which may change between calls
+ * while its processes keep running, as a laptop moves between networks.
+ */
 export class Host {
-  constructor({ ns, address, label, router = null }) {
+  /** Its IPv4 address, null while it is connected to nothing. */
+  address = null;
+  /** What it is connected to, in words: `public network`, `symmetric NAT`... */
+  label = 'not connected';
+  /** Its NAT router while it has one: `{ns, wan, nat, blockUdp}`. */
+  router = null;
+  /** Which `Netlab.connect` made the current connection. */
+  connection = 0;
+
+  constructor(ns) {
     this.ns = ns;
-    this.address = address;
-    this.label = label;
-    this.router = router;
   }
 
   /**
@@ -166,7 +179,7 @@ export class Host {
   }
 }
 
-/** Namespaces, veths and NAT routers; everything it makes is undone by the Stack. */
+/** Namespaces, veths and NAT routers; everything it makes is undone by a Stack. */
 export class Netlab {
   #stack;
   #prefix = `${TAG}${process.pid}-`;
@@ -175,7 +188,7 @@ export class Netlab {
   /** The namespace of the public network's bridge, where the servers run. */
   server = null;
 
-  /** @param {import('./harness.mjs').Stack} stack */
+  /** @param {import('./harness.mjs').Stack} stack undoes what is not given a stack of its own */
   constructor(stack) {
     this.#stack = stack;
   }
@@ -213,8 +226,15 @@ export class Netlab {
   #hostsFile(ns) {
     const dir = path.join('/etc/netns', ns);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(path.join(dir, 'hosts'), `127.0.0.1 localhost\n::1 localhost\n${SERVER_ADDRESS} ${TURN_HOST}\n`);
-    chmodSync(path.join(dir, 'hosts'), 0o644);
+    // The machine's own name too: looking it up in DNS makes Firefox wait seconds to start.
+    // TURN_HOST also as the absolute name (a trailing dot), which is what Chromium looks up.
+    writeFileSync(
+      path.join(dir, 'hosts'),
+      `127.0.0.1 localhost\n::1 localhost\n127.0.1.1 ${os.hostname()}\n${SERVER_ADDRESS} ${TURN_HOST} ${TURN_HOST}.\n`,
+    );
+    // No DNS server: a query is refused at once rather than waiting for one out of reach.
+    writeFileSync(path.join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+    for (const file of ['hosts', 'resolv.conf']) chmodSync(path.join(dir, file), 0o644);
   }
 
   /** The public network: a bridge in a namespace of its own, which holds SERVER_ADDRESS. */
@@ -224,6 +244,14 @@ export class Netlab {
     run('ip', ['-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
     run('ip', ['-n', ns, 'link', 'set', 'br0', 'up']);
     this.#address(ns, 'br0', `${SERVER_ADDRESS}/24`);
+    // The rest of the Internet: a default route out of a veth whose other end drops
+    // everything (a gateway address no one has, with a fixed MAC address so that no
+    // neighbour lookup fails), where datagrams to addresses nobody has here (the
+    // private ones of candidates) vanish as they would out there, instead of
+    // failing the send: coturn counts "network unreachable" against a relay.
+    this.#veth(ns, 'internet', ns, 'sink');
+    run('ip', ['-n', ns, 'neigh', 'add', INTERNET_GATEWAY, 'lladdr', '02:00:00:00:00:01', 'dev', 'internet', 'nud', 'permanent']);
+    run('ip', ['-n', ns, 'route', 'add', 'default', 'via', INTERNET_GATEWAY, 'dev', 'internet', 'onlink']);
     this.server = ns;
     this.#hostsFile(ns);
     return ns;
@@ -231,46 +259,59 @@ export class Netlab {
 
   /** The server namespace as a Host, to run the node and coturn in. */
   serverHost() {
-    return new Host({ ns: this.publicNetwork(), address: SERVER_ADDRESS, label: 'public server' });
+    const host = new Host(this.publicNetwork());
+    host.address = SERVER_ADDRESS;
+    host.label = 'public server';
+    return host;
   }
 
   /**
-   * A host with an address on the public network itself: nothing between it and the servers.
+   * A host, connected to nothing yet; its namespace lives as long as the Netlab's stack.
    * @param {string} name
-   * @param {{stack?: import('./harness.mjs').Stack}} [options] stack: what removes it (default: the Netlab's)
    */
-  publicHost(name, { stack } = {}) {
+  host(name) {
     this.publicNetwork();
-    const n = ++this.#count;
-    const ns = this.#namespace(`${n}-${name}`, stack);
-    const address = `${PUBLIC_PREFIX}.${100 + (n % 150)}`;
-    this.#plugIntoPublic(ns, 'eth0', `${address}/24`);
-    run('ip', ['-n', ns, 'route', 'add', 'default', 'via', SERVER_ADDRESS]);
+    const ns = this.#namespace(`${++this.#count}-${name}`);
     this.#hostsFile(ns);
-    return new Host({ ns, address, label: 'public' });
+    return new Host(ns);
   }
 
   /**
-   * A host on a private LAN (a /27 of 192.0.2.0/24) behind a NAT router of its own,
-   * whose WAN side is on the public network.
-   * @param {string} name
-   * @param {NatKind & {stack?: import('./harness.mjs').Stack}} kind stack: what removes it (default: the Netlab's)
+   * Connects `host` to the public network itself (`'public'`: nothing between it
+   * and the servers), or to a private LAN (a /27 of 192.0.2.0/24) behind a NAT
+   * router of its own whose WAN side is on the public network. A host connected
+   * elsewhere is disconnected first. `stack` disconnects it again and removes
+   * the router.
+   * @param {Host} host
+   * @param {'public' | NatKind} network
+   * @param {import('./harness.mjs').Stack} stack
    */
-  natHost(name, { nat, blockUdp = false, stack }) {
-    if (!['endpoint-independent', 'symmetric'].includes(nat)) throw new Error(`unknown NAT kind ${nat}`);
-    this.publicNetwork();
+  connect(host, network, stack) {
+    this.disconnect(host);
     const n = ++this.#count;
-    const router = this.#namespace(`${n}-${name}-nat`, stack);
+    host.connection = n;
+    // Unless it was connected elsewhere since.
+    stack.defer(() => host.connection === n && this.disconnect(host));
+    if (network === 'public') {
+      const address = `${PUBLIC_PREFIX}.${100 + (n % 150)}`;
+      this.#plugIntoPublic(host.ns, 'eth0', `${address}/24`);
+      run('ip', ['-n', host.ns, 'route', 'add', 'default', 'via', SERVER_ADDRESS]);
+      Object.assign(host, { address, label: 'public network', router: null });
+      return host;
+    }
+    const { nat, blockUdp = false } = network;
+    if (!['endpoint-independent', 'symmetric'].includes(nat)) throw new Error(`unknown NAT kind ${nat}`);
+    const router = this.#namespace(`${n}-nat`, stack);
     const wan = `${PUBLIC_PREFIX}.${10 + (n % 80)}`;
     this.#plugIntoPublic(router, 'wan', `${wan}/24`);
+    run('ip', ['-n', router, 'route', 'add', 'default', 'via', SERVER_ADDRESS]);
     const lan = 32 * (n % 8);
     const gateway = `${PRIVATE_PREFIX}.${lan + 1}`;
     const address = `${PRIVATE_PREFIX}.${lan + 10}`;
-    const ns = this.#namespace(`${n}-${name}`, stack);
-    this.#veth(router, 'lan', ns, 'eth0');
+    this.#veth(router, 'lan', host.ns, 'eth0');
     this.#address(router, 'lan', `${gateway}/27`);
-    this.#address(ns, 'eth0', `${address}/27`);
-    run('ip', ['-n', ns, 'route', 'add', 'default', 'via', gateway]);
+    this.#address(host.ns, 'eth0', `${address}/27`);
+    run('ip', ['-n', host.ns, 'route', 'add', 'default', 'via', gateway]);
     inNamespace(router, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
 
     const rules = [
@@ -294,9 +335,15 @@ export class Netlab {
       ],
     ];
     for (const rule of rules) inNamespace(router, 'iptables', rule);
-    this.#hostsFile(ns);
     const label = `${nat} NAT${blockUdp ? ', UDP blocked' : ''}`;
-    return new Host({ ns, address, label, router: { ns: router, wan, nat, blockUdp } });
+    Object.assign(host, { address, label, router: { ns: router, wan, nat, blockUdp } });
+    return host;
+  }
+
+  /** Unplugs `host` from whatever it is connected to (its router stays until its stack removes it). */
+  disconnect(host) {
+    run('ip', ['-n', host.ns, 'link', 'del', 'eth0'], { allowFailure: true });
+    Object.assign(host, { address: null, label: 'not connected', router: null });
   }
 }
 

@@ -9,7 +9,7 @@ import { h } from './dom.js';
 import { icon } from './icons.js';
 import { copyText, createInviteLink } from './invite-link.js';
 import { bestGrid } from './layout.js';
-import { connectionBadge, mediaProblemMessage, peerLeftText, signalingStatus } from './messages.js';
+import { connectionBadge, connectionProblem, mediaProblemMessage, peerLeftText, signalingStatus } from './messages.js';
 import { PeoplePanel } from './people-panel.js';
 import { VideoTile } from './tile.js';
 import { Toasts } from './toasts.js';
@@ -432,6 +432,7 @@ export class CallView {
     tile.setName(link.name);
     tile.setMedia(link.remoteState);
     tile.setBadge(connectionBadge(link.connectionState, link.everConnected));
+    tile.setProblem(connectionProblem(link.problem, link.name));
     tile.element.dataset.connection = link.connectionState;
     tile.setSafetyCode(this.#call.safetyCode(link.peerId));
     this.#renderScreen(link);

@@ -125,3 +125,21 @@ export function connectionBadge(connectionState, everConnected) {
       return null;
   }
 }
+
+const CONNECTION_PROBLEMS = {
+  'no-relay':
+    'Your network blocks a direct connection, and no relay server is configured to get around it. Trying again now and then.',
+  'relay-unreachable':
+    'Your network blocks a direct connection, and the relay server could not be reached. Trying again now and then.',
+  unreachable: 'No way through the networks between you was found, not even through the relay server. Trying again now and then.',
+};
+
+/**
+ * Why a peer's media cannot connect, for their tile: a heading and an
+ * explanation, or null while nothing is known to be wrong. `problem` is a
+ * PeerLink's (see ice-retry.js).
+ */
+export function connectionProblem(problem, name) {
+  const body = CONNECTION_PROBLEMS[problem];
+  return body ? { title: `Can\u2019t connect to ${name}`, body } : null;
+}

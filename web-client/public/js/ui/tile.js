@@ -35,6 +35,8 @@ export class VideoTile {
   #nameText;
   #micIcon;
   #badge;
+  #problem;
+  #problemKey = null;
   #statsPanel;
   #statValues = new Map();
   #quality;
@@ -52,6 +54,8 @@ export class VideoTile {
     this.#nameText = h('span', { class: 'tile-name-text' });
     this.#micIcon = h('span', { class: 'tile-mic' });
     this.#badge = h('div', { class: 'tile-badge', hidden: true });
+    // Always in the tree, so that screen readers announce it when text arrives.
+    this.#problem = h('div', { class: 'tile-problem', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' });
     // Quality stats describe a connection; your own tile has none.
     this.#statsPanel = local ? null : this.#buildStatsPanel();
     this.#quality = local
@@ -72,6 +76,7 @@ export class VideoTile {
       this.#video,
       this.#avatar,
       this.#badge,
+      this.#problem,
       this.#statsPanel,
       this.#pinButton,
       hideButton,
@@ -146,6 +151,21 @@ export class VideoTile {
     this.#badge.hidden = !text;
     this.#badge.textContent = text ?? '';
     this.element.classList.toggle('tile--waiting', Boolean(text));
+  }
+
+  /**
+   * Why the connection cannot be made, in words: `{title, body}` from
+   * messages.connectionProblem, or null to clear it.
+   */
+  setProblem(problem) {
+    const key = problem ? `${problem.title}\n${problem.body}` : null;
+    // Rewritten only when it changes, or screen readers would repeat it on every render.
+    if (key === this.#problemKey) return;
+    this.#problemKey = key;
+    this.#problem.replaceChildren(
+      ...(problem ? [h('strong', { class: 'tile-problem-title' }, problem.title), h('span', {}, ` ${problem.body}`)] : []),
+    );
+    this.element.classList.toggle('tile--problem', Boolean(problem));
   }
 
   setStatsVisible(visible) {
