@@ -1,5 +1,6 @@
 // Everything the browser tests start: signaling nodes, Redis, nginx, coturn,
-// Chromium and Firefox ESR, each on a free loopback port, each stopped by the test's `after`
+// Chromium and Firefox ESR, each on a free loopback port (or inside an emulated
+// network's namespace, see netlab.mjs), each stopped by the test's `after`
 // hook even when the test failed. Plus helpers that read media statistics from
 // the pages, since "an element exists" proves nothing about a call.
 

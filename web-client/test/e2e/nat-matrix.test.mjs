@@ -21,7 +21,15 @@ import { after, before, test } from 'node:test';
 import { Stack, openCaller, roomName, startNode, startTurn, waitFor, waitForMediaFromAll } from './harness.mjs';
 import { Netlab, SERVER_ADDRESS, TURN_HOST, netlabUnavailable, removeLeftovers } from './netlab.mjs';
 
-const unavailable = netlabUnavailable();
+/** Why this file cannot run here, or null. */
+function missingTools() {
+  for (const tool of ['openssl', 'certutil', 'turnserver']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status !== 0) return `needs ${tool}`;
+  }
+  return null;
+}
+
+const unavailable = netlabUnavailable() ?? missingTools();
 const NODE_PORT = 8080;
 const ORIGIN = `http://${SERVER_ADDRESS}:${NODE_PORT}`;
 

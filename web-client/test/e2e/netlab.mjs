@@ -5,7 +5,8 @@
 // filtering its WebRTC stack meets are those of that network, not the machine's.
 //
 // Only documentation ranges are used (198.51.100.0/24 public, 192.0.2.0/24 split
-// into the private LANs), and only inside namespaces this process creates. Each
+// into the private LANs, 203.0.113.254 as the gateway to nowhere), and only
+// inside namespaces this process creates. docs/testing.md has the picture. Each
 // namespace is named after this process (`vcnl<pid>-...`), removed by the Stack
 // at cleanup, and removed at the start of a later run if its process is gone.
 // Needs root (`ip netns`, `iptables`).
