@@ -26,9 +26,9 @@ import { after, before, test } from 'node:test';
 
 import { Stack, openCaller, roomName, startNode, startTurn, waitFor, waitForMediaFromAll } from './harness.mjs';
 import { Netlab, SERVER_ADDRESS, netlabUnavailable, removeLeftovers } from './netlab.mjs';
-import { addUplink, fetchTextIn, firstUplink, move } from './network-moves.mjs';
+import { addUplink, coturnMissing, fetchTextIn, firstUplink, move } from './network-moves.mjs';
 
-const unavailable = netlabUnavailable();
+const unavailable = netlabUnavailable() ?? coturnMissing();
 const NODE_PORT = 8080;
 const ORIGIN = `http://${SERVER_ADDRESS}:${NODE_PORT}`;
 /** The node's ping timeout (`heartbeat.timeout`): a silent socket is closed this long after it went silent. */

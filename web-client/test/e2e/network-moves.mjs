@@ -198,6 +198,11 @@ export function move(from, to, { oldLink }) {
   to.makeDefault();
 }
 
+/** `needs turnserver` when coturn (the STUN server of these tests) is not installed, else null. */
+export function coturnMissing() {
+  return spawnSync('sh', ['-c', 'command -v turnserver'], { stdio: 'ignore' }).status === 0 ? null : 'needs turnserver (coturn)';
+}
+
 /** What an HTTP GET from inside `ns` returns (curl), or null when nothing answered. */
 export function fetchTextIn(ns, url) {
   const result = spawnSync('ip', ['netns', 'exec', ns, 'curl', '-s', '--max-time', '3', url], { encoding: 'utf8' });
