@@ -17,8 +17,9 @@ import { after, before, test } from 'node:test';
 import { Stack, openCaller, roomName, startNode, startTurn, waitFor } from './harness.mjs';
 import { pingRtts, shapeLink, shaperUnavailable } from './link-shaper.mjs';
 import { Netlab, SERVER_ADDRESS, netlabUnavailable, removeLeftovers } from './netlab.mjs';
+import { coturnMissing } from './network-moves.mjs';
 
-const unavailable = netlabUnavailable() ?? shaperUnavailable();
+const unavailable = netlabUnavailable() ?? shaperUnavailable() ?? coturnMissing();
 const NODE_PORT = 8080;
 const ORIGIN = `http://${SERVER_ADDRESS}:${NODE_PORT}`;
 const LINK = { delayMs: 150, jitterMs: 30, loss: 0.02 };
@@ -37,8 +38,8 @@ before(async () => {
   if (unavailable) return;
   removeLeftovers();
   lab = new Netlab(stack);
-  shapedHost = lab.natHost('shaped', { nat: 'endpoint-independent' });
-  otherHost = lab.publicHost('other');
+  shapedHost = lab.connect(lab.host('shaped'), { nat: 'endpoint-independent' }, stack);
+  otherHost = lab.connect(lab.host('other'), 'public', stack);
   const secret = randomBytes(24).toString('hex');
   await startTurn(stack, { secret, host: lab.serverHost() });
   [, otherBrowser] = await Promise.all([

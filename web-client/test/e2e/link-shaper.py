@@ -18,6 +18,7 @@ libnetfilter-queue.
 import argparse
 import heapq
 import json
+import math
 import os
 import random
 import select
@@ -50,7 +51,8 @@ class Shaper:
         self.jitter_s = jitter_s
         self.loss = loss
         self.rng = rng
-        self.held = []  # (due, sequence, packet)
+        # (due, sequence, packet): at most --max-held, since the kernel queues no more.
+        self.held = []
         self.sequence = 0
         self.seen = 0
         self.dropped = 0
@@ -72,15 +74,9 @@ class Shaper:
         self.delay_sum_s += hold
         heapq.heappush(self.held, (time.monotonic() + hold, self.sequence, packet))
 
-    def release_due(self):
-        now = time.monotonic()
-        while self.held and self.held[0][0] <= now:
-            _, _, packet = heapq.heappop(self.held)
-            self.accepted += 1
-            packet.accept()
-
-    def release_all(self):
-        while self.held:
+    def release(self, until):
+        """Lets go of every packet due by `until` (a time.monotonic() value)."""
+        while self.held and self.held[0][0] <= until:
             _, _, packet = heapq.heappop(self.held)
             self.accepted += 1
             packet.accept()
@@ -123,10 +119,10 @@ def main(argv):
                 queue.run(block=False)
             if wake_read in readable:
                 os.read(wake_read, 64)
-            shaper.release_due()
+            shaper.release(time.monotonic())
     finally:
         # Held packets go out now rather than being lost with the queue.
-        shaper.release_all()
+        shaper.release(math.inf)
         print(json.dumps(shaper.summary()), flush=True)
         queue.unbind()
     return 0

@@ -16,7 +16,7 @@
 
 import { spawnSync } from 'node:child_process';
 
-import { PUBLIC_PREFIX } from './netlab.mjs';
+import { PUBLIC_PREFIX, SERVER_ADDRESS } from './netlab.mjs';
 
 const SECOND_LAN_PREFIX = '203.0.113';
 
@@ -109,8 +109,8 @@ export class Uplink {
 }
 
 /**
- * The link a netlab NAT host came with (`eth0`), pinned to its address.
- * @param {import('./netlab.mjs').Host} host a host of `lab.natHost`
+ * The link a netlab host behind a NAT came with (`eth0`), pinned to its address.
+ * @param {import('./netlab.mjs').Host} host a host that `lab.connect` put behind a NAT router
  */
 export function firstUplink(host) {
   if (!host.router) throw new Error('firstUplink needs a host behind a netlab NAT router');
@@ -134,7 +134,7 @@ let uplinks = 0;
 
 /**
  * A second way out for a host: a router of its own (endpoint-independent NAT, the
- * same rules as netlab's) between a new interface `eth1` of the host and the
+ * same rules and routes as netlab's) between a new interface `eth1` of the host and the
  * public network. The interface is left down and without an address, as a
  * network not joined yet: `move()` (or `up()` and `makeDefault()`) puts the host on it.
  * @param {import('./harness.mjs').Stack} stack
@@ -158,6 +158,8 @@ export function addUplink(stack, lab, host) {
   ip(lab.server, 'link', 'set', port, 'up');
   ip(router, 'link', 'set', 'wan', 'up');
   ip(router, 'addr', 'add', `${wan}/24`, 'dev', 'wan');
+  // As netlab's routers: what is for nobody here goes to the public network's sink.
+  ip(router, 'route', 'add', 'default', 'via', SERVER_ADDRESS);
 
   // LAN side: eth1 of the host.
   const gateway = `${SECOND_LAN_PREFIX}.${32 * (n - 1) + 1}`;
@@ -194,6 +196,11 @@ export function move(from, to, { oldLink }) {
   if (oldLink === 'blackholed') from.blackhole();
   else from.down();
   to.makeDefault();
+}
+
+/** `needs turnserver` when coturn (the STUN server of these tests) is not installed, else null. */
+export function coturnMissing() {
+  return spawnSync('sh', ['-c', 'command -v turnserver'], { stdio: 'ignore' }).status === 0 ? null : 'needs turnserver (coturn)';
 }
 
 /** What an HTTP GET from inside `ns` returns (curl), or null when nothing answered. */
