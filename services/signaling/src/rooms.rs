@@ -393,14 +393,20 @@ impl Rooms {
     /// Raises or lowers the seat's hand: kept with the seat in presence, so that
     /// joiners see it, and told to every other member.
     pub async fn set_hand(&self, seat: &Seat, hand: bool) -> Result<(), Refusal> {
-        if let Err(e) = self
+        match self
             .presence
             .set_hand(&seat.room, &seat.peer, &seat.conn, hand)
             .await
         {
-            self.presence_failed();
-            warn!(room = %seat.room, error = %e, "recording a raised hand failed");
-            return Err(Refusal::unavailable("call-state"));
+            Ok(true) => {}
+            // The seat moved to another socket, which this one will hear of: the
+            // room is told nothing presence does not say.
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                self.presence_failed();
+                warn!(room = %seat.room, error = %e, "recording a raised hand failed");
+                return Err(Refusal::unavailable("call-state"));
+            }
         }
         let event = Event::Broadcast {
             from: seat.peer.clone(),
