@@ -1024,3 +1024,35 @@ async fn with_jwt_the_head_count_needs_a_token_for_that_room() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""members":1"#), "{body}");
 }
+
+#[tokio::test]
+async fn a_resumed_seat_gets_what_was_said_while_its_socket_was_gone() {
+    let node = spawn_node(|s| s.resume.window = Duration::from_secs(5)).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "gap", "Ann").await;
+    let (bob, _) = Client::joined(&url, "gap", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    ann.send(json!({"type": "chat", "text": "before"})).await;
+    let token = bob.resume_token.clone();
+    bob.drop_connection();
+    ann.send(json!({"type": "chat", "text": "while you were away"}))
+        .await;
+    ann.send(json!({"type": "ping", "id": 1})).await;
+    ann.recv_type("pong").await;
+
+    let mut bob = Client::connect(&url).await;
+    bob.send(json!({"type": "resume", "token": token})).await;
+    let resumed = bob.recv_type("resumed").await;
+    let texts: Vec<&str> = resumed["chat"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| m["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(texts, ["before", "while you were away"]);
+    // Nothing twice, and the seat hears what comes next.
+    bob.expect_silence(Duration::from_millis(150)).await;
+    ann.send(json!({"type": "chat", "text": "welcome back"}))
+        .await;
+    assert_eq!(bob.recv_type("chat").await["text"], "welcome back");
+}
