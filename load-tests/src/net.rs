@@ -162,6 +162,10 @@ pub enum Command {
 
 /// What the socket's task hands to the scenario.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "moved once per frame; a box would add an allocation to every message the generator reads"
+)]
 pub enum Incoming {
     Message(ServerMessage, Instant),
     /// The socket ended; the close code if the node sent one.
@@ -355,6 +359,10 @@ fn decode(mode: Mode, text: &str) -> Decoded {
     }
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "moved once per frame; a box would add an allocation to every message the generator reads"
+)]
 enum Decoded {
     Message(ServerMessage),
     EnginePing,

@@ -21,7 +21,7 @@ function show(screen, element) {
 
 async function runLobby() {
   const { room, invalid } = roomFromLocation(location);
-  const lobby = new Lobby({ room: room ?? null, invalidRoom: invalid ?? null, media, origin: location.origin });
+  const lobby = new Lobby({ room: room ?? null, invalidRoom: invalid ?? null, media, origin: location.origin, token: options.token });
   show('lobby', lobby.element);
   lobby.focus();
   const mediaReady = media.start();
@@ -126,6 +126,8 @@ window.__vc = {
       peerId: call?.peerId ?? null,
       room: call?.client.room ?? null,
       media: media.state,
+      chat: call?.chat.length ?? 0,
+      hand: call?.handRaised ?? false,
       peers: [...(call?.links.values() ?? [])].map((link) => ({
         id: link.peerId,
         name: link.name,
@@ -136,6 +138,7 @@ window.__vc = {
         polite: link.polite,
         iceConnectedMs: link.iceConnectedMs,
         safetyCode: call.safetyCode(link.peerId),
+        hand: call.handOf(link.peerId),
       })),
     };
   },

@@ -7,7 +7,7 @@ use crate::server::{CallReport, RequestId};
 use crate::ErrorCode;
 
 /// Every `type` a client may send in this protocol version.
-pub const CLIENT_MESSAGE_TYPES: [&str; 9] = [
+pub const CLIENT_MESSAGE_TYPES: [&str; 12] = [
     "join",
     "resume",
     "offer",
@@ -17,6 +17,9 @@ pub const CLIENT_MESSAGE_TYPES: [&str; 9] = [
     "leave",
     "report",
     "ping",
+    "chat",
+    "call-state",
+    "reaction",
 ];
 
 /// A message from a client. Field names are camelCase on the wire.
@@ -93,6 +96,27 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
     },
+    /// A chat message for every other member of the room, kept in the room's
+    /// history for those who join later.
+    Chat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        text: String,
+    },
+    /// The sender's own state in the call (a raised hand), kept with its seat and
+    /// told to every other member.
+    CallState {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        hand: bool,
+    },
+    /// A passing reaction (one of [`crate::REACTIONS`]) for every other member;
+    /// not kept.
+    Reaction {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        emoji: String,
+    },
 }
 
 /// The four kinds of targeted message a node relays between peers.
@@ -134,7 +158,10 @@ impl ClientMessage {
             | ClientMessage::AppData { id, .. }
             | ClientMessage::Leave { id }
             | ClientMessage::Report { id, .. }
-            | ClientMessage::Ping { id } => id.as_ref(),
+            | ClientMessage::Ping { id }
+            | ClientMessage::Chat { id, .. }
+            | ClientMessage::CallState { id, .. }
+            | ClientMessage::Reaction { id, .. } => id.as_ref(),
         }
     }
 
@@ -150,6 +177,9 @@ impl ClientMessage {
             ClientMessage::Leave { .. } => "leave",
             ClientMessage::Report { .. } => "report",
             ClientMessage::Ping { .. } => "ping",
+            ClientMessage::Chat { .. } => "chat",
+            ClientMessage::CallState { .. } => "call-state",
+            ClientMessage::Reaction { .. } => "reaction",
         }
     }
 }
@@ -254,6 +284,9 @@ mod tests {
             r#"{"type":"leave","id":"x"}"#,
             r#"{"type":"report","report":{"final":true}}"#,
             r#"{"type":"ping","id":7}"#,
+            r#"{"type":"chat","id":8,"text":"hello"}"#,
+            r#"{"type":"call-state","hand":true}"#,
+            r#"{"type":"reaction","emoji":"👍"}"#,
         ];
         for (frame, kind) in frames.iter().zip(CLIENT_MESSAGE_TYPES) {
             let msg = parse_client_message(frame).expect(frame);

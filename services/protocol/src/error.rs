@@ -46,11 +46,22 @@ pub enum ErrorCode {
     /// The message could not be handed to the bus (for example Redis is down);
     /// it was not delivered.
     Unavailable,
+    /// A chat message with nothing visible in it.
+    ChatEmpty,
+    /// A chat message over `limits.max_chat_bytes`.
+    ChatTooLong,
+    /// A chat message with control characters other than the newline.
+    InvalidChat,
+    /// A reaction that is not one of the protocol's reactions.
+    InvalidReaction,
+    /// The session sends room-wide messages (chat, call state, reactions) faster
+    /// than their own limit; the message was dropped.
+    BroadcastRateLimited,
 }
 
 impl ErrorCode {
     /// Every code, for documentation tests and metrics pre-registration.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadJson,
         ErrorCode::BinaryNotSupported,
         ErrorCode::UnknownType,
@@ -70,6 +81,11 @@ impl ErrorCode {
         ErrorCode::ResumeFailed,
         ErrorCode::Draining,
         ErrorCode::Unavailable,
+        ErrorCode::ChatEmpty,
+        ErrorCode::ChatTooLong,
+        ErrorCode::InvalidChat,
+        ErrorCode::InvalidReaction,
+        ErrorCode::BroadcastRateLimited,
     ];
 
     /// The code as it appears on the wire.
@@ -94,12 +110,19 @@ impl ErrorCode {
             ErrorCode::ResumeFailed => "resume-failed",
             ErrorCode::Draining => "draining",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::ChatEmpty => "chat-empty",
+            ErrorCode::ChatTooLong => "chat-too-long",
+            ErrorCode::InvalidChat => "invalid-chat",
+            ErrorCode::InvalidReaction => "invalid-reaction",
+            ErrorCode::BroadcastRateLimited => "broadcast-rate-limited",
         }
     }
 
     /// Whether the error counts as misbehaviour towards the abuse limit. Faults of
     /// the node or of the room's state (full, draining, bus down) never do. A
-    /// failed resume does: guessing resume secrets must cost the guesser.
+    /// failed resume does: guessing resume secrets must cost the guesser. Nor
+    /// does the broadcast limit: a person tapping reactions quickly is no abuser,
+    /// and a flood still meets the message limit, which counts.
     pub fn is_client_fault(self) -> bool {
         !matches!(
             self,
@@ -107,6 +130,7 @@ impl ErrorCode {
                 | ErrorCode::Draining
                 | ErrorCode::Unavailable
                 | ErrorCode::UnknownPeer
+                | ErrorCode::BroadcastRateLimited
         )
     }
 }

@@ -3,7 +3,10 @@
 //! generator) so that both exercise exactly the same properties. Hidden from the
 //! documentation: it is test support, not part of the protocol.
 
-use crate::{parse_client_message, validate_display_name, MAX_NAME_CHARS};
+use crate::{parse_client_message, validate_chat_text, validate_display_name, MAX_NAME_CHARS};
+
+/// The chat limit the chat text target checks against.
+pub const FUZZ_CHAT_BYTES: usize = 64;
 
 /// Arbitrary bytes as a client frame: the parser must never panic, and any message
 /// it accepts must serialize and parse back to itself, so that what the node relays
@@ -42,6 +45,43 @@ pub fn validate_display_name_target(data: &[u8]) {
     );
 }
 
+/// Arbitrary bytes as a chat message: never a panic, and an accepted text is within
+/// the limit, has no control character but the newline, and is already in its
+/// final form (validating it again changes nothing).
+pub fn validate_chat_text_target(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(kept) = validate_chat_text(text, FUZZ_CHAT_BYTES) else {
+        return;
+    };
+    assert!(kept.len() <= FUZZ_CHAT_BYTES, "too long: {kept:?}");
+    assert!(
+        kept.chars().all(|c| c == '\n' || !c.is_control()),
+        "control character kept: {kept:?}"
+    );
+    assert_eq!(
+        validate_chat_text(&kept, FUZZ_CHAT_BYTES).as_deref(),
+        Ok(kept.as_str()),
+        "not idempotent"
+    );
+}
+
+/// Seeds for chat texts: several lines, scripts, emoji, markup, invisible and
+/// control characters, decomposed letters at the limit.
+pub const CHAT_TEXT_SEEDS: &[&str] = &[
+    "hello",
+    "two\nlines",
+    "<b>not bold</b> & \"quoted\"",
+    "👩\u{200D}💻 ok",
+    "שלום עולם",
+    "\u{200B}\u{2800}",
+    "a\u{0007}b",
+    "\r\n",
+    "e\u{0301}e\u{0301}e\u{0301}",
+    "  padded  ",
+];
+
 /// Seeds for the parser: one valid frame of each type plus near misses.
 pub const CLIENT_MESSAGE_SEEDS: &[&str] = &[
     r#"{"type":"join","id":1,"room":"r","name":"n","token":"t","protocol":1}"#,
@@ -56,6 +96,9 @@ pub const CLIENT_MESSAGE_SEEDS: &[&str] = &[
     r#"{"type":"report","id":2,"report":{"final":false,"rttMs":12.5}}"#,
     r#"{"type":"ping","id":3}"#,
     r#"{"type":"ping","id":"nonce"}"#,
+    r#"{"type":"chat","id":4,"text":"hi\nthere"}"#,
+    r#"{"type":"call-state","hand":false}"#,
+    r#"{"type":"reaction","emoji":"🎉"}"#,
     r#"{"type":"dance"}"#,
     r#"{"type":7,"id":{"a":1}}"#,
     r#"[1,2]"#,

@@ -5,6 +5,7 @@
 //! by the node, by the integration tests and by the load generator so that the three
 //! can never disagree on a field name.
 
+mod chat;
 mod client;
 mod error;
 #[doc(hidden)]
@@ -12,6 +13,7 @@ pub mod fuzzing;
 mod names;
 mod server;
 
+pub use chat::{is_reaction, validate_chat_text, ChatEntry, ChatTextError, REACTIONS};
 pub use client::{
     parse_client_message, ClientMessage, ParseError, RelayKind, CLIENT_MESSAGE_TYPES,
 };
@@ -28,3 +30,9 @@ pub use server::{
 /// The protocol version this crate speaks. Sent in `welcome`; a `join` or `resume` may
 /// name the version it expects and is refused with `unsupported-protocol` otherwise.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The additions to version 1 this crate knows, sent in `welcome.revision`:
+/// 1 added `ping` and `pong`, 2 the room-wide messages (`chat`, `call-state`,
+/// `reaction`, `peer-state`), the members' `hand`, and the chat history in
+/// `joined` and `resumed`.
+pub const PROTOCOL_REVISION: u32 = 2;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ErrorCode;
+use crate::{ChatEntry, ErrorCode};
 
 /// The id a client attached to a request, echoed back unchanged in the reply or
 /// error so that the client can match them. A string or a non-negative integer.
@@ -23,6 +23,9 @@ pub struct Member {
     /// The identity granted by the join token (`sub`), when auth is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Whether the peer's hand is raised (`call-state`); absent when it is not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hand: bool,
 }
 
 /// One entry of `RTCConfiguration.iceServers`, ready to hand to the browser.
@@ -140,9 +143,16 @@ pub enum ServerMessage {
     /// First frame on every socket: the protocol version and the node's id.
     Welcome {
         protocol: u32,
+        /// Which additions to the version the node knows (see `docs/protocol.md`);
+        /// 0 from nodes older than the field.
+        #[serde(default)]
+        revision: u32,
         node: String,
         /// Largest text frame the node accepts, in bytes.
         max_frame_bytes: usize,
+        /// Longest chat text the node accepts, in bytes of UTF-8.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_chat_bytes: Option<usize>,
     },
     /// Reply to `join`: who you are, who is there, and how to reach them.
     Joined {
@@ -160,6 +170,9 @@ pub enum ServerMessage {
         resume_token: String,
         /// How long the seat is kept after the socket drops.
         resume_window_ms: u64,
+        /// The room's chat so far, oldest first (bounded by count and age).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        chat: Vec<ChatEntry>,
     },
     /// Reply to `resume`: the same seat, a fresh view of the room.
     Resumed {
@@ -172,6 +185,10 @@ pub enum ServerMessage {
         ice_servers: Vec<IceServer>,
         resume_token: String,
         resume_window_ms: u64,
+        /// The room's chat as it is now: messages sent while the socket was gone
+        /// are among them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        chat: Vec<ChatEntry>,
     },
     /// Another peer entered your room.
     PeerJoined { peer: Member },
@@ -185,6 +202,18 @@ pub enum ServerMessage {
     Candidate { from: String, candidate: Value },
     /// Relayed from peer `from`.
     AppData { from: String, data: Value },
+    /// A chat message from another member, stamped by the node.
+    Chat {
+        message_id: String,
+        from: String,
+        name: String,
+        text: String,
+        at: u64,
+    },
+    /// Another member's state in the call changed.
+    PeerState { peer: String, hand: bool },
+    /// A passing reaction from another member.
+    Reaction { from: String, emoji: String },
     /// Reply to `leave`.
     Left {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,10 +260,24 @@ impl ServerMessage {
             ServerMessage::Answer { .. } => "answer",
             ServerMessage::Candidate { .. } => "candidate",
             ServerMessage::AppData { .. } => "app-data",
+            ServerMessage::Chat { .. } => "chat",
+            ServerMessage::PeerState { .. } => "peer-state",
+            ServerMessage::Reaction { .. } => "reaction",
             ServerMessage::Left { .. } => "left",
             ServerMessage::Pong { .. } => "pong",
             ServerMessage::Reconnect { .. } => "reconnect",
             ServerMessage::Error { .. } => "error",
+        }
+    }
+
+    /// The `chat` frame of a history entry.
+    pub fn chat(entry: &ChatEntry) -> Self {
+        ServerMessage::Chat {
+            message_id: entry.message_id.clone(),
+            from: entry.from.clone(),
+            name: entry.name.clone(),
+            text: entry.text.clone(),
+            at: entry.at,
         }
     }
 
@@ -262,6 +305,7 @@ mod tests {
                 id: "p0".into(),
                 name: "Bob".into(),
                 user: None,
+                hand: true,
             }],
             ice_servers: vec![IceServer {
                 urls: vec!["stun:127.0.0.1:3478".into()],
@@ -270,11 +314,17 @@ mod tests {
             }],
             resume_token: "t".into(),
             resume_window_ms: 10_000,
+            chat: Vec::new(),
         };
         let json = msg.to_json();
         assert!(json.starts_with(r#"{"type":"joined""#), "{json}");
         assert!(json.contains(r#""iceServers""#), "{json}");
         assert!(json.contains(r#""resumeWindowMs":10000"#), "{json}");
+        assert!(json.contains(r#""hand":true"#), "{json}");
+        assert!(
+            !json.contains(r#""chat""#),
+            "an empty history is left out: {json}"
+        );
         let back: ServerMessage = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, msg);
     }

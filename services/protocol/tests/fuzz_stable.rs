@@ -8,8 +8,8 @@
 )]
 
 use vc_protocol::fuzzing::{
-    parse_client_message_target, validate_display_name_target, Mutator, CLIENT_MESSAGE_SEEDS,
-    DISPLAY_NAME_SEEDS,
+    parse_client_message_target, validate_chat_text_target, validate_display_name_target, Mutator,
+    CHAT_TEXT_SEEDS, CLIENT_MESSAGE_SEEDS, DISPLAY_NAME_SEEDS,
 };
 
 fn bytes<'a>(seeds: &[&'a str]) -> Vec<&'a [u8]> {
@@ -32,4 +32,9 @@ fn validate_display_name_never_panics_and_is_idempotent() {
         100_000,
         validate_display_name_target,
     );
+}
+
+#[test]
+fn validate_chat_text_never_panics_and_is_idempotent() {
+    Mutator::new(0x5eed_0003).run(&bytes(CHAT_TEXT_SEEDS), 100_000, validate_chat_text_target);
 }

@@ -20,7 +20,7 @@ use vc_protocol::{parse_client_message, ErrorCode, ServerMessage, CLIENT_MESSAGE
 /// The wire `type` of every [`ServerMessage`] variant, in declaration order.
 /// [`server_type_index`] matches every variant without a wildcard, so adding a
 /// variant does not compile until this list (and thus the coverage check) knows it.
-const SERVER_MESSAGE_TYPES: [&str; 13] = [
+const SERVER_MESSAGE_TYPES: [&str; 16] = [
     "welcome",
     "joined",
     "resumed",
@@ -30,6 +30,9 @@ const SERVER_MESSAGE_TYPES: [&str; 13] = [
     "answer",
     "candidate",
     "app-data",
+    "chat",
+    "peer-state",
+    "reaction",
     "left",
     "pong",
     "reconnect",
@@ -47,10 +50,13 @@ fn server_type_index(message: &ServerMessage) -> usize {
         ServerMessage::Answer { .. } => 6,
         ServerMessage::Candidate { .. } => 7,
         ServerMessage::AppData { .. } => 8,
-        ServerMessage::Left { .. } => 9,
-        ServerMessage::Pong { .. } => 10,
-        ServerMessage::Reconnect { .. } => 11,
-        ServerMessage::Error { .. } => 12,
+        ServerMessage::Chat { .. } => 9,
+        ServerMessage::PeerState { .. } => 10,
+        ServerMessage::Reaction { .. } => 11,
+        ServerMessage::Left { .. } => 12,
+        ServerMessage::Pong { .. } => 13,
+        ServerMessage::Reconnect { .. } => 14,
+        ServerMessage::Error { .. } => 15,
     }
 }
 
@@ -147,8 +153,9 @@ fn every_example_parses_and_every_message_type_has_one() {
             failures.push(format!("{at}: no string \"type\": {}", example.text));
             continue;
         };
-        // offer, answer, candidate and app-data exist in both directions: the
-        // node's relay carries `from` where the client's message carries `to`.
+        // offer, answer, candidate, app-data, chat and reaction exist in both
+        // directions: what the node delivers carries `from`, what the client
+        // sends does not.
         let relayed = value.get("from").is_some() && value.get("to").is_none();
         if CLIENT_MESSAGE_TYPES.contains(&kind) && !relayed {
             match parse_client_message(&example.text) {

@@ -42,6 +42,7 @@ pub struct Settings {
     pub node: NodeSettings,
     pub rooms: RoomSettings,
     pub limits: LimitSettings,
+    pub chat: ChatSettings,
     pub heartbeat: HeartbeatSettings,
     pub resume: ResumeSettings,
     pub auth: AuthSettings,
@@ -122,6 +123,13 @@ pub struct LimitSettings {
     /// Messages queued for a session that does not read; when full the session is
     /// closed with 1013.
     pub outbound_queue: usize,
+    /// Longest chat text accepted, in bytes of UTF-8 after normalization.
+    pub max_chat_bytes: usize,
+    /// Sustained room-wide messages (chat, call state, reactions) per second per
+    /// session: their own token bucket, on top of `messages_per_second`.
+    pub broadcasts_per_second: f64,
+    /// Room-wide messages a session may send in a burst.
+    pub broadcast_burst: u32,
 }
 
 impl Default for LimitSettings {
@@ -133,6 +141,29 @@ impl Default for LimitSettings {
             abuse_strikes: 20,
             abuse_window: Duration::from_secs(10),
             outbound_queue: 256,
+            max_chat_bytes: 2000,
+            broadcasts_per_second: 2.0,
+            broadcast_burst: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatSettings {
+    /// Chat messages kept per room for people who join later; 0 keeps none.
+    pub history: usize,
+    /// Kept messages older than this are no longer handed to joiners, and a room
+    /// quiet this long loses its history.
+    #[serde(with = "humantime_serde")]
+    pub history_max_age: Duration,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            history: 50,
+            history_max_age: Duration::from_secs(3600),
         }
     }
 }
@@ -428,6 +459,36 @@ impl Settings {
         if self.limits.outbound_queue < 8 {
             return bad("limits.outbound_queue", "must be at least 8");
         }
+        // A text at the limit must fit in one frame even with every character
+        // escaped in JSON (a quote, a backslash or a newline doubles), with room
+        // for the rest of the message.
+        if self.limits.max_chat_bytes == 0
+            || self
+                .limits
+                .max_chat_bytes
+                .saturating_mul(2)
+                .saturating_add(64)
+                > self.limits.max_frame_bytes
+        {
+            return bad(
+                "limits.max_chat_bytes",
+                "must be at least 1, and 2 × limits.max_chat_bytes + 64 at most limits.max_frame_bytes",
+            );
+        }
+        if !(self.limits.broadcasts_per_second > 0.0
+            && self.limits.broadcasts_per_second.is_finite())
+        {
+            return bad("limits.broadcasts_per_second", "must be a positive number");
+        }
+        if self.limits.broadcast_burst == 0 {
+            return bad("limits.broadcast_burst", "must be at least 1");
+        }
+        if self.chat.history > 500 {
+            return bad("chat.history", "must be at most 500");
+        }
+        if self.chat.history_max_age < Duration::from_secs(1) {
+            return bad("chat.history_max_age", "must be at least 1s");
+        }
         if self.heartbeat.interval.is_zero() {
             return bad("heartbeat.interval", "must be positive");
         }
@@ -560,6 +621,8 @@ mod tests {
         assert_eq!(s.server.port, 8080);
         assert_eq!(s.rooms.capacity, 8);
         assert_eq!(s.limits.max_frame_bytes, 65536);
+        assert_eq!(s.limits.max_chat_bytes, 2000);
+        assert_eq!(s.chat.history, 50);
         assert!(!s.uses_redis());
     }
 
@@ -626,6 +689,12 @@ mod tests {
         assert!(err.to_string().contains("prot"), "{err}");
         let err = load(&[("VC_ROOMS__CAPACITY", "1")]).expect_err("too small");
         assert!(err.to_string().contains("rooms.capacity"), "{err}");
+        let err = load(&[("VC_LIMITS__MAX_CHAT_BYTES", "40000")]).expect_err("too big");
+        assert!(err.to_string().contains("limits.max_chat_bytes"), "{err}");
+        let err = load(&[("VC_CHAT__HISTORY", "501")]).expect_err("too many");
+        assert!(err.to_string().contains("chat.history"), "{err}");
+        let err = load(&[("VC_CHAT__HISTORY_MAX_AGE", "0s")]).expect_err("no age");
+        assert!(err.to_string().contains("chat.history_max_age"), "{err}");
         let err = load(&[("VC_AUTH__MODE", "jwt")]).expect_err("no secret");
         assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
         let err = load(&[("VC_AUTH__MODE", "ldap")]).expect_err("bad mode");

@@ -32,6 +32,7 @@ pub enum Op {
     PresenceExpire,
     PresenceSeat,
     PresenceMembers,
+    PresenceSetHand,
 }
 
 /// What one call does instead of running plainly.

@@ -305,7 +305,7 @@ impl Metrics {
         ] {
             self.auth_failures.with_label_values(&[code.as_str()]);
         }
-        for operation in ["publish", "subscribe", "presence"] {
+        for operation in ["publish", "subscribe", "presence", "history"] {
             self.bus_errors.with_label_values(&[operation]);
         }
         for result in ["ok", "error"] {

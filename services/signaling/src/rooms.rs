@@ -1,4 +1,6 @@
-//! Room operations of one session: join, resume, relay, leave, park and expire.
+//! Room operations of one session: join, resume, relay, the room-wide messages
+//! (chat, call state, reactions), leave, park and expire; and the head count a
+//! lobby shows.
 //!
 //! Each operation goes through the same three parts in the same order: the
 //! [`Router`] (this node's sockets), the [`Bus`] (subscriptions and events) and
@@ -14,7 +16,8 @@ use rand::Rng;
 use thiserror::Error;
 use tracing::{debug, error, warn};
 use vc_protocol::{
-    validate_display_name, validate_room, ErrorCode, LeaveReason, Member, RequestId, ServerMessage,
+    is_reaction, validate_chat_text, validate_display_name, validate_room, ChatEntry,
+    ChatTextError, ErrorCode, LeaveReason, Member, RequestId, ServerMessage, REACTIONS,
 };
 
 use crate::auth::Authenticator;
@@ -70,6 +73,8 @@ enum Freeing {
 pub struct Seat {
     pub room: String,
     pub peer: String,
+    /// The display name the others see, stamped on what the seat says.
+    pub name: String,
     pub conn: String,
     /// When the join token's grant ends (unix ms); the session closes then.
     pub grant_expires_ms: Option<u64>,
@@ -156,10 +161,12 @@ impl Rooms {
             resume_secret: random_hex(16),
             grant_expires_ms: grant.expires_ms,
             parked: None,
+            hand: false,
         };
         let seat = Seat {
             room: req.room.to_owned(),
             peer: record.id.clone(),
+            name: record.name.clone(),
             conn: conn.to_owned(),
             grant_expires_ms: record.grant_expires_ms,
         };
@@ -199,6 +206,8 @@ impl Rooms {
         };
         let me = record.member();
         let others: Vec<Member> = others.iter().map(MemberRecord::member).collect();
+        let chat = self.chat_history(&seat.room).await;
+        let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
         let reply = ServerMessage::Joined {
             id: req.id,
             room: seat.room.clone(),
@@ -208,6 +217,7 @@ impl Rooms {
             ice_servers: self.ice.for_peer(&seat.peer, unix_ms() / 1000),
             resume_token: resume_token(&seat.room, &seat.peer, &record.resume_secret),
             resume_window_ms: duration_ms(self.settings.resume.window),
+            chat,
         };
         // Announce before activating: if the bus refuses the announcement the
         // client never sees `joined`, and frames others send meanwhile are held.
@@ -222,8 +232,14 @@ impl Rooms {
             return Err(Refusal::unavailable("join"));
         }
         // A new peer id: no other reservation can stand above this one.
-        self.router
-            .activate(&seat.room, me, conn, &others, Outbound::message(&reply));
+        self.router.activate(
+            &seat.room,
+            me,
+            conn,
+            &others,
+            chat_ids,
+            Outbound::message(&reply),
+        );
         debug!(room = %seat.room, peer = %seat.peer, "joined");
         Ok(seat)
     }
@@ -263,6 +279,7 @@ impl Rooms {
                 let seat = Seat {
                     room: room.to_owned(),
                     peer: peer.to_owned(),
+                    name: record.name.clone(),
                     conn: record.conn.clone(),
                     grant_expires_ms: record.grant_expires_ms,
                 };
@@ -276,6 +293,7 @@ impl Rooms {
         let seat = Seat {
             room: room.to_owned(),
             peer: peer.to_owned(),
+            name: record.name.clone(),
             conn: conn.to_owned(),
             grant_expires_ms: record.grant_expires_ms,
         };
@@ -312,6 +330,8 @@ impl Rooms {
             }
         };
         let others: Vec<Member> = others.iter().map(MemberRecord::member).collect();
+        let chat = self.chat_history(&seat.room).await;
+        let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
         let reply = ServerMessage::Resumed {
             id,
             room: seat.room.clone(),
@@ -321,12 +341,14 @@ impl Rooms {
             ice_servers: self.ice.for_peer(&seat.peer, unix_ms() / 1000),
             resume_token: token.to_owned(),
             resume_window_ms: duration_ms(self.settings.resume.window),
+            chat,
         };
         if !self.router.activate(
             &seat.room,
             record.member(),
             conn,
             &others,
+            chat_ids,
             Outbound::message(&reply),
         ) {
             // A resume of the seat that read it after this one moved it was
@@ -373,6 +395,141 @@ impl Rooms {
         })?;
         debug!(kind = message, "relayed");
         Ok(())
+    }
+
+    /// Says `text` to every other member of the room, stamped with the seat's
+    /// peer id and name, and keeps it in the room's history for later joiners.
+    pub async fn chat(&self, seat: &Seat, text: &str) -> Result<(), Refusal> {
+        let text = validate_chat_text(text, self.settings.limits.max_chat_bytes).map_err(|e| {
+            let code = match e {
+                ChatTextError::Empty => ErrorCode::ChatEmpty,
+                ChatTextError::TooLong { .. } => ErrorCode::ChatTooLong,
+                ChatTextError::ControlCharacters => ErrorCode::InvalidChat,
+            };
+            Refusal::new(code, format!("chat message {e}"))
+        })?;
+        let entry = ChatEntry {
+            message_id: random_hex(8),
+            from: seat.peer.clone(),
+            name: seat.name.clone(),
+            text,
+            at: unix_ms(),
+        };
+        let kept = serde_json::to_string(&entry).map_err(|e| {
+            warn!(error = %e, "encoding a chat entry failed");
+            Refusal::unavailable("chat")
+        })?;
+        let event = Event::Broadcast {
+            from: seat.peer.clone(),
+            message: "chat".to_owned(),
+            frame: ServerMessage::chat(&entry).to_json(),
+            chat: Some(entry.message_id),
+        };
+        self.publish_with(&seat.room, event, Some(&kept))
+            .await
+            .map_err(|e| {
+                warn!(room = %seat.room, error = %e, "chat not delivered");
+                Refusal::unavailable("chat")
+            })
+    }
+
+    /// Raises or lowers the seat's hand: kept with the seat in presence, so that
+    /// joiners see it, and told to every other member.
+    pub async fn set_hand(&self, seat: &Seat, hand: bool) -> Result<(), Refusal> {
+        match self
+            .presence
+            .set_hand(&seat.room, &seat.peer, &seat.conn, hand)
+            .await
+        {
+            Ok(true) => {}
+            // The seat moved to another socket, which this one will hear of: the
+            // room is told nothing presence does not say.
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                self.presence_failed();
+                warn!(room = %seat.room, error = %e, "recording a raised hand failed");
+                return Err(Refusal::unavailable("call-state"));
+            }
+        }
+        let event = Event::Broadcast {
+            from: seat.peer.clone(),
+            message: "peer-state".to_owned(),
+            frame: ServerMessage::PeerState {
+                peer: seat.peer.clone(),
+                hand,
+            }
+            .to_json(),
+            chat: None,
+        };
+        self.publish(&seat.room, event).await.map_err(|e| {
+            warn!(room = %seat.room, error = %e, "call state not delivered");
+            Refusal::unavailable("call-state")
+        })
+    }
+
+    /// A passing reaction for every other member; nothing is kept.
+    pub async fn react(&self, seat: &Seat, emoji: &str) -> Result<(), Refusal> {
+        if !is_reaction(emoji) {
+            return Err(Refusal::new(
+                ErrorCode::InvalidReaction,
+                format!("a reaction is one of {}", REACTIONS.join(" ")),
+            ));
+        }
+        let event = Event::Broadcast {
+            from: seat.peer.clone(),
+            message: "reaction".to_owned(),
+            frame: ServerMessage::Reaction {
+                from: seat.peer.clone(),
+                emoji: emoji.to_owned(),
+            }
+            .to_json(),
+            chat: None,
+        };
+        self.publish(&seat.room, event).await.map_err(|e| {
+            warn!(room = %seat.room, error = %e, "reaction not delivered");
+            Refusal::unavailable("reaction")
+        })
+    }
+
+    /// How many seats the room has, for a lobby: with auth on, only for the
+    /// holder of a token that grants the room, so that nobody learns more of a
+    /// room than they could by joining it.
+    pub async fn head_count(&self, room: &str, token: Option<&str>) -> Result<usize, Refusal> {
+        validate_room(room)
+            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, format!("room name {e}")))?;
+        self.auth
+            .authorize(room, token)
+            .map_err(|e| Refusal::new(e.code(), e.to_string()))?;
+        self.presence.count(room).await.map_err(|e| {
+            self.presence_failed();
+            warn!(%room, error = %e, "counting a room's seats failed");
+            Refusal::unavailable("head count")
+        })
+    }
+
+    /// The room's chat history as a joiner gets it: oldest first, none older
+    /// than `chat.history_max_age`. Without it the join goes on: the call
+    /// matters more than its past messages.
+    async fn chat_history(&self, room: &str) -> Vec<ChatEntry> {
+        if self.settings.chat.history == 0 {
+            return Vec::new();
+        }
+        let kept = match self.bus.history(room).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                self.metrics
+                    .bus_errors
+                    .with_label_values(&["history"])
+                    .inc();
+                warn!(%room, error = %e, "reading the chat history failed");
+                return Vec::new();
+            }
+        };
+        let oldest = unix_ms().saturating_sub(duration_ms(self.settings.chat.history_max_age));
+        kept.iter()
+            .filter_map(|raw| serde_json::from_str::<ChatEntry>(raw).ok())
+            .filter(|entry| entry.at >= oldest)
+            .collect()
     }
 
     /// Frees the seat now and tells the room why.
@@ -488,6 +645,17 @@ impl Rooms {
     }
 
     async fn publish(&self, room: &str, event: Event) -> Result<(), crate::bus::BusError> {
+        self.publish_with(room, event, None).await
+    }
+
+    /// Publishes, and with `kept` keeps that chat entry in the room's history in
+    /// the same step.
+    async fn publish_with(
+        &self,
+        room: &str,
+        event: Event,
+        kept: Option<&str>,
+    ) -> Result<(), crate::bus::BusError> {
         let envelope = Envelope {
             room: room.to_owned(),
             origin: self.node_id.clone(),
@@ -496,7 +664,10 @@ impl Rooms {
             event,
         };
         let started = Instant::now();
-        let result = self.bus.publish(&envelope).await;
+        let result = match kept {
+            Some(entry) => self.bus.publish_kept(&envelope, entry).await,
+            None => self.bus.publish(&envelope).await,
+        };
         self.metrics
             .bus_publish
             .observe(started.elapsed().as_secs_f64());

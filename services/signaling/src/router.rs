@@ -11,7 +11,10 @@
 //! and replayed after the `joined` reply. Each seat remembers which peers its
 //! client has been told about (the snapshot, then every announcement), so that a
 //! peer is announced exactly once, and its departure only if it was announced,
-//! whichever way a join raced the events of other nodes.
+//! whichever way a join raced the events of other nodes. Room-wide messages
+//! (chat, call state, reactions) reach every seat but the sender's, from peers
+//! the seat knows, and a chat message the seat's client got in its history is
+//! not given to it again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -88,7 +91,39 @@ impl SessionHandle {
 enum Change {
     Joined(String),
     Left(String),
+    /// A room-wide message from `from`; `chat` is a chat message's id.
+    Broadcast {
+        from: String,
+        chat: Option<String>,
+    },
     None,
+}
+
+/// What a seat's client has been told: the peers in the room, and the chat
+/// messages its history carried that may still arrive as events.
+#[derive(Debug, Default)]
+struct Known {
+    peers: HashSet<String>,
+    chat: HashSet<String>,
+}
+
+impl Known {
+    /// Whether a frame still tells its receiver something new, updating what it
+    /// knows as it goes.
+    fn tells(&mut self, change: &Change) -> bool {
+        match change {
+            // A peer the snapshot listed already: announcing it again would be a flap.
+            Change::Joined(id) => self.peers.insert(id.clone()),
+            // A peer the receiver never heard of: its departure means nothing to it.
+            Change::Left(id) => self.peers.remove(id),
+            // From a peer it does not know of, or a chat message it already has.
+            Change::Broadcast { from, chat } => {
+                let seen = chat.as_ref().is_some_and(|id| self.chat.remove(id));
+                self.peers.contains(from) && !seen
+            }
+            Change::None => true,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -97,8 +132,9 @@ struct LocalSeat {
     handle: SessionHandle,
     /// `Some` while the seat is reserved but not yet active: frames held back.
     held: Option<Vec<(Change, Outbound)>>,
-    /// The peers this seat's client knows are in the room.
-    known: HashSet<String>,
+    /// The peers this seat's client knows are in the room, and the chat
+    /// messages it got in its history.
+    known: Known,
     /// While a resume of this seat is pending: the connection that held it until
     /// then. It keeps its place until presence confirms the resume, and gets it
     /// back (with what was held meanwhile) if the resume fails, so that a resume
@@ -216,7 +252,7 @@ impl Router {
                 conn: conn.to_owned(),
                 handle,
                 held: Some(Vec::new()),
-                known: HashSet::new(),
+                known: Known::default(),
                 displaced,
             },
         );
@@ -224,14 +260,16 @@ impl Router {
 
     /// Activates the seat reserved for connection `conn`: queues `reply` (the
     /// `joined`/`resumed` frame), then what was held for it, minus what `others`
-    /// (the presence snapshot) already told. False when there is no such
-    /// reservation any more, or a later resume of the seat was confirmed first.
+    /// (the presence snapshot) and `chat` (the ids of the history in the reply)
+    /// already told. False when there is no such reservation any more, or a later
+    /// resume of the seat was confirmed first.
     pub fn activate(
         &self,
         room: &str,
         me: Member,
         conn: &str,
         others: &[Member],
+        chat: Vec<String>,
         reply: Outbound,
     ) -> bool {
         let mut rooms = self.lock();
@@ -248,9 +286,12 @@ impl Router {
         seat.evict_displaced();
         let held = seat.held.take().unwrap_or_default();
         seat.handle.send(reply);
-        seat.known = others.iter().map(|m| m.id.clone()).collect();
+        seat.known = Known {
+            peers: others.iter().map(|m| m.id.clone()).collect(),
+            chat: chat.into_iter().collect(),
+        };
         for (change, out) in held {
-            if announce(&mut seat.known, &change) {
+            if seat.known.tells(&change) {
                 seat.handle.send(out);
             }
         }
@@ -264,7 +305,11 @@ impl Router {
         local.mirror.push(me);
         local.synced = true;
         let backlog = std::mem::take(&mut local.backlog);
-        let mut known: HashSet<String> = local.mirror.iter().map(|m| m.id.clone()).collect();
+        // The room's own view, for the mirror; each seat then filters for itself.
+        let mut known = Known {
+            peers: local.mirror.iter().map(|m| m.id.clone()).collect(),
+            chat: HashSet::new(),
+        };
         for envelope in backlog {
             let change = match &envelope.event {
                 Event::PeerJoined { member } => Change::Joined(member.id.clone()),
@@ -275,9 +320,9 @@ impl Router {
                 // between this one's confirmation and its activation), so it is
                 // not a reason to evict the seat presence has just confirmed.
                 Event::SeatMoved { .. } => continue,
-                Event::Relay { .. } => Change::None,
+                Event::Relay { .. } | Event::Broadcast { .. } => Change::None,
             };
-            if announce(&mut known, &change) {
+            if known.tells(&change) {
                 let cross_node = envelope.origin != self.node_id;
                 apply(local, &envelope, cross_node);
             }
@@ -366,18 +411,6 @@ impl Router {
     }
 }
 
-/// Whether a held frame still tells its receiver something new, given what it
-/// knows (`known`), updating `known` as it goes.
-fn announce(known: &mut HashSet<String>, change: &Change) -> bool {
-    match change {
-        // A peer the snapshot listed already: announcing it again would be a flap.
-        Change::Joined(id) => known.insert(id.clone()),
-        // A peer the receiver never heard of: its departure means nothing to it.
-        Change::Left(id) => known.remove(id),
-        Change::None => true,
-    }
-}
-
 /// Applies one envelope to a synced room: updates the mirror and queues frames.
 fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
     match &envelope.event {
@@ -424,6 +457,28 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
                 seat.evict_all_but(conn);
             }
         }
+        Event::Broadcast {
+            from,
+            message,
+            frame,
+            chat,
+        } => {
+            let out = Outbound {
+                text: frame.as_str().into(),
+                kind: relay_kind(message),
+                sent_at_us: 0,
+                cross_node,
+            };
+            for (id, seat) in &mut local.seats {
+                if id != from {
+                    let change = Change::Broadcast {
+                        from: from.clone(),
+                        chat: chat.clone(),
+                    };
+                    push(seat, change, out.clone());
+                }
+            }
+        }
     }
 }
 
@@ -431,7 +486,7 @@ fn push(seat: &mut LocalSeat, change: Change, out: Outbound) {
     match &mut seat.held {
         Some(held) => held.push((change, out)),
         None => {
-            if announce(&mut seat.known, &change) {
+            if seat.known.tells(&change) {
                 seat.handle.send(out);
             }
         }
@@ -445,6 +500,9 @@ pub fn relay_kind(message: &str) -> &'static str {
         "answer" => "answer",
         "candidate" => "candidate",
         "app-data" => "app-data",
+        "chat" => "chat",
+        "peer-state" => "peer-state",
+        "reaction" => "reaction",
         _ => "other",
     }
 }
@@ -462,6 +520,7 @@ mod tests {
             id: id.into(),
             name: id.into(),
             user: None,
+            hand: false,
         }
     }
 
@@ -518,6 +577,7 @@ mod tests {
             member("me"),
             "c1",
             &[member("a"), member("b")],
+            Vec::new(),
             reply()
         ));
         assert_eq!(drain(&mut rx), ["left", "peer-joined", "peer-left"]);
@@ -531,7 +591,7 @@ mod tests {
         let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (handle, mut rx, _e) = seat();
         router.reserve("r", "me", "c1", handle);
-        assert!(router.activate("r", member("me"), "c1", &[member("b")], reply()));
+        assert!(router.activate("r", member("me"), "c1", &[member("b")], Vec::new(), reply()));
         // b's own node announces b only now, after my snapshot listed it.
         router.deliver(&envelope(Event::PeerJoined {
             member: member("b"),
@@ -554,9 +614,16 @@ mod tests {
         let (h1, mut rx1, _e1) = seat();
         let (h2, mut rx2, e2) = seat();
         router.reserve("r", "p1", "c1", h1);
-        assert!(router.activate("r", member("p1"), "c1", &[], reply()));
+        assert!(router.activate("r", member("p1"), "c1", &[], Vec::new(), reply()));
         router.reserve("r", "p2", "c2", h2);
-        assert!(router.activate("r", member("p2"), "c2", &[member("p1")], reply()));
+        assert!(router.activate(
+            "r",
+            member("p2"),
+            "c2",
+            &[member("p1")],
+            Vec::new(),
+            reply()
+        ));
         drain(&mut rx1);
         drain(&mut rx2);
         for _ in 0..9 {
@@ -577,7 +644,7 @@ mod tests {
         let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (h1, _rx1, e1) = seat();
         router.reserve("r", "p1", "old", h1);
-        assert!(router.activate("r", member("p1"), "old", &[], reply()));
+        assert!(router.activate("r", member("p1"), "old", &[], Vec::new(), reply()));
         router.deliver(&envelope(Event::SeatMoved {
             peer: "p1".into(),
             conn: "old".into(),
@@ -595,7 +662,14 @@ mod tests {
         let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (owner, mut owner_rx, owner_evicted) = seat();
         router.reserve("r", "p1", "owner", owner);
-        assert!(router.activate("r", member("p1"), "owner", &[member("p2")], reply()));
+        assert!(router.activate(
+            "r",
+            member("p1"),
+            "owner",
+            &[member("p2")],
+            Vec::new(),
+            reply()
+        ));
         drain(&mut owner_rx);
         let (intruder, mut intruder_rx, _e) = seat();
         router.reserve("r", "p1", "intruder", intruder);
@@ -622,19 +696,64 @@ mod tests {
         let router = Router::new("n", Arc::new(Metrics::new("n")));
         let (old, _old_rx, old_evicted) = seat();
         router.reserve("r", "p1", "old", old);
-        assert!(router.activate("r", member("p1"), "old", &[], reply()));
+        assert!(router.activate("r", member("p1"), "old", &[], Vec::new(), reply()));
         let (new, mut new_rx, _e) = seat();
         router.reserve("r", "p1", "new", new);
         // The old socket ends while the resume is pending: it leaves no trace.
         router.remove("r", "p1", "old");
-        assert!(router.activate("r", member("p1"), "new", &[], reply()));
+        assert!(router.activate("r", member("p1"), "new", &[], Vec::new(), reply()));
         assert_eq!(*old_evicted.borrow(), None);
         assert_eq!(drain(&mut new_rx), ["left"]);
         let (newer, _rx, _e) = seat();
         router.reserve("r", "p1", "newer", newer);
-        assert!(router.activate("r", member("p1"), "newer", &[], reply()));
+        assert!(router.activate("r", member("p1"), "newer", &[], Vec::new(), reply()));
         router.remove("r", "p1", "newer");
         assert_eq!(router.stats(), RouterStats::default());
+    }
+
+    fn broadcast(from: &str, chat: Option<&str>) -> Envelope {
+        envelope(Event::Broadcast {
+            from: from.into(),
+            message: "chat".into(),
+            frame: "{}".into(),
+            chat: chat.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn broadcasts_reach_every_other_seat_once_and_skip_what_the_history_told() {
+        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let (h1, mut rx1, _e1) = seat();
+        router.reserve("r", "p1", "c1", h1);
+        assert!(router.activate("r", member("p1"), "c1", &[], Vec::new(), reply()));
+        drain(&mut rx1);
+        let (h2, mut rx2, _e2) = seat();
+        router.reserve("r", "p2", "c2", h2);
+        router.deliver(&envelope(Event::PeerJoined {
+            member: member("p2"),
+        }));
+        // While p2 is pending: a message its history will carry, one it will not,
+        // and one from a peer nobody here knows.
+        router.deliver(&broadcast("p1", Some("m1")));
+        router.deliver(&broadcast("p1", Some("m2")));
+        router.deliver(&broadcast("stranger", Some("m3")));
+        assert!(router.activate(
+            "r",
+            member("p2"),
+            "c2",
+            &[member("p1")],
+            vec!["m1".into()],
+            reply(),
+        ));
+        assert_eq!(drain(&mut rx2), ["left", "chat"]);
+        // The sender hears nothing of its own.
+        assert_eq!(drain(&mut rx1), ["peer-joined"]);
+        // Once active: every other seat hears each message, the sender does not.
+        router.deliver(&broadcast("p2", Some("m4")));
+        assert_eq!(drain(&mut rx2), Vec::<&str>::new());
+        assert_eq!(drain(&mut rx1), ["chat"]);
+        router.deliver(&broadcast("p1", None));
+        assert_eq!(drain(&mut rx2), ["chat"]);
     }
 
     #[test]
@@ -645,7 +764,7 @@ mod tests {
         router.reserve("r", "p1", "x", x);
         router.reserve("r", "p1", "y", y);
         // Presence moved the seat to x: y's resume is still on its way there.
-        assert!(router.activate("r", member("p1"), "x", &[member("p2")], reply()));
+        assert!(router.activate("r", member("p1"), "x", &[member("p2")], Vec::new(), reply()));
         assert_eq!(drain(&mut x_rx), ["left"]);
         router.deliver(&envelope(Event::Relay {
             from: "p2".into(),
@@ -669,10 +788,10 @@ mod tests {
         let (y, mut y_rx, _e) = seat();
         router.reserve("r", "p1", "x", x);
         router.reserve("r", "p1", "y", y);
-        assert!(router.activate("r", member("p1"), "y", &[], reply()));
+        assert!(router.activate("r", member("p1"), "y", &[], Vec::new(), reply()));
         // x is still waiting for presence, which will refuse it: not evicted.
         assert_eq!(*x_evicted.borrow(), None);
-        assert!(!router.activate("r", member("p1"), "x", &[], reply()));
+        assert!(!router.activate("r", member("p1"), "x", &[], Vec::new(), reply()));
         assert!(drain(&mut x_rx).is_empty());
         assert_eq!(drain(&mut y_rx), ["left"]);
         router.remove("r", "p1", "x");
@@ -685,7 +804,7 @@ mod tests {
         let (owner, _owner_rx, owner_evicted) = seat();
         let (pending, _rx, pending_evicted) = seat();
         router.reserve("r", "p1", "owner", owner);
-        assert!(router.activate("r", member("p1"), "owner", &[], reply()));
+        assert!(router.activate("r", member("p1"), "owner", &[], Vec::new(), reply()));
         router.reserve("r", "p1", "pending", pending);
         // Another node's resume won.
         router.deliver(&envelope(Event::SeatMoved {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, debug_span, info_span, Instrument};
 use vc_protocol::{
     parse_client_message, ClientMessage, ErrorCode, LeaveReason, RequestId, ServerMessage,
-    PROTOCOL_VERSION,
+    PROTOCOL_REVISION, PROTOCOL_VERSION,
 };
 
 use crate::frame_guard::{Violation, ViolationCell};
@@ -100,6 +100,9 @@ struct Session {
     handle: SessionHandle,
     seat: Option<Seat>,
     bucket: TokenBucket,
+    /// Room-wide messages (chat, call state, reactions) reach the whole room:
+    /// their own, smaller budget.
+    broadcasts: TokenBucket,
     strikes: Strikes,
     last_heard: Instant,
     /// Reference point for ping payloads, which carry the send time.
@@ -139,6 +142,7 @@ pub async fn run(
         handle: SessionHandle::new(outbox, evict),
         seat: None,
         bucket: TokenBucket::new(limits.messages_per_second, limits.message_burst, now),
+        broadcasts: TokenBucket::new(limits.broadcasts_per_second, limits.broadcast_burst, now),
         strikes: Strikes::new(limits.abuse_strikes, limits.abuse_window),
         last_heard: now,
         started: now,
@@ -174,8 +178,10 @@ impl Session {
         let mut grant_armed: Option<u64> = None;
         self.reply(ServerMessage::Welcome {
             protocol: PROTOCOL_VERSION,
+            revision: PROTOCOL_REVISION,
             node: self.node.id.clone(),
             max_frame_bytes: self.node.settings.limits.max_frame_bytes,
+            max_chat_bytes: Some(self.node.settings.limits.max_chat_bytes),
         });
         if *phase.borrow_and_update() == Phase::Draining {
             self.ask_to_reconnect();
@@ -471,8 +477,32 @@ impl Session {
             // Answered here, from the session alone: no seat, no bus, no Redis. It
             // has already taken its token from the bucket like any message.
             ClientMessage::Ping { id } => self.reply(ServerMessage::Pong { id }),
+            ClientMessage::Chat { text, .. } => {
+                self.take_broadcast_token()?;
+                rooms.chat(self.seat()?, &text).await?;
+            }
+            ClientMessage::CallState { hand, .. } => {
+                self.take_broadcast_token()?;
+                rooms.set_hand(self.seat()?, hand).await?;
+            }
+            ClientMessage::Reaction { emoji, .. } => {
+                self.take_broadcast_token()?;
+                rooms.react(self.seat()?, &emoji).await?;
+            }
         }
         Ok(())
+    }
+
+    /// A room-wide message needs a seat and a token of the broadcast bucket.
+    fn take_broadcast_token(&mut self) -> Result<(), Refusal> {
+        self.seat()?;
+        if self.broadcasts.try_take(Instant::now()) {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            ErrorCode::BroadcastRateLimited,
+            "too many messages to the whole room: wait a moment; this one was dropped",
+        ))
     }
 
     /// Checks that a join or resume may proceed on this session and node.

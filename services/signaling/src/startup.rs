@@ -12,7 +12,8 @@ use thiserror::Error;
 use tokio::sync::Notify;
 use tracing::info;
 
-use crate::bus::{memory::MemoryBus, Bus};
+use crate::bus::memory::{MemoryBus, MemoryHistory};
+use crate::bus::Bus;
 use crate::config::Settings;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
@@ -73,6 +74,7 @@ impl Application {
             let backend = RedisBackend::connect(
                 &node_id,
                 &settings.redis,
+                &settings.chat,
                 Arc::clone(&router),
                 &lifecycle,
                 Arc::clone(&metrics),
@@ -80,9 +82,10 @@ impl Application {
             .await?;
             (backend.clone(), backend.clone(), Some(backend))
         } else {
+            let history = Arc::new(MemoryHistory::new(settings.chat.history));
             (
-                Arc::new(MemoryBus::new(Arc::clone(&router))),
-                Arc::new(MemoryPresence::new()),
+                Arc::new(MemoryBus::new(Arc::clone(&router), Arc::clone(&history))),
+                Arc::new(MemoryPresence::with_history(history)),
                 None,
             )
         };
@@ -128,7 +131,11 @@ impl Application {
                 .app_data(origins.clone())
                 .route("/ws", web::get().to(routes::ws::upgrade))
                 .route("/healthz", web::get().to(routes::health::healthz))
-                .route("/readyz", web::get().to(routes::health::readyz));
+                .route("/readyz", web::get().to(routes::health::readyz))
+                .route(
+                    "/api/rooms/{room}",
+                    web::get().to(routes::rooms::head_count),
+                );
             let app = if metrics_here {
                 app.route("/metrics", web::get().to(routes::metrics::metrics))
             } else {

@@ -711,3 +711,348 @@ async fn metrics_count_known_traffic() {
         1.0
     );
 }
+
+/// Three in one room and one in another: what each of them receives.
+async fn room_of_three_and_a_neighbour(url: &str) -> (Client, Client, Client, Client) {
+    let (mut ann, _) = Client::joined(url, "chat-room", "Ann").await;
+    let (mut bob, _) = Client::joined(url, "chat-room", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let (cat, _) = Client::joined(url, "chat-room", "Cat").await;
+    ann.recv_type("peer-joined").await;
+    bob.recv_type("peer-joined").await;
+    let (dan, _) = Client::joined(url, "next-door", "Dan").await;
+    (ann, bob, cat, dan)
+}
+
+#[tokio::test]
+async fn chat_reaches_every_other_member_once_stamped_by_the_node() {
+    let node = spawn_node(|_| {}).await;
+    let (mut ann, mut bob, mut cat, mut dan) = room_of_three_and_a_neighbour(&node.ws_url()).await;
+    assert_eq!(ann.welcome["revision"], 2);
+    assert_eq!(ann.welcome["maxChatBytes"], 2000);
+    // Who sent it comes from the seat: a client's own claims are ignored.
+    ann.send(json!({"type": "chat", "id": 5, "text": "  Zoe\u{0308} says <b>hi</b>\nsecond line ", "from": "0000000000000000", "name": "Mallory"}))
+        .await;
+    let to_bob = bob.recv_type("chat").await;
+    let to_cat = cat.recv_type("chat").await;
+    assert_eq!(to_bob, to_cat);
+    assert_eq!(to_bob["from"], ann.peer.as_str());
+    assert_eq!(to_bob["name"], "Ann");
+    assert_eq!(to_bob["text"], "Zoë says <b>hi</b>\nsecond line");
+    let id = to_bob["messageId"].as_str().expect("message id");
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert!(to_bob["at"]
+        .as_u64()
+        .is_some_and(|at| at > 1_700_000_000_000));
+    // Accepted: no reply to the sender, nothing for another room, and exactly once.
+    ann.expect_silence(Duration::from_millis(150)).await;
+    dan.expect_silence(Duration::from_millis(10)).await;
+    bob.expect_silence(Duration::from_millis(10)).await;
+    cat.expect_silence(Duration::from_millis(10)).await;
+
+    // Every sender, in order.
+    for i in 0..5 {
+        bob.send(json!({"type": "chat", "text": format!("bob {i}")}))
+            .await;
+    }
+    for i in 0..5 {
+        let message = ann.recv_type("chat").await;
+        assert_eq!(
+            (message["from"].as_str(), message["text"].as_str()),
+            (Some(bob.peer.as_str()), Some(format!("bob {i}").as_str()))
+        );
+        assert_eq!(cat.recv_type("chat").await["text"], format!("bob {i}"));
+    }
+    bob.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn chat_and_reactions_refuse_what_breaks_the_rules_with_their_codes() {
+    let node = spawn_node(|s| {
+        s.limits.max_chat_bytes = 16;
+        s.limits.broadcast_burst = 5;
+        s.limits.broadcasts_per_second = 0.01;
+    })
+    .await;
+    let url = node.ws_url();
+    let mut loner = Client::connect(&url).await;
+    loner
+        .send(json!({"type": "chat", "id": "c0", "text": "before joining"}))
+        .await;
+    assert_eq!(loner.expect_error("not-joined").await["id"], "c0");
+    loner.send(json!({"type": "reaction", "emoji": "👍"})).await;
+    loner.expect_error("not-joined").await;
+    loner
+        .send(json!({"type": "call-state", "hand": "yes"}))
+        .await;
+    loner.expect_error("invalid-message").await;
+
+    let (mut ann, _) = Client::joined(&url, "rules", "Ann").await;
+    let (mut bob, _) = Client::joined(&url, "rules", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    for (id, text, code) in [
+        (1, "seventeen bytes!!", "chat-too-long"),
+        (2, "  \n \u{200B} ", "chat-empty"),
+        (3, "bell\u{0007}", "invalid-chat"),
+    ] {
+        ann.send(json!({"type": "chat", "id": id, "text": text}))
+            .await;
+        let error = ann.expect_error(code).await;
+        assert_eq!(error["id"], id, "{error}");
+    }
+    // Bytes after normalization: sixteen of them pass.
+    ann.send(json!({"type": "chat", "text": "sixteen bytes!!!"}))
+        .await;
+    assert_eq!(bob.recv_type("chat").await["text"], "sixteen bytes!!!");
+    ann.send(json!({"type": "reaction", "id": 9, "emoji": "💩"}))
+        .await;
+    assert_eq!(ann.expect_error("invalid-reaction").await["id"], 9);
+    bob.expect_silence(Duration::from_millis(100)).await;
+
+    // The broadcast bucket had five tokens; the four refusals above took one
+    // each, the message the last. What follows is dropped with its own code, and no strikes:
+    // many more than `limits.abuse_strikes` leave the socket open.
+    for i in 0..30 {
+        ann.send(json!({"type": "reaction", "id": i, "emoji": "👍"}))
+            .await;
+    }
+    for i in 0..30 {
+        assert_eq!(ann.expect_error("broadcast-rate-limited").await["id"], i);
+    }
+    bob.expect_silence(Duration::from_millis(100)).await;
+    // Relays are not held back by the broadcast limit.
+    ann.send(json!({"type": "offer", "to": bob.peer, "sdp": "v=0"}))
+        .await;
+    bob.recv_type("offer").await;
+}
+
+#[tokio::test]
+async fn a_late_joiner_gets_the_chat_so_far_bounded_and_gone_with_the_room() {
+    let node = spawn_node(|s| {
+        s.chat.history = 3;
+        s.limits.broadcast_burst = 20;
+    })
+    .await;
+    let url = node.ws_url();
+    let (mut ann, first) = Client::joined(&url, "history", "Ann").await;
+    assert!(
+        first.get("chat").is_none(),
+        "no history in a new room: {first}"
+    );
+    for i in 0..5 {
+        ann.send(json!({"type": "chat", "text": format!("message {i}")}))
+            .await;
+    }
+    ann.send(json!({"type": "reaction", "emoji": "🎉"})).await;
+    ann.send(json!({"type": "ping", "id": "p"})).await;
+    ann.recv_type("pong").await;
+
+    let (mut bob, joined) = Client::joined(&url, "history", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let chat = joined["chat"].as_array().expect("history");
+    let texts: Vec<&str> = chat
+        .iter()
+        .map(|m| m["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(
+        texts,
+        ["message 2", "message 3", "message 4"],
+        "the last three, oldest first"
+    );
+    assert!(chat
+        .iter()
+        .all(|m| m["from"] == ann.peer.as_str() && m["name"] == "Ann"));
+    // Told once: nothing of it comes again as a message, and no reaction was kept.
+    bob.expect_silence(Duration::from_millis(150)).await;
+
+    // The last seat out takes the history along.
+    ann.send(json!({"type": "leave"})).await;
+    ann.recv_type("left").await;
+    bob.recv_type("peer-left").await;
+    bob.send(json!({"type": "leave"})).await;
+    bob.recv_type("left").await;
+    let (_cat, joined) = Client::joined(&url, "history", "Cat").await;
+    assert!(
+        joined.get("chat").is_none(),
+        "history of an emptied room: {joined}"
+    );
+}
+
+#[tokio::test]
+async fn chat_history_leaves_out_messages_older_than_the_max_age() {
+    let node = spawn_node(|s| s.chat.history_max_age = Duration::from_secs(1)).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "aging", "Ann").await;
+    ann.send(json!({"type": "chat", "text": "old news"})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ann.send(json!({"type": "chat", "text": "fresh"})).await;
+    ann.send(json!({"type": "ping", "id": 1})).await;
+    ann.recv_type("pong").await;
+    let (_bob, joined) = Client::joined(&url, "aging", "Bob").await;
+    let texts: Vec<&str> = joined["chat"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| m["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(texts, ["fresh"]);
+}
+
+#[tokio::test]
+async fn a_raised_hand_is_told_to_the_others_kept_for_joiners_and_kept_across_a_resume() {
+    let node = spawn_node(|s| s.resume.window = Duration::from_secs(5)).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "hands", "Ann").await;
+    let (mut bob, _) = Client::joined(&url, "hands", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    ann.send(json!({"type": "call-state", "hand": true})).await;
+    assert_eq!(
+        bob.recv_type("peer-state").await,
+        json!({"type": "peer-state", "peer": ann.peer, "hand": true})
+    );
+    ann.expect_silence(Duration::from_millis(100)).await;
+
+    let (mut cat, joined) = Client::joined(&url, "hands", "Cat").await;
+    let hands: Vec<(String, bool)> = joined["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().expect("name").to_owned(),
+                m["hand"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(hands, [("Ann".to_owned(), true), ("Bob".to_owned(), false)]);
+    ann.recv_type("peer-joined").await;
+    bob.recv_type("peer-joined").await;
+
+    // Ann's socket drops and she resumes: her hand is still up for everyone.
+    let token = ann.resume_token.clone();
+    let ann_id = ann.peer.clone();
+    ann.close(4000).await;
+    let mut ann = Client::connect(&url).await;
+    ann.send(json!({"type": "resume", "token": token})).await;
+    ann.recv_type("resumed").await;
+    let (_dan, joined) = Client::joined(&url, "hands", "Dan").await;
+    assert_eq!(joined["members"][0]["id"], ann_id.as_str());
+    assert_eq!(joined["members"][0]["hand"], true);
+
+    ann.send(json!({"type": "call-state", "hand": false})).await;
+    for other in [&mut bob, &mut cat] {
+        other.recv_type("peer-joined").await;
+        let lowered = other.recv_type("peer-state").await;
+        assert_eq!(
+            (lowered["peer"].as_str(), lowered["hand"].as_bool()),
+            (Some(ann_id.as_str()), Some(false))
+        );
+    }
+}
+
+#[tokio::test]
+async fn reactions_reach_the_others_and_are_not_kept() {
+    let node = spawn_node(|_| {}).await;
+    let (mut ann, mut bob, mut cat, mut dan) = room_of_three_and_a_neighbour(&node.ws_url()).await;
+    cat.send(json!({"type": "reaction", "emoji": "❤️"})).await;
+    for other in [&mut ann, &mut bob] {
+        assert_eq!(
+            other.recv_type("reaction").await,
+            json!({"type": "reaction", "from": cat.peer, "emoji": "❤️"})
+        );
+    }
+    cat.expect_silence(Duration::from_millis(100)).await;
+    dan.expect_silence(Duration::from_millis(10)).await;
+    let (_eve, joined) = Client::joined(&node.ws_url(), "chat-room", "Eve").await;
+    assert!(joined.get("chat").is_none(), "{joined}");
+}
+
+#[tokio::test]
+async fn the_lobby_head_count_counts_seats_and_refuses_bad_rooms() {
+    let node = spawn_node(|_| {}).await;
+    let count = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body).expect("JSON")["members"].clone()
+    };
+    let (status, body) = common::http_get(node.port, "/api/rooms/lobby-count").await;
+    assert_eq!((status, count(&body)), (200, json!(0)), "{body}");
+    let (_ann, _) = Client::joined(&node.ws_url(), "lobby-count", "Ann").await;
+    let (_bob, _) = Client::joined(&node.ws_url(), "lobby-count", "Bob").await;
+    let (status, headers, body) =
+        common::http_get_with_headers(node.port, "/api/rooms/lobby-count").await;
+    assert_eq!((status, count(&body)), (200, json!(2)), "{body}");
+    assert!(headers.contains("cache-control: no-store"), "{headers}");
+    let (status, body) = common::http_get(node.port, "/api/rooms/not%20a%20room").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid-room"), "{body}");
+}
+
+#[tokio::test]
+async fn with_jwt_the_head_count_needs_a_token_for_that_room() {
+    const SECRET: &str = "test-secret-test-secret-test-secret";
+    let node = spawn_node(|s| {
+        s.auth.mode = vc_signaling::config::AuthMode::Jwt;
+        s.auth.jwt_secret = SECRET.into();
+    })
+    .await;
+    let auth = vc_signaling::auth::Authenticator::new(&vc_signaling::config::AuthSettings {
+        mode: vc_signaling::config::AuthMode::Jwt,
+        jwt_secret: SECRET.into(),
+        ..Default::default()
+    });
+    let token = auth
+        .mint("board", "user-42", None, Duration::from_secs(60))
+        .expect("mints");
+    let mut ann = Client::connect(&node.ws_url()).await;
+    ann.send(json!({"type": "join", "room": "board", "name": "Ann", "token": token}))
+        .await;
+    ann.recv_type("joined").await;
+    let (status, headers, body) =
+        common::http_get_with_headers(node.port, "/api/rooms/board").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(headers.contains("www-authenticate: bearer"), "{headers}");
+    assert!(!body.contains("members"), "{body}");
+    let (status, body) = common::http_get_bearer(node.port, "/api/rooms/other", &token).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("auth-wrong-room"), "{body}");
+    let (status, body) =
+        common::http_get_bearer(node.port, "/api/rooms/board", "abc.def.ghi").await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = common::http_get_bearer(node.port, "/api/rooms/board", &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""members":1"#), "{body}");
+}
+
+#[tokio::test]
+async fn a_resumed_seat_gets_what_was_said_while_its_socket_was_gone() {
+    let node = spawn_node(|s| s.resume.window = Duration::from_secs(5)).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "gap", "Ann").await;
+    let (bob, _) = Client::joined(&url, "gap", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    ann.send(json!({"type": "chat", "text": "before"})).await;
+    let token = bob.resume_token.clone();
+    bob.drop_connection();
+    ann.send(json!({"type": "chat", "text": "while you were away"}))
+        .await;
+    ann.send(json!({"type": "ping", "id": 1})).await;
+    ann.recv_type("pong").await;
+
+    let mut bob = Client::connect(&url).await;
+    bob.send(json!({"type": "resume", "token": token})).await;
+    let resumed = bob.recv_type("resumed").await;
+    let texts: Vec<&str> = resumed["chat"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| m["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(texts, ["before", "while you were away"]);
+    // Nothing twice, and the seat hears what comes next.
+    bob.expect_silence(Duration::from_millis(150)).await;
+    ann.send(json!({"type": "chat", "text": "welcome back"}))
+        .await;
+    assert_eq!(bob.recv_type("chat").await["text"], "welcome back");
+}

@@ -57,6 +57,8 @@ on_every_backing!(
     a_draining_node_hands_its_clients_to_the_others,
     a_forged_resume_on_another_node_changes_nothing,
     two_resumes_of_one_seat_on_two_nodes_leave_one_socket_holding_it,
+    room_wide_messages_cross_nodes_and_a_late_joiner_elsewhere_gets_history_and_hands,
+    chat_sent_while_someone_joins_on_another_node_arrives_exactly_once_in_order,
 );
 
 async fn negotiate_across(a: &NodeProcess, b: &NodeProcess, room: &str) {
@@ -433,4 +435,126 @@ async fn two_resumes_of_one_seat_on_two_nodes_leave_one_socket_holding_it(backin
     let left = ann.recv_type("peer-left").await;
     assert_eq!(left["peer"], bob_id.as_str());
     assert_eq!(left["reason"], "disconnected");
+}
+
+async fn room_wide_messages_cross_nodes_and_a_late_joiner_elsewhere_gets_history_and_hands(
+    backing: Backing,
+) {
+    let (redis, nodes) = fleet(backing, 2, &[("VC_CHAT__HISTORY", "3")]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "talk", "Ann").await;
+    let (mut bob, _) = Client::joined(&nodes[1].ws_url(), "talk", "Bob").await;
+    let (mut cat, _) = Client::joined(&nodes[0].ws_url(), "talk", "Cat").await;
+    let (mut dan, _) = Client::joined(&nodes[1].ws_url(), "elsewhere", "Dan").await;
+    ann.recv_type("peer-joined").await;
+    ann.recv_type("peer-joined").await;
+    bob.recv_type("peer-joined").await;
+
+    for i in 0..5 {
+        ann.send(json!({"type": "chat", "text": format!("line {i}")}))
+            .await;
+    }
+    for i in 0..5 {
+        for other in [&mut bob, &mut cat] {
+            let chat = other.recv_type("chat").await;
+            assert_eq!(chat["text"], format!("line {i}"));
+            assert_eq!(chat["from"], ann.peer.as_str());
+            assert_eq!(chat["name"], "Ann");
+        }
+    }
+    bob.send(json!({"type": "reaction", "emoji": "👏"})).await;
+    bob.send(json!({"type": "call-state", "hand": true})).await;
+    for other in [&mut ann, &mut cat] {
+        assert_eq!(other.recv_type("reaction").await["from"], bob.peer.as_str());
+        let state = other.recv_type("peer-state").await;
+        assert_eq!(
+            (state["peer"].as_str(), state["hand"].as_bool()),
+            (Some(bob.peer.as_str()), Some(true))
+        );
+    }
+    // Exactly once: nothing more for anyone, nothing for the sender or the other room.
+    ann.expect_silence(Duration::from_millis(200)).await;
+    bob.expect_silence(Duration::from_millis(10)).await;
+    cat.expect_silence(Duration::from_millis(10)).await;
+    dan.expect_silence(Duration::from_millis(10)).await;
+
+    // A joiner on the node where Ann is not: the last three lines, Bob's hand.
+    let (eve, joined) = Client::joined(&nodes[1].ws_url(), "talk", "Eve").await;
+    let texts: Vec<&str> = joined["chat"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| m["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(texts, ["line 2", "line 3", "line 4"]);
+    let hands: Vec<(&str, bool)> = joined["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (m["name"].as_str().expect("name"), m["hand"] == true))
+        .collect();
+    assert_eq!(hands, [("Ann", false), ("Bob", true), ("Cat", false)]);
+    assert_eq!(redis.llen("vc:{talk}:chat").await, 3);
+
+    // The last seat out takes the history along.
+    let mut everyone = vec![ann, bob, cat, eve];
+    while let Some(mut client) = everyone.pop() {
+        assert!(
+            redis.exists("vc:{talk}:chat").await,
+            "kept while someone is there"
+        );
+        client.send(json!({"type": "leave"})).await;
+        // Past the arrivals and departures it has not read yet.
+        while client.recv().await["type"] != "left" {}
+    }
+    assert!(
+        !redis.exists("vc:{talk}:chat").await,
+        "history of an emptied room"
+    );
+}
+
+async fn chat_sent_while_someone_joins_on_another_node_arrives_exactly_once_in_order(
+    backing: Backing,
+) {
+    let (_redis, nodes) = fleet(backing, 2, &[("VC_LIMITS__BROADCAST_BURST", "200")]);
+    for round in 0..5 {
+        let room = format!("join-race-{round}");
+        let (mut ann, _) = Client::joined(&nodes[0].ws_url(), &room, "Ann").await;
+        let mut bob = Client::connect(&nodes[1].ws_url()).await;
+        let send = async {
+            for i in 0..40 {
+                ann.send(json!({"type": "chat", "text": format!("{i}")}))
+                    .await;
+            }
+        };
+        let join = async {
+            tokio::time::sleep(Duration::from_millis(round * 2)).await;
+            bob.send(json!({"type": "join", "room": room, "name": "Bob"}))
+                .await;
+            bob.recv_type("joined").await
+        };
+        let ((), joined) = tokio::join!(send, join);
+        let mut seen: Vec<String> = joined["chat"]
+            .as_array()
+            .map(|history| {
+                history
+                    .iter()
+                    .map(|m| m["text"].as_str().expect("text").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let from_history = seen.len();
+        while seen.len() < 40 {
+            let chat = bob.recv_type("chat").await;
+            seen.push(chat["text"].as_str().expect("text").to_owned());
+        }
+        let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+        assert_eq!(
+            seen, expected,
+            "round {round}: {from_history} from the history"
+        );
+        eprintln!(
+            "join race round {round}: {from_history} of 40 from the history, the rest as messages"
+        );
+        bob.expect_silence(Duration::from_millis(200)).await;
+    }
 }

@@ -7,15 +7,26 @@
 // - `peer-changed` {link}, `peer-removed` {peerId, name, reason}
 // - `stats` {peerId, summary}: every STATS_INTERVAL_MS per connected peer
 // - `rejoined`: the seat was lost and taken again; every peer starts over
+// - `chat` {message}: a chat message to show (the history at join, then each new
+//   one, own ones included); `chat-failed` {message, code}: an own one was refused
+// - `hand` {peerId, name, hand}: someone's hand went up or down (`local` for this side)
+// - `reaction` {peerId, emoji}: a passing reaction (`local` for this side's own)
 // - `ended` {reason, error?}: `left`, or `lost` when the room could not be re-entered
 
-import { SignalingClient } from '../lib/signaling-client.js';
+import { REACTIONS, SignalingClient } from '../lib/signaling-client.js';
 import { callReport, summarize, takeSnapshot } from './call-stats.js';
 import { PeerLink } from './peer-link.js';
 import { safetyCodeOf } from './safety-code.js';
 
 const STATS_INTERVAL_MS = 2000;
 const REPORT_INTERVAL_MS = 10_000;
+/** Chat messages a page keeps; the node keeps fewer for late joiners. */
+const CHAT_LIMIT = 200;
+
+/** Bytes of UTF-8 in `text`, as the node counts them. */
+export function utf8Length(text) {
+  return new TextEncoder().encode(text).length;
+}
 
 /** Per-peer video send cap by mesh size: every peer gets its own copy of our video. */
 function videoBitrateCap(remotePeers) {
@@ -39,6 +50,10 @@ export class Call extends EventTarget {
   #onMediaChange = () => this.#localMediaChanged();
   #ended = false;
   #displayName;
+  #chat = [];
+  #ownChat = new Map();
+  #handRaised = false;
+  #handRequest = null;
 
   /**
    * @param {object} options
@@ -95,13 +110,19 @@ export class Call extends EventTarget {
     on('candidate', (message) => this.#links.get(message.from)?.handleCandidate(message.candidate));
     on('app-data', (message) => this.#onAppData(message));
     on('resumed', (message) => this.#onResumed(message));
-    on('rejoined', () => this.#onRejoined());
+    on('rejoined', (message) => this.#onRejoined(message));
     on('session-lost', ({ error }) => this.#end('lost', error));
-    on('error', (error) => console.warn('signaling:', error.code, error.message));
+    on('chat', (message) => this.#addChat(message));
+    on('peer-state', ({ peer, hand }) => this.#onPeerState(peer, hand));
+    on('reaction', ({ from, emoji }) => {
+      if (this.#links.has(from)) this.#emit('reaction', { peerId: from, emoji });
+    });
+    on('error', (error) => this.#onError(error));
 
     try {
       const joined = await client.join(this.#params);
       this.#displayName = joined.name ?? this.#displayName;
+      this.#mergeHistory(joined.chat);
     } catch (err) {
       this.#detach();
       await client.close();
@@ -163,6 +184,118 @@ export class Call extends EventTarget {
     this.#summaries.delete(peerId);
     this.#snapshots.delete(peerId);
     this.#safetyCodes.delete(peerId);
+  }
+
+  /** Whether the node has chat, raised hands and reactions (protocol revision 2). */
+  get roomMessages() {
+    return this.#client.revision >= 2;
+  }
+
+  /** Longest chat message the node takes, in bytes of UTF-8. */
+  get maxChatBytes() {
+    return this.#client.maxChatBytes || 2000;
+  }
+
+  /** The chat so far, oldest first: {messageId, from, name, text, at, own, failed}. */
+  get chat() {
+    return this.#chat;
+  }
+
+  get handRaised() {
+    return this.#handRaised;
+  }
+
+  /** Whether `peerId`'s hand is up, as the node last said. */
+  handOf(peerId) {
+    return Boolean(this.#client.members.find((member) => member.id === peerId)?.hand);
+  }
+
+  /**
+   * Says `text` to everyone in the call. Returns the message as shown, or throws a
+   * RangeError for a text the node would refuse (empty, too long).
+   */
+  sendChat(text) {
+    const trimmed = text.normalize('NFC').trim();
+    if (!trimmed) throw new RangeError('empty');
+    if (utf8Length(trimmed) > this.maxChatBytes) throw new RangeError('too-long');
+    const requestId = this.#client.sendChat(trimmed);
+    const message = {
+      messageId: `own-${requestId}`,
+      from: this.peerId,
+      name: this.#displayName,
+      text: trimmed,
+      at: Date.now(),
+      own: true,
+      failed: false,
+    };
+    this.#ownChat.set(requestId, message);
+    this.#pushChat(message);
+    return message;
+  }
+
+  /** Raises or lowers this side's hand for everyone. */
+  setHand(hand) {
+    this.#handRaised = Boolean(hand);
+    this.#handRequest = this.#client.setHand(this.#handRaised);
+    this.#emit('hand', { peerId: 'local', name: this.#displayName, hand: this.#handRaised });
+  }
+
+  /** A passing reaction for everyone; shown on this side at once. */
+  sendReaction(emoji) {
+    if (!REACTIONS.includes(emoji)) throw new RangeError(`not a reaction: ${emoji}`);
+    this.#client.sendReaction(emoji);
+    this.#emit('reaction', { peerId: 'local', emoji });
+  }
+
+  #pushChat(message) {
+    this.#chat.push(message);
+    if (this.#chat.length > CHAT_LIMIT) this.#chat.splice(0, this.#chat.length - CHAT_LIMIT);
+    this.#emit('chat', { message });
+  }
+
+  #addChat({ messageId, from, name, text, at }) {
+    if (this.#chat.some((message) => message.messageId === messageId)) return;
+    this.#pushChat({ messageId, from, name, text, at, own: false, failed: false });
+  }
+
+  // A history (at join, resume or rejoin) may hold messages this page already
+  // shows, its own among them under the id the page gave them.
+  #mergeHistory(entries = [], ownPeers = [this.peerId]) {
+    for (const entry of entries ?? []) {
+      if (this.#chat.some((message) => message.messageId === entry.messageId)) continue;
+      const mine = ownPeers.includes(entry.from)
+        ? this.#chat.find((message) => message.own && message.messageId.startsWith('own-') && message.text === entry.text)
+        : null;
+      if (mine) {
+        mine.messageId = entry.messageId;
+        continue;
+      }
+      this.#addChat(entry);
+    }
+  }
+
+  #onPeerState(peerId, hand) {
+    const link = this.#links.get(peerId);
+    if (!link) return;
+    this.#emit('peer-changed', { link });
+    this.#emit('hand', { peerId, name: link.name, hand: Boolean(hand) });
+  }
+
+  #onError(error) {
+    const own = this.#ownChat.get(error.requestId);
+    if (own) {
+      this.#ownChat.delete(error.requestId);
+      own.failed = true;
+      this.#emit('chat-failed', { message: own, code: error.code });
+      return;
+    }
+    if (error.requestId !== undefined && error.requestId === this.#handRequest) {
+      // Not raised after all: show what the others see.
+      this.#handRaised = !this.#handRaised;
+      this.#emit('hand', { peerId: 'local', name: this.#displayName, hand: this.#handRaised, failed: error.code });
+      return;
+    }
+    console.warn('signaling:', error.code, error.message);
   }
 
   /** The safety code of the connection to `peerId`, once negotiated; see safety-code.js. */
@@ -277,7 +410,8 @@ export class Call extends EventTarget {
   // went silent or broke (not closed by the node) says the network may have
   // changed under this side: the media paths may be dead too, though ICE does not
   // say so yet, so every connection restarts ICE at once.
-  #onResumed({ members, iceServers, cleanClose }) {
+  #onResumed({ members, iceServers, cleanClose, chat }) {
+    this.#mergeHistory(chat);
     const present = new Set(members.map((member) => member.id));
     for (const peerId of [...this.#links.keys()]) {
       if (!present.has(peerId)) this.#removePeer(peerId, 'left');
@@ -295,9 +429,12 @@ export class Call extends EventTarget {
   }
 
   // A new peer id: the others see a new peer, so every connection starts over.
-  #onRejoined() {
+  // The new seat's hand starts lowered: raise it again if it was up.
+  #onRejoined({ chat, previousPeer }) {
     this.#closeAllLinks();
     for (const member of this.#client.members) this.#addPeer(member.id, member.name);
+    this.#mergeHistory(chat, [this.peerId, previousPeer]);
+    if (this.#handRaised) this.#handRequest = this.#client.setHand(true);
     this.#emit('rejoined');
   }
 

@@ -1,4 +1,5 @@
-// A client for the Video Caller signaling protocol (docs/protocol.md), version 1.
+// A client for the Video Caller signaling protocol (docs/protocol.md), version 1,
+// revision 2 (room-wide chat, raised hands and reactions).
 //
 // It owns one WebSocket to a node at a time and keeps the session alive across
 // drops: it reconnects with exponential backoff, takes its seat back with
@@ -35,6 +36,12 @@ const TRANSIENT_CODES = new Set(['disconnected', 'timeout', 'draining', 'unavail
 const OUTBOX_LIMIT = 500;
 
 const RELAY_TYPES = ['offer', 'answer', 'candidate', 'app-data'];
+
+/** Messages the node delivers from another member to the whole room. */
+const ROOM_TYPES = ['chat', 'reaction'];
+
+/** The reactions the node relays (protocol revision 2). */
+export const REACTIONS = Object.freeze(['👍', '👏', '😂', '😮', '❤️', '🎉']);
 
 export class SignalingError extends Error {
   /**
@@ -186,6 +193,19 @@ export class SignalingClient {
     return this.#link?.welcome?.node ?? null;
   }
 
+  /**
+   * What the node knows of the protocol's additions: 2 and above has chat, raised
+   * hands and reactions; 0 for a node older than the field.
+   */
+  get revision() {
+    return this.#link?.welcome?.revision ?? 0;
+  }
+
+  /** Longest chat text the node takes, in bytes of UTF-8. */
+  get maxChatBytes() {
+    return this.#link?.welcome?.maxChatBytes ?? 0;
+  }
+
   /** This client's peer id while in a room, else null. */
   get peerId() {
     return this.#session?.peer ?? null;
@@ -217,6 +237,7 @@ export class SignalingClient {
    *   `previousPeer`); every peer connection must start over
    * - `session-lost` {error, previousPeer}: the seat was lost and joining again failed
    * - `peer-joined`, `peer-left`, `offer`, `answer`, `candidate`, `app-data`
+   * - `chat`, `reaction`, `peer-state`: what members say to the whole room
    * - `reconnect`: the node drains; the client moves by itself
    * - `error`: a SignalingError not tied to a request of this client
    */
@@ -421,6 +442,31 @@ export class SignalingClient {
     return before - this.#outbox.length;
   }
 
+  /**
+   * Says `text` to the whole room. Returns the request id: a refusal (`chat-too-long`,
+   * `broadcast-rate-limited`, ...) comes back as an `error` event carrying it as
+   * `requestId`; silence means the node took it.
+   */
+  sendChat(text) {
+    return this.#sendRoomWide({ type: 'chat', text });
+  }
+
+  /** Raises (`true`) or lowers the hand, for the whole room to see. */
+  setHand(hand) {
+    return this.#sendRoomWide({ type: 'call-state', hand: Boolean(hand) });
+  }
+
+  /** A passing reaction, one of {@link REACTIONS}. */
+  sendReaction(emoji) {
+    return this.#sendRoomWide({ type: 'reaction', emoji });
+  }
+
+  #sendRoomWide(message) {
+    const id = this.#nextRequestId++;
+    this.#sendInSession({ ...message, id });
+    return id;
+  }
+
   #sendInSession(message) {
     if (!this.#session) {
       throw new SignalingError('not-joined', `cannot send ${message.type} outside a room`);
@@ -569,12 +615,18 @@ export class SignalingClient {
         this.#session?.members.delete(message.peer);
         this.#emit('peer-left', message);
         break;
+      case 'peer-state': {
+        const member = this.#session?.members.get(message.peer);
+        if (member) member.hand = Boolean(message.hand);
+        this.#emit('peer-state', message);
+        break;
+      }
       case 'reconnect':
         this.#emit('reconnect', message);
         if (link === this.#link) this.#startHandover();
         break;
       default:
-        if (RELAY_TYPES.includes(message.type)) this.#emit(message.type, message);
+        if (RELAY_TYPES.includes(message.type) || ROOM_TYPES.includes(message.type)) this.#emit(message.type, message);
       // Any other type is from a newer revision of the protocol: ignored.
     }
   }

@@ -26,6 +26,9 @@ export function makeClient(options = {}) {
     'answer',
     'candidate',
     'app-data',
+    'chat',
+    'reaction',
+    'peer-state',
     'reconnect',
     'error',
   ]) {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::memory::MemoryHistory;
 use super::{Bus, BusError, Envelope};
 use crate::faults::{FaultPlan, Op};
 use crate::router::Router;
@@ -40,14 +41,21 @@ struct HubState {
 }
 
 /// What connects the fake buses of the nodes of one test.
-#[derive(Default)]
 pub struct BusHub {
     state: Mutex<HubState>,
+    /// The rooms' chat history, shared by the nodes as Redis keeps it for a fleet.
+    history: MemoryHistory,
 }
+
+/// How many chat entries a room keeps in the fake: the default of `chat.history`.
+const HISTORY: usize = 50;
 
 impl BusHub {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Arc::new(Self {
+            state: Mutex::new(HubState::default()),
+            history: MemoryHistory::new(HISTORY),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
@@ -194,6 +202,21 @@ impl Bus for FakeBus {
                 Ok(())
             })
             .await
+    }
+
+    async fn publish_kept(&self, envelope: &Envelope, entry: &str) -> Result<(), BusError> {
+        self.faults
+            .run(Op::BusPublish, injected, async {
+                // Kept first, as the in-process bus does.
+                self.hub.history.keep(&envelope.room, entry);
+                self.hub.publish(envelope);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn history(&self, room: &str) -> Result<Vec<String>, BusError> {
+        Ok(self.hub.history.entries(room))
     }
 
     fn is_connected(&self) -> bool {

@@ -16,6 +16,10 @@
 //!   returning `Ok` means the bus took it, not that a socket received it; `Err`
 //!   means it was certainly not delivered, and the session tells its client.
 //! - **Scope:** a node receives only the envelopes of rooms it subscribed to.
+//! - **Kept with the publish:** a chat message published with
+//!   [`Bus::publish_kept`] is in the room's history exactly when it was
+//!   published, so that a joiner who reads the history after subscribing misses
+//!   none and can tell those it will also receive (by their ids).
 //!
 //! [`Router`]: crate::router::Router
 
@@ -80,6 +84,18 @@ pub enum Event {
         peer: String,
         conn: String,
     },
+    /// A message for every member of the room but its sender. `frame` is the
+    /// finished JSON text, as for a relay.
+    Broadcast {
+        from: String,
+        /// The delivered `type` (chat, peer-state, reaction), for metrics.
+        message: String,
+        frame: String,
+        /// A chat message's id, so that a joiner that found the message in the
+        /// room's history is not given it a second time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chat: Option<String>,
+    },
 }
 
 /// Publishes envelopes and subscribes this node to rooms.
@@ -93,6 +109,14 @@ pub trait Bus: Send + Sync + 'static {
     async fn unsubscribe(&self, room: &str) -> Result<(), BusError>;
     /// Hands the envelope to every node subscribed to its room, this one included.
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError>;
+    /// Publishes the envelope of a chat message and keeps `entry` (the message's
+    /// JSON) in the room's bounded history, as one step: with Redis one script
+    /// does both, so that no message is kept without being published or the
+    /// other way round.
+    async fn publish_kept(&self, envelope: &Envelope, entry: &str) -> Result<(), BusError>;
+    /// The room's kept chat entries, oldest first, at most `chat.history` of
+    /// them. The caller leaves out those older than `chat.history_max_age`.
+    async fn history(&self, room: &str) -> Result<Vec<String>, BusError>;
     /// Whether the bus can currently deliver (readiness).
     fn is_connected(&self) -> bool;
 }

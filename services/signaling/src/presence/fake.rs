@@ -106,4 +106,26 @@ impl Presence for FakePresence {
             .run(Op::PresenceMembers, injected, self.store.members(room))
             .await
     }
+
+    async fn count(&self, room: &str) -> Result<usize, PresenceError> {
+        self.faults
+            .run(Op::PresenceMembers, injected, self.store.count(room))
+            .await
+    }
+
+    async fn set_hand(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+        hand: bool,
+    ) -> Result<bool, PresenceError> {
+        self.faults
+            .run(
+                Op::PresenceSetHand,
+                injected,
+                self.store.set_hand(room, peer, conn, hand),
+            )
+            .await
+    }
 }

@@ -1,22 +1,33 @@
 //! Presence of a single node, in a map behind a mutex.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 use vc_protocol::LeaveReason;
 
 use super::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
+use crate::bus::memory::MemoryHistory;
 
 #[derive(Default)]
 pub struct MemoryPresence {
     rooms: Mutex<HashMap<String, Vec<MemberRecord>>>,
+    /// The in-process bus's chat history, dropped with a room's last seat.
+    history: Arc<MemoryHistory>,
 }
 
 impl MemoryPresence {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Presence whose rooms take their chat history with them when they empty.
+    pub fn with_history(history: Arc<MemoryHistory>) -> Self {
+        Self {
+            rooms: Mutex::default(),
+            history,
+        }
     }
 
     fn with_rooms<T>(&self, f: impl FnOnce(&mut HashMap<String, Vec<MemberRecord>>) -> T) -> T {
@@ -47,7 +58,11 @@ impl Presence for MemoryPresence {
     }
 
     async fn leave(&self, room: &str, peer: &str, conn: &str) -> Result<bool, PresenceError> {
-        Ok(self.with_rooms(|rooms| remove_if(rooms, room, |m| m.id == peer && m.conn == conn)))
+        Ok(self.with_rooms(|rooms| {
+            remove_if(rooms, room, &self.history, |m| {
+                m.id == peer && m.conn == conn
+            })
+        }))
     }
 
     async fn park(
@@ -119,7 +134,10 @@ impl Presence for MemoryPresence {
                 .find(|m| m.id == peer && m.conn == conn)?
                 .parked?
                 .reason;
-            remove_if(rooms, room, |m| m.id == peer && m.conn == conn).then_some(reason)
+            remove_if(rooms, room, &self.history, |m| {
+                m.id == peer && m.conn == conn
+            })
+            .then_some(reason)
         }))
     }
 
@@ -134,12 +152,39 @@ impl Presence for MemoryPresence {
     async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError> {
         Ok(self.with_rooms(|rooms| rooms.get(room).cloned().unwrap_or_default()))
     }
+
+    async fn count(&self, room: &str) -> Result<usize, PresenceError> {
+        Ok(self.with_rooms(|rooms| rooms.get(room).map_or(0, Vec::len)))
+    }
+
+    async fn set_hand(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+        hand: bool,
+    ) -> Result<bool, PresenceError> {
+        Ok(self.with_rooms(|rooms| {
+            match rooms
+                .get_mut(room)
+                .and_then(|ms| ms.iter_mut().find(|m| m.id == peer && m.conn == conn))
+            {
+                Some(member) => {
+                    member.hand = hand;
+                    true
+                }
+                None => false,
+            }
+        }))
+    }
 }
 
-/// Removes the first matching member; drops the room when it empties.
+/// Removes the first matching member; drops the room, and its chat history,
+/// when it empties.
 fn remove_if(
     rooms: &mut HashMap<String, Vec<MemberRecord>>,
     room: &str,
+    history: &MemoryHistory,
     matches: impl Fn(&MemberRecord) -> bool,
 ) -> bool {
     let Some(members) = rooms.get_mut(room) else {
@@ -151,6 +196,7 @@ fn remove_if(
     members.remove(index);
     if members.is_empty() {
         rooms.remove(room);
+        history.forget(room);
     }
     true
 }
@@ -187,6 +233,7 @@ mod tests {
             resume_secret: format!("secret-{id}"),
             grant_expires_ms: None,
             parked: None,
+            hand: false,
         }
     }
 

@@ -47,6 +47,10 @@ pub struct MemberRecord {
     /// will be given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parked: Option<Parked>,
+    /// The peer's raised hand (`call-state`), kept with the seat so that joiners
+    /// see it and a resume keeps it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hand: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +81,7 @@ impl MemberRecord {
             id: self.id.clone(),
             name: self.name.clone(),
             user: self.user.clone(),
+            hand: self.hand,
         }
     }
 }
@@ -128,4 +133,16 @@ pub trait Presence: Send + Sync + 'static {
 
     /// The room's members, oldest first.
     async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError>;
+
+    /// How many seats the room has, parked ones included: one cheap read.
+    async fn count(&self, room: &str) -> Result<usize, PresenceError>;
+
+    /// Raises or lowers the seat's hand if `conn` still holds it. True when it did.
+    async fn set_hand(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+        hand: bool,
+    ) -> Result<bool, PresenceError>;
 }

@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 use tracing::{info, warn};
 
 use super::connection::RedisConn;
-use super::{members_key, node_rooms_key, scripts, RedisBackend};
+use super::{chat_key, members_key, node_rooms_key, scripts, RedisBackend};
 use crate::bus::{Bus, Envelope, Event};
 use crate::config::RedisSettings;
 use crate::lifecycle::Phase;
@@ -113,6 +113,7 @@ async fn sweep_node(
     for room in &rooms {
         let reply: Vec<String> = scripts::SWEEP
             .key(members_key(room))
+            .key(chat_key(room))
             .arg(node)
             .arg(unix_ms())
             .invoke_async(commands)

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use vc_protocol::LeaveReason;
 
 use crate::bus::{Bus, BusError, Envelope, Event};
-use crate::config::RedisSettings;
+use crate::config::{ChatSettings, RedisSettings};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
@@ -53,6 +53,12 @@ fn members_key(room: &str) -> String {
     format!("vc:{{{room}}}:members")
 }
 
+/// The room's chat history: a list capped at `chat.history` entries, expiring
+/// `chat.history_max_age` after its last message, deleted with the room's last seat.
+fn chat_key(room: &str) -> String {
+    format!("vc:{{{room}}}:chat")
+}
+
 fn channel(room: &str) -> String {
     format!("vc:{{{room}}}:bus")
 }
@@ -69,6 +75,7 @@ fn node_rooms_key(node: &str) -> String {
 pub struct RedisBackend {
     node_id: String,
     settings: RedisSettings,
+    chat: ChatSettings,
     commands: RedisConn,
     subscriber: RedisConn,
     connected: AtomicBool,
@@ -87,6 +94,7 @@ impl RedisBackend {
     pub async fn connect(
         node_id: &str,
         settings: &RedisSettings,
+        chat: &ChatSettings,
         router: Arc<Router>,
         lifecycle: &Lifecycle,
         metrics: Arc<Metrics>,
@@ -105,6 +113,7 @@ impl RedisBackend {
         let backend = Arc::new(Self {
             node_id: node_id.to_owned(),
             settings: settings.clone(),
+            chat: chat.clone(),
             commands,
             subscriber,
             connected: AtomicBool::new(true),
@@ -369,23 +378,61 @@ impl Bus for RedisBackend {
         self.publish_now(envelope).await
     }
 
+    async fn publish_kept(&self, envelope: &Envelope, entry: &str) -> Result<(), BusError> {
+        if !self.connected.load(Ordering::SeqCst) {
+            return Err(BusError::Disconnected);
+        }
+        if self.chat.history == 0 {
+            return self.publish_now(envelope).await;
+        }
+        let payload = serde_json::to_vec(envelope)?;
+        let lifetime_ms = u64::try_from(self.chat.history_max_age.as_millis()).unwrap_or(u64::MAX);
+        let mut commands = self.commands.clone();
+        scripts::KEEP_AND_PUBLISH
+            .key(chat_key(&envelope.room))
+            .arg(entry)
+            .arg(self.chat.history)
+            .arg(lifetime_ms)
+            .arg(self.publish_command())
+            .arg(channel(&envelope.room))
+            .arg(payload)
+            .invoke_async::<i64>(&mut commands)
+            .await
+            .map(|_| ())
+            .map_err(|e| BusError::Command(e.to_string()))
+    }
+
+    async fn history(&self, room: &str) -> Result<Vec<String>, BusError> {
+        if self.chat.history == 0 {
+            return Ok(Vec::new());
+        }
+        let mut commands = self.commands.clone();
+        commands
+            .lrange(chat_key(room), 0, -1)
+            .await
+            .map_err(|e| BusError::Command(e.to_string()))
+    }
+
     fn is_connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
     }
 }
 
 impl RedisBackend {
+    fn publish_command(&self) -> &'static str {
+        if self.settings.sharded {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
     /// Publishes whatever the supervisor thinks of the connection: for the
     /// resync, which runs before the node reports connected again.
     async fn publish_now(&self, envelope: &Envelope) -> Result<(), BusError> {
         let payload = serde_json::to_vec(envelope)?;
         let mut commands = self.commands.clone();
-        let command = if self.settings.sharded {
-            "SPUBLISH"
-        } else {
-            "PUBLISH"
-        };
-        redis::cmd(command)
+        redis::cmd(self.publish_command())
             .arg(channel(&envelope.room))
             .arg(payload)
             .query_async::<i64>(&mut commands)
@@ -431,6 +478,7 @@ impl Presence for RedisBackend {
         let mut commands = self.commands.clone();
         let freed: i64 = scripts::LEAVE
             .key(members_key(room))
+            .key(chat_key(room))
             .arg(peer)
             .arg(conn)
             .invoke_async(&mut commands)
@@ -515,6 +563,7 @@ impl Presence for RedisBackend {
         let mut commands = self.commands.clone();
         let reason: Option<String> = scripts::EXPIRE
             .key(members_key(room))
+            .key(chat_key(room))
             .arg(peer)
             .arg(conn)
             .invoke_async(&mut commands)
@@ -540,6 +589,37 @@ impl Presence for RedisBackend {
             .map_err(unavailable)?;
         Ok(decode_records(&raw))
     }
+
+    async fn count(&self, room: &str) -> Result<usize, PresenceError> {
+        let mut commands = self.commands.clone();
+        commands.hlen(members_key(room)).await.map_err(unavailable)
+    }
+
+    async fn set_hand(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+        hand: bool,
+    ) -> Result<bool, PresenceError> {
+        if let Some(record) = self
+            .lock_mine()
+            .get_mut(&(room.to_owned(), peer.to_owned()))
+            .filter(|r| r.conn == conn)
+        {
+            record.hand = hand;
+        }
+        let mut commands = self.commands.clone();
+        let done: i64 = scripts::SET_HAND
+            .key(members_key(room))
+            .arg(peer)
+            .arg(conn)
+            .arg(if hand { "1" } else { "0" })
+            .invoke_async(&mut commands)
+            .await
+            .map_err(unavailable)?;
+        Ok(done == 1)
+    }
 }
 
 fn parse_reason(reason: &str) -> Option<LeaveReason> {
@@ -554,6 +634,7 @@ mod tests {
     fn channels_carry_their_room_in_a_hash_tag() {
         assert_eq!(channel("standup"), "vc:{standup}:bus");
         assert_eq!(members_key("standup"), "vc:{standup}:members");
+        assert_eq!(chat_key("standup"), "vc:{standup}:chat");
         assert_eq!(room_of(&channel("a-b_c")), Some("a-b_c"));
         assert_eq!(room_of("other"), None);
     }

@@ -1,6 +1,7 @@
-//! Lua scripts that make each presence change atomic in Redis. Each touches one
-//! room's hash only (one key), so every script runs on a single Redis Cluster
-//! shard. Replies are flat arrays of strings: a status first, then data.
+//! Lua scripts that make each presence change atomic in Redis. Each touches the
+//! keys of one room only (its members hash, its chat list), which share the
+//! room's hash tag, so every script runs on a single Redis Cluster shard.
+//! Replies are flat arrays of strings: a status first, then data.
 
 use std::sync::LazyLock;
 
@@ -24,7 +25,8 @@ return reply
     )
 });
 
-/// KEYS[1] members hash. ARGV: peer, conn. Reply: 1 when the seat was freed.
+/// KEYS[1] members hash, KEYS[2] chat list. ARGV: peer, conn. Reply: 1 when the
+/// seat was freed. The room's last seat takes its chat history along.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -33,6 +35,7 @@ if not raw or cjson.decode(raw).conn ~= ARGV[2] then
   return 0
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) end
 return 1
 ",
     )
@@ -85,8 +88,8 @@ return reply
     )
 });
 
-/// KEYS[1] members hash. ARGV: peer, conn. Reply: the parked reason when the seat
-/// was freed, nil otherwise.
+/// KEYS[1] members hash, KEYS[2] chat list. ARGV: peer, conn. Reply: the parked
+/// reason when the seat was freed, nil otherwise.
 pub static EXPIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -95,6 +98,7 @@ if not raw then return false end
 local record = cjson.decode(raw)
 if record.conn ~= ARGV[2] or type(record.parked) ~= 'table' then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) end
 return record.parked.reason
 ",
     )
@@ -118,8 +122,9 @@ return 2
     )
 });
 
-/// KEYS[1] members hash. ARGV: dead node id, now ms. Frees the dead node's seats
-/// except parked ones still inside their resume window.
+/// KEYS[1] members hash, KEYS[2] chat list. ARGV: dead node id, now ms. Frees the
+/// dead node's seats except parked ones still inside their resume window; an
+/// emptied room loses its chat history.
 /// Reply: {seats still waiting, peer, reason, peer, reason...}.
 pub static SWEEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -140,8 +145,41 @@ for i = 1, #all, 2 do
     end
   end
 end
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) end
 table.insert(reply, 1, tostring(waiting))
 return reply
+",
+    )
+});
+
+/// KEYS[1] members hash. ARGV: peer, conn, "1" to raise the hand or "0" to lower
+/// it. Reply: 1 when the seat was changed.
+pub static SET_HAND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local record = cjson.decode(raw)
+if record.conn ~= ARGV[2] then return 0 end
+if ARGV[3] == '1' then record.hand = true else record.hand = nil end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+return 1
+",
+    )
+});
+
+/// KEYS[1] chat list. ARGV: entry JSON, most entries kept, lifetime in ms,
+/// PUBLISH or SPUBLISH, channel, envelope JSON. Keeps the entry and publishes the
+/// envelope in one step; the list lives `lifetime` past its last message. The
+/// channel carries the room's hash tag, so SPUBLISH stays on the list's shard.
+/// Reply: the PUBLISH's receiver count.
+pub static KEEP_AND_PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call(ARGV[4], ARGV[5], ARGV[6])
 ",
     )
 });

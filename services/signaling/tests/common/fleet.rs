@@ -144,6 +144,24 @@ impl RedisServer {
     pub async fn hkeys(&self, key: &str) -> Vec<String> {
         let mut cmd = redis::cmd("HKEYS");
         cmd.arg(key);
+        self.query(cmd).await
+    }
+
+    /// Whether a key exists, wherever its slot lives.
+    pub async fn exists(&self, key: &str) -> bool {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(key);
+        self.query::<i64>(cmd).await == 1
+    }
+
+    /// The length of a list, wherever its slot lives.
+    pub async fn llen(&self, key: &str) -> usize {
+        let mut cmd = redis::cmd("LLEN");
+        cmd.arg(key);
+        self.query(cmd).await
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> T {
         match self.backing {
             Backing::Standalone => {
                 let mut conn = redis::Client::open(self.url())
@@ -151,7 +169,7 @@ impl RedisServer {
                     .get_multiplexed_async_connection()
                     .await
                     .expect("test connects to redis");
-                cmd.query_async(&mut conn).await.expect("hkeys")
+                cmd.query_async(&mut conn).await.expect("redis answers")
             }
             Backing::Cluster => {
                 let mut conn = redis::cluster::ClusterClient::new(vec![self.url()])
@@ -159,7 +177,7 @@ impl RedisServer {
                     .get_async_connection()
                     .await
                     .expect("test connects to the cluster");
-                cmd.query_async(&mut conn).await.expect("hkeys")
+                cmd.query_async(&mut conn).await.expect("redis answers")
             }
         }
     }

@@ -269,11 +269,24 @@ pub async fn http_get(port: u16, path: &str) -> (u16, String) {
 /// A plain HTTP/1.1 GET over loopback: status code, the header block in lower
 /// case, and the body.
 pub async fn http_get_with_headers(port: u16, path: &str) -> (u16, String, String) {
+    http_get_sending(port, path, "").await
+}
+
+/// A GET with `Authorization: Bearer <token>`: status code and body.
+pub async fn http_get_bearer(port: u16, path: &str, token: &str) -> (u16, String) {
+    let (status, _, body) =
+        http_get_sending(port, path, &format!("Authorization: Bearer {token}\r\n")).await;
+    (status, body)
+}
+
+/// A GET with `extra` header lines (each ending in CRLF).
+async fn http_get_sending(port: u16, path: &str, extra: &str) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connects");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("writes");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.expect("reads");

@@ -1,5 +1,6 @@
 // The in-call screen: top bar with the room and the signaling state, the video
-// grid, and the control bar.
+// grid, the side panels (people, chat), and the control bar with the raised hand
+// and reactions.
 
 import { MicLevel } from '../mic-level.js';
 import { inviteUrl } from '../room-link.js';
@@ -9,12 +10,14 @@ import { h } from './dom.js';
 import { icon } from './icons.js';
 import { copyText, createInviteLink } from './invite-link.js';
 import { bestGrid } from './layout.js';
-import { connectionBadge, connectionProblem, mediaProblemMessage, peerLeftText, signalingStatus } from './messages.js';
+import { REACTIONS } from '../../lib/signaling-client.js';
+import { ChatPanel } from './chat-panel.js';
+import { REACTION_NAMES, connectionBadge, connectionProblem, mediaProblemMessage, peerLeftText, signalingStatus } from './messages.js';
 import { PeoplePanel } from './people-panel.js';
 import { VideoTile } from './tile.js';
 import { Toasts } from './toasts.js';
 
-const SHORTCUTS = { mic: 'm', camera: 'v', stats: 's', people: 'p', layout: 'l' };
+const SHORTCUTS = { mic: 'm', camera: 'v', stats: 's', people: 'p', layout: 'l', chat: 'c', hand: 'h' };
 
 function controlButton({ id, iconName, label, shortcut, onClick, extraClass = '' }) {
   const labelText = h('span', { class: 'control-label' }, label);
@@ -71,6 +74,10 @@ export class CallView {
   #people;
   #pinned = null;
   #speakerView = false;
+  #chat;
+  #unread = 0;
+  #unreadBadge;
+  #reactions;
 
   /**
    * @param {object} options
@@ -90,6 +97,11 @@ export class CallView {
     this.#name = name;
     this.#speaking = new SpeakingWatch(call, this.#micLevel);
     this.#people = new PeoplePanel({ onPin: (peerId) => this.#togglePin(peerId), onClose: () => this.#togglePeople() });
+    this.#chat = new ChatPanel({
+      onSend: (text) => call.sendChat(text),
+      onClose: () => this.#toggleChat(false),
+      maxBytes: call.maxChatBytes,
+    });
 
     this.#localTile = new VideoTile({ name, local: true, onHide: () => this.#setSelfViewHidden(true) });
     this.#showSelfView = h(
@@ -127,10 +139,18 @@ export class CallView {
           h('span', { class: 'button-label' }, 'Copy invite link'),
         ),
       ),
-      h('div', { class: 'call-body' }, h('div', { class: 'stage-wrap' }, this.#stage, this.#waiting), this.#people.element),
+      h(
+        'div',
+        { class: 'call-body' },
+        h('div', { class: 'stage-wrap' }, this.#stage, this.#waiting),
+        this.#people.element,
+        this.#chat.element,
+      ),
+      this.#buildReactions(),
       this.#buildControls(),
       this.#buildSettings(),
       this.#toasts.element,
+      this.#chat.announcer,
     );
 
     this.#listen(call, 'signaling', ({ detail }) => this.#renderSignaling(detail));
@@ -140,12 +160,20 @@ export class CallView {
     this.#listen(call, 'peer-removed', ({ detail }) => this.#removeTile(detail));
     this.#listen(call, 'stats', ({ detail }) => this.#tiles.get(detail.peerId)?.setStats(detail.summary));
     this.#listen(call, 'rejoined', () => this.#toasts.show('Reconnected to the call'));
+    this.#listen(call, 'chat', ({ detail }) => this.#onChat(detail.message));
+    this.#listen(call, 'chat-failed', ({ detail }) => this.#chat.failed(detail.message, detail.code));
+    this.#listen(call, 'hand', ({ detail }) => this.#onHand(detail));
+    this.#listen(call, 'reaction', ({ detail }) => this.#onReaction(detail));
     this.#listen(media, 'change', () => this.#renderLocal());
     this.#listen(document, 'keydown', (event) => this.#onKey(event));
 
     this.#resizeObserver = new ResizeObserver(() => this.#layout());
     this.#resizeObserver.observe(this.#stage);
     for (const link of call.links.values()) this.#addTile(link);
+    // The chat so far: a late joiner reads what was said before.
+    for (const message of call.chat) this.#chat.show(message);
+    this.#unread = call.chat.filter((message) => !message.own).length;
+    this.#renderUnread();
     this.#renderSignaling({ state: call.client.state });
     this.#renderLocal();
     this.#layout();
@@ -216,6 +244,34 @@ export class CallView {
       onClick: () => this.#toggleSpeakerView(),
     });
     c.layout.set({ pressed: false, title: 'The current speaker on stage, the others beside (L)' });
+    c.chat = controlButton({
+      id: 'toggle-chat',
+      iconName: 'chat',
+      label: 'Chat',
+      shortcut: SHORTCUTS.chat,
+      onClick: () => this.#toggleChat(),
+    });
+    c.chat.set({ pressed: false, title: 'Messages to everyone in the call (C)' });
+    this.#unreadBadge = h('span', { class: 'control-badge', 'aria-hidden': 'true', hidden: true });
+    c.chat.button.append(this.#unreadBadge);
+    c.hand = controlButton({
+      id: 'toggle-hand',
+      iconName: 'hand',
+      label: 'Raise hand',
+      shortcut: SHORTCUTS.hand,
+      onClick: () => this.#call.setHand(!this.#call.handRaised),
+    });
+    c.hand.set({ pressed: false, title: 'Raise your hand (H)' });
+    c.react = controlButton({
+      id: 'toggle-reactions',
+      iconName: 'smile',
+      label: 'React',
+      onClick: () => this.#toggleReactions(),
+    });
+    c.react.set({ pressed: false, title: 'Send a reaction everyone sees for a moment' });
+    c.react.button.setAttribute('aria-controls', 'reactions');
+    const roomMessages = this.#call.roomMessages;
+    for (const control of [c.chat, c.hand, c.react]) control.button.hidden = !roomMessages;
     c.settings = controlButton({
       id: 'open-settings',
       iconName: 'settings',
@@ -235,9 +291,105 @@ export class CallView {
       'nav',
       { class: 'controls', 'aria-label': 'Call controls' },
       h('div', { class: 'controls-group' }, c.mic.button, c.camera.button, c.screen.button),
+      h('div', { class: 'controls-group' }, c.hand.button, c.react.button, c.chat.button),
       h('div', { class: 'controls-group' }, c.people.button, c.layout.button, c.stats.button, c.settings.button),
       h('div', { class: 'controls-group' }, c.leave.button),
     );
+  }
+
+  #buildReactions() {
+    this.#reactions = h(
+      'div',
+      { class: 'reactions', id: 'reactions', role: 'group', 'aria-label': 'Reactions', hidden: true },
+      REACTIONS.map((emoji) =>
+        h(
+          'button',
+          {
+            type: 'button',
+            class: 'reaction-button',
+            'data-emoji': emoji,
+            'aria-label': `Send ${REACTION_NAMES[emoji] ?? emoji}`,
+            title: REACTION_NAMES[emoji] ?? emoji,
+            onclick: () => this.#call.sendReaction(emoji),
+          },
+          emoji,
+        ),
+      ),
+    );
+    this.#reactions.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') {
+        event.preventDefault();
+        this.#toggleReactions(false);
+      }
+    });
+    return this.#reactions;
+  }
+
+  #toggleReactions(open = this.#reactions.hidden) {
+    this.#reactions.hidden = !open;
+    this.#controls.react.set({ pressed: open });
+    if (open) this.#reactions.querySelector('button').focus();
+    else if (this.#reactions.contains(document.activeElement) || document.activeElement === document.body) {
+      this.#controls.react.button.focus();
+    }
+  }
+
+  // One side panel at a time: the stage keeps its room.
+  #toggleChat(open = !this.#chat.open, { returnFocus = true } = {}) {
+    if (open && this.#people.open) this.#togglePeople();
+    this.#chat.open = open;
+    this.#controls.chat.set({ pressed: open });
+    if (open) {
+      this.#unread = 0;
+      this.#renderUnread();
+      this.#chat.focusInput();
+    } else if (returnFocus) {
+      this.#controls.chat.button.focus();
+    }
+    this.#layout();
+  }
+
+  #onChat(message) {
+    this.#chat.show(message);
+    if (message.own) return;
+    this.#chat.announce(`${message.name} says: ${message.text}`);
+    if (!this.#chat.open) {
+      this.#unread += 1;
+      this.#renderUnread();
+    }
+  }
+
+  #renderUnread() {
+    const unread = this.#unread;
+    this.#unreadBadge.hidden = unread === 0;
+    this.#unreadBadge.textContent = unread > 99 ? '99+' : String(unread);
+    const label = unread === 0 ? 'Chat' : `Chat, ${unread} unread ${unread === 1 ? 'message' : 'messages'}`;
+    this.#controls.chat.button.setAttribute('aria-label', label);
+  }
+
+  #onHand({ peerId, name, hand, failed }) {
+    if (peerId === 'local') {
+      this.#localTile.setHand(hand);
+      this.#controls.hand.set({
+        pressed: hand,
+        label: hand ? 'Lower hand' : 'Raise hand',
+        title: `${hand ? 'Lower' : 'Raise'} your hand (H)`,
+      });
+      if (failed) this.#toasts.show('Your hand could not be raised: try again in a moment', { tone: 'warn' });
+    } else {
+      this.#tiles.get(peerId)?.setHand(hand);
+      if (hand) this.#toasts.show(`${name} raised their hand`);
+    }
+    this.#renderPeople();
+  }
+
+  #onReaction({ peerId, emoji }) {
+    const tile = peerId === 'local' ? this.#localTile : this.#tiles.get(peerId);
+    tile?.react(emoji);
+    if (peerId !== 'local') {
+      const name = this.#call.links.get(peerId)?.name ?? 'Someone';
+      this.#chat.announce(`${name} reacted with ${REACTION_NAMES[emoji] ?? emoji}`);
+    }
   }
 
   #buildSettings() {
@@ -302,6 +454,7 @@ export class CallView {
 
   #togglePeople() {
     const open = !this.#people.open;
+    if (open && this.#chat.open) this.#toggleChat(false, { returnFocus: false });
     this.#people.open = open;
     this.#controls.people.set({ pressed: open });
     this.#renderPeople();
@@ -341,12 +494,13 @@ export class CallView {
     const heard = this.#speaking.speaking;
     const local = this.#media.state;
     this.#people.render([
-      { id: 'local', name: this.#name, local: true, ...local, speaking: heard.has(LOCAL), pinned: false, safetyCode: null },
+      { id: 'local', name: this.#name, local: true, ...local, hand: this.#call.handRaised, speaking: heard.has(LOCAL), pinned: false, safetyCode: null },
       ...[...this.#call.links.values()].map((link) => ({
         id: link.peerId,
         name: link.name,
         local: false,
         ...link.remoteState,
+        hand: this.#call.handOf(link.peerId),
         speaking: heard.has(link.peerId),
         pinned: this.#pinned === link.peerId,
         safetyCode: this.#call.safetyCode(link.peerId),
@@ -370,6 +524,8 @@ export class CallView {
     else if (key === SHORTCUTS.stats) this.#toggleStats();
     else if (key === SHORTCUTS.people) this.#togglePeople();
     else if (key === SHORTCUTS.layout) this.#toggleSpeakerView();
+    else if (key === SHORTCUTS.chat && this.#call.roomMessages) this.#toggleChat();
+    else if (key === SHORTCUTS.hand && this.#call.roomMessages) this.#call.setHand(!this.#call.handRaised);
     else return;
     event.preventDefault();
   }
@@ -419,6 +575,7 @@ export class CallView {
     const tile = new VideoTile({ name: link.name, peerId: link.peerId, onPin: () => this.#togglePin(link.peerId) });
     tile.setStream(link.remoteStream);
     tile.setStatsVisible(this.#statsVisible);
+    tile.setHand(this.#call.handOf(link.peerId));
     this.#tiles.set(link.peerId, tile);
     this.#stage.append(tile.element);
     this.#renderPeer(link);
@@ -431,6 +588,7 @@ export class CallView {
     if (!tile) return;
     tile.setName(link.name);
     tile.setMedia(link.remoteState);
+    tile.setHand(this.#call.handOf(link.peerId));
     tile.setBadge(connectionBadge(link.connectionState, link.everConnected));
     tile.setProblem(connectionProblem(link.problem, link.name));
     tile.element.dataset.connection = link.connectionState;

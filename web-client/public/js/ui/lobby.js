@@ -1,6 +1,6 @@
 // The first screen: a camera preview, the person's name, the room and its invite
-// link. From `/` it starts a new call in a freshly named room; from a call link it
-// joins that room.
+// link, and how many people are already in the call. From `/` it starts a new
+// call in a freshly named room; from a call link it joins that room.
 
 import { inviteUrl, randomRoomName } from '../room-link.js';
 import { h, hueFor, initials } from './dom.js';
@@ -8,9 +8,11 @@ import { createDevicePicker } from './device-picker.js';
 import { icon } from './icons.js';
 import { createInviteLink } from './invite-link.js';
 import { MicLevel } from '../mic-level.js';
-import { mediaProblemMessage, signalingStatus } from './messages.js';
+import { headCountText, mediaProblemMessage, signalingStatus } from './messages.js';
 
 const METER_INTERVAL_MS = 100;
+/** How often the lobby asks how many people are in the call. */
+const HEAD_COUNT_INTERVAL_MS = 3000;
 
 const NAME_KEY = 'video-caller.name';
 
@@ -54,6 +56,10 @@ export class Lobby {
   #meterTimer;
   #submitted = null;
   #cancelled = null;
+  #token;
+  #headCount;
+  #headCountTimer;
+  #headCountAsked = 0;
   #onMediaChange = () => {
     this.#renderMedia();
     this.#picker.refresh();
@@ -65,10 +71,12 @@ export class Lobby {
    * @param {string|null} [options.invalidRoom] a room name from the link that is not valid
    * @param {import('../local-media.js').LocalMedia} options.media
    * @param {string} options.origin
+   * @param {string|null} [options.token] the join token, which also opens the head count
    */
-  constructor({ room, invalidRoom = null, media, origin }) {
+  constructor({ room, invalidRoom = null, media, origin, token = null }) {
     this.#media = media;
     this.#origin = origin;
+    this.#token = token;
     this.startsNewCall = !room;
     this.#room = room ?? randomRoomName();
 
@@ -86,6 +94,7 @@ export class Lobby {
     this.#joinButton = h('button', { type: 'submit', class: 'button button--primary button--large', id: 'join-button' });
     this.#cancelButton = h('button', { type: 'button', class: 'button button--ghost', hidden: true }, 'Cancel');
     this.#status = h('p', { class: 'lobby-status', role: 'status', 'aria-live': 'polite' });
+    this.#headCount = h('p', { class: 'lobby-count', id: 'lobby-count', role: 'status', 'aria-live': 'polite', hidden: true });
     this.#alert = h('div', { class: 'alert', role: 'alert', hidden: true });
     this.#mediaNotice = h('p', { class: 'media-notice', role: 'alert', hidden: true });
     this.#invite = createInviteLink(inviteUrl(origin, this.#room));
@@ -115,6 +124,7 @@ export class Lobby {
       invalidRoom !== null
         ? h('div', { class: 'alert', role: 'alert' }, h('strong', {}, 'That call link is not valid.'), ' A new call was prepared for you instead.')
         : null,
+      this.#headCount,
       h('div', { class: 'field' }, h('label', { for: 'display-name' }, 'Your name'), this.#nameInput),
       this.startsNewCall
         ? h(
@@ -169,6 +179,8 @@ export class Lobby {
     this.#nameInput.addEventListener('input', () => this.#renderAvatar());
     this.#renderMedia();
     this.#picker.refresh();
+    this.#askHeadCount();
+    this.#headCountTimer = setInterval(() => this.#askHeadCount(), HEAD_COUNT_INTERVAL_MS);
   }
 
   get room() {
@@ -222,6 +234,7 @@ export class Lobby {
     this.#media.removeEventListener('change', this.#onMediaChange);
     this.#picker.dispose();
     clearInterval(this.#meterTimer);
+    clearInterval(this.#headCountTimer);
     this.#micLevel.close();
     this.#preview.srcObject = null;
   }
@@ -244,6 +257,28 @@ export class Lobby {
     this.#room = randomRoomName();
     this.#roomCode.textContent = this.#room;
     this.#invite.setUrl(inviteUrl(this.#origin, this.#room));
+    this.#askHeadCount();
+  }
+
+  // How many are in the call already. An older node, a refused token or a network
+  // problem: the lobby just says nothing about it.
+  async #askHeadCount() {
+    const asked = ++this.#headCountAsked;
+    const room = this.#room;
+    let text = '';
+    try {
+      const response = await fetch(`/api/rooms/${encodeURIComponent(room)}`, {
+        headers: this.#token ? { Authorization: `Bearer ${this.#token}` } : {},
+        cache: 'no-store',
+      });
+      if (response.ok) text = headCountText((await response.json()).members);
+    } catch {
+      // Offline or unreachable: the join will say so.
+    }
+    // Only the latest answer counts, and only while the room is the same.
+    if (asked !== this.#headCountAsked || room !== this.#room) return;
+    this.#headCount.hidden = !text;
+    if (this.#headCount.textContent !== text) this.#headCount.textContent = text;
   }
 
   async #toggleMic() {

@@ -143,3 +143,33 @@ export function connectionProblem(problem, name) {
   const body = CONNECTION_PROBLEMS[problem];
   return body ? { title: `Can\u2019t connect to ${name}`, body } : null;
 }
+
+/** What the lobby says about who is already in the call, from the room's head count. */
+export function headCountText(members) {
+  if (!Number.isInteger(members) || members < 0) return '';
+  if (members === 0) return 'No one else is here yet';
+  return members === 1 ? '1 person in the call' : `${members} people in the call`;
+}
+
+const CHAT_ERRORS = {
+  'chat-too-long': 'That message is too long to send.',
+  'chat-empty': 'That message has nothing to send.',
+  'invalid-chat': 'That message has characters that cannot be sent.',
+  'broadcast-rate-limited': 'You are sending too fast: wait a moment and try again.',
+  unavailable: 'The message could not be delivered: try again in a moment.',
+};
+
+/** Why an own chat message did not go out, in a person's words. */
+export function chatErrorText(code) {
+  return CHAT_ERRORS[code] ?? 'The message could not be sent.';
+}
+
+/** The names of the reactions, for screen readers and tooltips. */
+export const REACTION_NAMES = Object.freeze({
+  '👍': 'thumbs up',
+  '👏': 'applause',
+  '😂': 'laughing',
+  '😮': 'surprised',
+  '❤️': 'heart',
+  '🎉': 'celebration',
+});

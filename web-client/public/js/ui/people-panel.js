@@ -1,5 +1,6 @@
-// The people in the call, with what the page knows of each: microphone, camera,
-// presenting, speaking, and the safety code of the connection to them.
+// The people in the call, with what the page knows of each: a raised hand,
+// microphone, camera, presenting, speaking, and the safety code of the
+// connection to them.
 
 import { h } from './dom.js';
 import { icon } from './icons.js';
@@ -43,7 +44,7 @@ export class PeoplePanel {
 
   /**
    * @param {{id: string, name: string, local: boolean, audio: boolean, video: boolean, screen: boolean,
-   *   speaking: boolean, pinned: boolean, safetyCode: string|null}[]} people
+   *   hand: boolean, speaking: boolean, pinned: boolean, safetyCode: string|null}[]} people
    */
   render(people) {
     this.#heading.textContent = `People (${people.length})`;
@@ -95,12 +96,15 @@ export class PeoplePanel {
 
   #updateRow(row, person) {
     row.element.classList.toggle('person--speaking', person.speaking);
+    row.element.classList.toggle('person--hand', Boolean(person.hand));
     row.name.textContent = person.local ? `${person.name} (you)` : person.name;
     row.icons.replaceChildren(
+      ...(person.hand ? [h('span', { class: 'person-hand' }, '\u270b')] : []),
       icon(person.audio ? 'mic' : 'mic-off', `icon${person.audio ? '' : ' icon--off'}`),
       icon(person.video ? 'camera' : 'camera-off', `icon${person.video ? '' : ' icon--off'}`),
     );
     row.state.textContent = [
+      person.hand ? 'Hand raised' : null,
       person.audio ? 'Microphone on' : 'Muted',
       person.video ? 'Camera on' : 'Camera off',
       person.screen ? 'Presenting' : null,

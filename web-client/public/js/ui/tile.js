@@ -1,5 +1,6 @@
-// One person's tile in the call grid: video, name, microphone state, an avatar
-// when their camera is off, connection state and the optional stats panel.
+// One person's tile in the call grid: video, name, microphone state, a raised
+// hand, an avatar when their camera is off, connection state, the reactions they
+// send floating up, and the optional stats panel.
 
 import { h, hueFor, initials } from './dom.js';
 import { qualityOf } from '../call-stats.js';
@@ -16,6 +17,10 @@ const STAT_ROWS = [
 ];
 
 const QUALITY_WORDS = { good: 'good', fair: 'fair', poor: 'poor' };
+
+/** How long a reaction floats over the tile. */
+export const REACTION_MS = 3000;
+const MAX_REACTIONS = 6;
 
 const ROUTE_LABELS = {
   host: 'direct (host)',
@@ -42,6 +47,9 @@ export class VideoTile {
   #quality;
   #pinButton = null;
   #name = '';
+  #hand;
+  #media = { audio: true, video: true, screen: false };
+  #handRaised = false;
 
   /**
    * @param {{name: string, local?: boolean, peerId?: string}} options
@@ -53,6 +61,7 @@ export class VideoTile {
     this.#avatar = h('div', { class: 'tile-avatar', 'aria-hidden': 'true' });
     this.#nameText = h('span', { class: 'tile-name-text' });
     this.#micIcon = h('span', { class: 'tile-mic' });
+    this.#hand = h('span', { class: 'tile-hand', role: 'img', 'aria-label': 'Hand raised', title: 'Hand raised', hidden: true }, '\u270b');
     this.#badge = h('div', { class: 'tile-badge', hidden: true });
     // Always in the tree, so that screen readers announce it when text arrives.
     this.#problem = h('div', { class: 'tile-problem', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' });
@@ -80,7 +89,7 @@ export class VideoTile {
       this.#statsPanel,
       this.#pinButton,
       hideButton,
-      h('figcaption', { class: 'tile-name' }, this.#micIcon, this.#nameText, this.#quality),
+      h('figcaption', { class: 'tile-name' }, this.#hand, this.#micIcon, this.#nameText, this.#quality),
     );
     this.setName(name);
     this.setMedia({ audio: true, video: true, screen: false });
@@ -136,13 +145,42 @@ export class VideoTile {
 
   /** Shows the microphone and camera state: {audio, video, screen}. */
   setMedia({ audio, video, screen }) {
+    this.#media = { audio, video, screen };
     this.element.classList.toggle('tile--camera-off', !video);
     this.element.classList.toggle('tile--muted', !audio);
     this.element.classList.toggle('tile--screen', Boolean(screen));
     this.#micIcon.replaceChildren(icon(audio ? 'mic' : 'mic-off'));
     this.#micIcon.title = audio ? 'Microphone on' : 'Muted';
+    this.#renderLabel();
+  }
+
+  /** Shows or hides the raised hand. */
+  setHand(raised) {
+    this.#handRaised = Boolean(raised);
+    this.#hand.hidden = !this.#handRaised;
+    this.element.classList.toggle('tile--hand', this.#handRaised);
+    this.#renderLabel();
+  }
+
+  /** Floats `emoji` up over the tile for a moment (still, with reduced motion). */
+  react(emoji) {
+    const float = h('span', { class: 'tile-reaction', 'aria-hidden': 'true' }, emoji);
+    float.style.setProperty('--drift', `${Math.round(Math.random() * 40 - 20)}px`);
+    this.element.append(float);
+    const floats = this.element.querySelectorAll('.tile-reaction');
+    if (floats.length > MAX_REACTIONS) floats[0].remove();
+    setTimeout(() => float.remove(), REACTION_MS);
+  }
+
+  #renderLabel() {
+    const { audio, video, screen } = this.#media;
     const who = this.local ? 'You' : this.#name;
-    const state = [audio ? null : 'muted', video ? null : 'camera off', screen ? 'sharing screen' : null].filter(Boolean);
+    const state = [
+      this.#handRaised ? 'hand raised' : null,
+      audio ? null : 'muted',
+      video ? null : 'camera off',
+      screen ? 'sharing screen' : null,
+    ].filter(Boolean);
     this.#nameText.setAttribute('aria-label', state.length ? `${who}, ${state.join(', ')}` : who);
   }
 
