@@ -13,9 +13,10 @@
 #
 #   load-tests/bench/burst-rss.sh [default|system|jemalloc|mimalloc ...]   (default: default)
 #
-# Environment: RUNS (3), BURST (2000), WARMUP_SESSIONS (200), HOLD (3s),
-# SETTLE (10). Prints one line per run and writes target/bench/burst-rss.tsv
-# (one row per run, appended), burst-rss-<allocator>-<run>.json (the vc-load
+# Environment: RUNS (3), BURST (2000), WARMUP_SESSIONS (20), HOLD (3s),
+# SETTLE (10), BENCH_NO_BUILD (1: run the binaries built before, see lib.sh).
+# Prints one line per run and writes target/bench/burst-rss.tsv (one row per
+# run, appended), burst-rss-<allocator>-<run>.json (the vc-load
 # report) and burst-rss-<allocator>-<run>-series.tsv (RSS each second after the
 # burst). Every step is bounded: vc-load gives up on a session after its
 # --timeout, each wait below has a deadline, and the node is stopped on exit.
@@ -24,7 +25,7 @@ source "$(dirname "$0")/lib.sh"
 ALLOCATORS=${*:-default}
 RUNS=${RUNS:-3}
 BURST=${BURST:-2000}
-WARMUP_SESSIONS=${WARMUP_SESSIONS:-200}
+WARMUP_SESSIONS=${WARMUP_SESSIONS:-20}
 HOLD=${HOLD:-3s}
 SETTLE=${SETTLE:-10}
 HARD=$(ulimit -Hn)
@@ -32,7 +33,7 @@ if [ "$HARD" != unlimited ] && [ $((BURST + 500)) -gt "$HARD" ]; then
   echo "BURST=$BURST needs an open-file limit above $((BURST + 500)); the hard limit here is $HARD" >&2
   exit 1
 fi
-(cd "$ROOT" && cargo build --release -q -p vc-load)
+[ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$LOAD" ] || (cd "$ROOT" && cargo build --release -q -p vc-load)
 
 TSV=$OUT/burst-rss.tsv
 [ -f "$TSV" ] || printf 'allocator\trun\tburst\tbaseline_kib\tpeak_kib\theld_kib\tafter_kib\tafter_over_baseline\tpeak_over_baseline\tsettle_s\n' >"$TSV"
