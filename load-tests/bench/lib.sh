@@ -29,7 +29,7 @@ trap bench_cleanup EXIT
 # default one, and runs that binary, kept as $OUT/bin/vc-signaling-<allocator>.
 build() {
   if [ -n "${BENCH_ALLOCATOR:-}" ]; then
-    (cd "$ROOT" && cargo build --release -q -p vc-load)
+    [ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$LOAD" ] || (cd "$ROOT" && cargo build --release -q -p vc-load)
     NODE=$(build_node "$BENCH_ALLOCATOR")
   else
     (cd "$ROOT" && cargo build --release -q -p vc-load -p vc-signaling)

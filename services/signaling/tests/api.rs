@@ -711,7 +711,11 @@ async fn metrics_count_known_traffic() {
         sample(
             &text,
             "vc_node_info",
-            &[n, ("version", env!("CARGO_PKG_VERSION")), ("allocator", allocator)]
+            &[
+                n,
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("allocator", allocator)
+            ]
         ),
         1.0
     );
