@@ -24,8 +24,42 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 
+# BENCH_ALLOCATOR=system|jemalloc|mimalloc builds the node with that global
+# allocator (vc-signaling's cargo features, src/allocator.rs) instead of the
+# default one, and runs that binary, kept as $OUT/bin/vc-signaling-<allocator>.
 build() {
-  (cd "$ROOT" && cargo build --release -q -p vc-load -p vc-signaling)
+  if [ -n "${BENCH_ALLOCATOR:-}" ]; then
+    [ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$LOAD" ] || (cd "$ROOT" && cargo build --release -q -p vc-load)
+    NODE=$(build_node "$BENCH_ALLOCATOR")
+  else
+    (cd "$ROOT" && cargo build --release -q -p vc-load -p vc-signaling)
+  fi
+}
+
+# build_node default|system|jemalloc|mimalloc: builds the release node with that
+# allocator, copies it to $OUT/bin/vc-signaling-<allocator> and prints the path.
+# BENCH_NO_BUILD=1 takes that copy as it is when there is one.
+build_node() {
+  if [ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$OUT/bin/vc-signaling-$1" ]; then
+    echo "$OUT/bin/vc-signaling-$1"
+    return
+  fi
+  local features=()
+  case $1 in
+    default) ;;
+    system) features=(--no-default-features) ;;
+    jemalloc | mimalloc) features=(--no-default-features --features "$1") ;;
+    *) echo "unknown allocator $1 (default, system, jemalloc, mimalloc)" >&2; return 1 ;;
+  esac
+  (cd "$ROOT" && cargo build --release -q -p vc-signaling "${features[@]}") >&2
+  mkdir -p "$OUT/bin"
+  cp "$ROOT/target/release/vc-signaling" "$OUT/bin/vc-signaling-$1"
+  echo "$OUT/bin/vc-signaling-$1"
+}
+
+# The allocator a running node reports (vc_node_info's label), from its /metrics.
+node_allocator() { # port
+  curl -sf "http://127.0.0.1:$1/metrics" | sed -n 's/^vc_node_info{.*allocator="\([a-z]*\)".*/\1/p' | head -1
 }
 
 install_baseline() {

@@ -5,6 +5,7 @@
 //! published on the [`bus`], and delivered to the receiving socket's outbox by the
 //! [`router`] of whichever node holds it. `docs/architecture.md` tells the story.
 
+pub mod allocator;
 pub mod auth;
 pub mod bus;
 pub mod config;

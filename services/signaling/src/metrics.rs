@@ -107,13 +107,14 @@ impl Metrics {
             IntGaugeVec::new(
                 Opts::new(
                     "vc_node_info",
-                    "Constant 1, labelled with the node's version.",
+                    "Constant 1, labelled with the node's version and memory allocator.",
                 ),
-                &["version"],
+                &["version", "allocator"],
             )
             .unwrap_or_else(|e| panic!("vc_node_info: {e}")),
         );
-        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), crate::allocator::NAME])
+            .set(1);
         let metrics = Self {
             sessions: gauge(r, "vc_sessions", "Open WebSocket sessions."),
             rooms: gauge(r, "vc_rooms", "Rooms with members on this node."),
@@ -415,7 +416,15 @@ mod tests {
             text.contains(r#"vc_joins_total{outcome="full",node="node-x"} 0"#),
             "{text}"
         );
-        assert!(text.contains(r#"vc_node_info{version=""#), "{text}");
+        let info = text
+            .lines()
+            .find(|l| l.starts_with("vc_node_info{"))
+            .unwrap_or_else(|| panic!("no vc_node_info in {text}"));
+        assert!(info.contains(r#"version=""#), "{info}");
+        assert!(
+            info.contains(&format!(r#"allocator="{}""#, crate::allocator::NAME)),
+            "{info}"
+        );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(
                 line.contains(r#"node="node-x""#),

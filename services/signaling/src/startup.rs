@@ -173,6 +173,7 @@ impl Application {
             port,
             bus = if settings.uses_redis() { "redis" } else { "in-process" },
             scheme = if settings.tls.enabled() { "https" } else { "http" },
+            allocator = crate::allocator::NAME,
             "listening"
         );
         Ok(Self {

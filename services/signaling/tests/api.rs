@@ -699,6 +699,26 @@ async fn metrics_count_known_traffic() {
     assert!(sample(&text, "vc_bus_published_total", &[n]) >= 4.0);
     assert!(sample(&text, "vc_received_bytes_total", &[n]) > 100.0);
     assert!(sample(&text, "process_resident_memory_bytes", &[n]) > 0.0);
+    // The build's allocator, from the same cargo features this test was built with.
+    let allocator = if cfg!(feature = "mimalloc") {
+        "mimalloc"
+    } else if cfg!(feature = "jemalloc") {
+        "jemalloc"
+    } else {
+        "system"
+    };
+    assert_eq!(
+        sample(
+            &text,
+            "vc_node_info",
+            &[
+                n,
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("allocator", allocator)
+            ]
+        ),
+        1.0
+    );
 
     bob.close(1000).await;
     let (_, text) = common::http_get(node.port, "/metrics").await;
