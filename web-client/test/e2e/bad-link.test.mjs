@@ -76,7 +76,7 @@ test('the shaper delays both ways and drops packets', { skip: unavailable ?? fal
       `min ${Math.min(...rtts)} ms, mean ${mean(rtts).toFixed(1)} ms, max ${Math.max(...rtts)} ms | ` +
       `shaper: ${summary.seen} packets, ${summary.dropped} dropped, mean hold ${summary.meanDelayMs} ms`,
   );
-  assert.ok(rtts.length >= 30, `most pings come back (${rtts.length}/40)`);
+  assert.ok(rtts.length >= 24, `most pings come back (${rtts.length}/40)`);
   assert.ok(Math.min(...rtts) >= MIN_SHAPED_RTT_MS, `no round trip under ${MIN_SHAPED_RTT_MS} ms: ${rtts}`);
   // Uniform jitter both ways averages out: the mean of 40 is within a few ms of twice the delay.
   assert.ok(mean(rtts) >= 2 * LINK.delayMs - 15, `mean round trip ${mean(rtts)} ms is about twice ${LINK.delayMs} ms`);
