@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of Video Caller, installing what the tests need when it is
-# missing: Debian packages (redis-server, chromium, firefox-esr, nginx, coturn, prometheus, valgrind,
+# missing: Debian packages (redis-server, chromium, firefox-esr, nginx, coturn, prometheus, valgrind, make,
 # docker-compose for parsing the compose file), the Rust lint components, and the
 # npm and pip packages of the web client and chart checks.
 set -euo pipefail
@@ -21,6 +21,8 @@ install_missing_packages() {
   command -v promtool >/dev/null || wanted+=(prometheus)
   command -v curl >/dev/null || wanted+=(curl)
   command -v valgrind >/dev/null || wanted+=(valgrind)
+  # make: the node's default allocator, jemalloc (tikv-jemalloc-sys), is built with it.
+  command -v make >/dev/null || wanted+=(make)
   # certutil: the HTTPS browser test gives Firefox a profile that trusts the node's certificate.
   command -v certutil >/dev/null || wanted+=(libnss3-tools)
   if [ ${#wanted[@]} -gt 0 ]; then
