@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of Video Caller, installing what the tests need when it is
 # missing: Debian packages (redis-server, chromium, firefox-esr, nginx, coturn, prometheus, valgrind,
-# iptables, libnetfilter-queue-dev and ping for the link shaper, docker-compose for parsing
-# the compose file), the Rust lint components, and the npm and pip packages of the web
-# client, the link shaper and the chart checks.
+# make, iptables, libnetfilter-queue-dev and ping for the link shaper, docker-compose for
+# parsing the compose file), the Rust lint components, and the npm and pip packages of the
+# web client, the link shaper and the chart checks.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,6 +22,8 @@ install_missing_packages() {
   command -v promtool >/dev/null || wanted+=(prometheus)
   command -v curl >/dev/null || wanted+=(curl)
   command -v valgrind >/dev/null || wanted+=(valgrind)
+  # make: the node's default allocator, jemalloc (tikv-jemalloc-sys), is built with it.
+  command -v make >/dev/null || wanted+=(make)
   # certutil: the HTTPS browser test gives Firefox a profile that trusts the node's certificate.
   command -v certutil >/dev/null || wanted+=(libnss3-tools)
   # The NAT matrix builds its networks from namespaces, veths and NAT rules, and a TLS certificate for coturn.
