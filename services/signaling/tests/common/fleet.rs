@@ -103,14 +103,25 @@ impl RedisServer {
                     .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                     .args(["--cluster-node-timeout", "2000"]);
             }
-            self.children.push(
-                command
-                    .spawn()
-                    .expect("redis-server runs (apt-get install redis-server)"),
-            );
-            wait_until("redis accepts connections", Duration::from_secs(10), || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            // A restarted server can fail to bind while the old one's sockets (the
+            // port, or a cluster's bus port 10000 above it) are still being torn
+            // down: start it again until it listens.
+            let mut child = command
+                .spawn()
+                .expect("redis-server runs (apt-get install redis-server)");
+            wait_until("redis accepts connections", Duration::from_secs(20), || {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return true;
+                }
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    child = command
+                        .spawn()
+                        .expect("redis-server runs (apt-get install redis-server)");
+                }
+                false
             });
+            self.children.push(child);
         }
         if self.formed {
             self.wait_cluster_ok();
