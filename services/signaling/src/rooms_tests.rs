@@ -12,14 +12,15 @@ use vc_protocol::{ErrorCode, LeaveReason, Member, ServerMessage};
 
 use super::{JoinRequest, Refusal, Rooms, Seat};
 use crate::bus::fake::BusHub;
-use crate::bus::Event;
 use crate::config::{RoomSettings, Settings};
+use crate::envelope::Event;
 use crate::faults::{FaultPlan, Op};
 use crate::metrics::Metrics;
+use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::presence::fake::FakePresence;
 use crate::presence::memory::MemoryPresence;
 use crate::presence::{MemberRecord, Presence};
-use crate::router::{Eviction, Outbound, Router, RouterStats, SessionHandle};
+use crate::router::{Router, RouterStats};
 
 const ROOM: &str = "standup";
 
@@ -57,7 +58,7 @@ impl Fleet {
         let faults = FaultPlan::new();
         let bus = self
             .hub
-            .attach(id, Arc::clone(&router), Arc::clone(&faults));
+            .attach(id, Arc::clone(&router) as _, Arc::clone(&faults));
         let presence = FakePresence::new(Arc::clone(&self.store), Arc::clone(&faults));
         let rooms = Arc::new(Rooms::new(
             id.to_owned(),
