@@ -4,10 +4,12 @@
 //! Sessions never talk to each other directly; they publish [`Envelope`]s to a
 //! room and the bus hands every envelope published to a room to each node that
 //! subscribed to it, the publishing node included, by giving it to the
-//! [`EnvelopeSink`](crate::envelope::EnvelopeSink) that node registered when it built its bus (its router, which
-//! delivers it to the local sockets). No bus knows the router. Two
+//! [`EnvelopeSink`] that node registered when it built its bus: its router,
+//! which delivers it to the local sockets. No bus knows the router. Two
 //! implementations sit under one trait: [`memory::MemoryBus`] for a single node
 //! and [`crate::redis_backend::bus::RedisBus`] for a fleet.
+//!
+//! [`EnvelopeSink`]: crate::envelope::EnvelopeSink
 //!
 //! What every implementation promises:
 //! - **Ordering per sender:** envelopes published by one caller, one after the
