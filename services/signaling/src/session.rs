@@ -22,9 +22,9 @@ use crate::frame_guard::{Violation, ViolationCell};
 use crate::lifecycle::Phase;
 use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
+use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::ratelimit::{Strikes, TokenBucket};
 use crate::rooms::{random_hex, unix_us, JoinRequest, Refusal, Seat};
-use crate::router::{Eviction, Outbound, SessionHandle};
 use crate::telemetry;
 
 /// Most frames written to the socket per wake-up, so that a busy outbox cannot
