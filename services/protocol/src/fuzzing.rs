@@ -3,7 +3,7 @@
 //! generator) so that both exercise exactly the same properties. Hidden from the
 //! documentation: it is test support, not part of the protocol.
 
-use crate::{parse_client_message, validate_chat_text, validate_display_name, MAX_NAME_CHARS};
+use crate::{parse_client_message, validate_chat_text, DisplayName, MAX_NAME_CHARS};
 
 /// The chat limit the chat text target checks against.
 pub const FUZZ_CHAT_BYTES: usize = 64;
@@ -34,13 +34,16 @@ pub fn validate_display_name_target(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(name) = validate_display_name(text) else {
+    let Ok(name) = DisplayName::parse(text) else {
         return;
     };
-    assert!(name.chars().count() <= MAX_NAME_CHARS, "too long: {name:?}");
+    assert!(
+        name.as_str().chars().count() <= MAX_NAME_CHARS,
+        "too long: {name:?}"
+    );
     assert_eq!(
-        validate_display_name(&name).as_deref(),
-        Ok(name.as_str()),
+        DisplayName::parse(name.as_str()).as_ref(),
+        Ok(&name),
         "not idempotent"
     );
 }

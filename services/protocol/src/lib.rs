@@ -19,7 +19,7 @@ pub use client::{
 };
 pub use error::ErrorCode;
 pub use names::{
-    check_visible_text, validate_display_name, validate_room, NameError, MAX_NAME_CHARS,
+    check_token, check_visible_text, DisplayName, NameError, RoomName, MAX_NAME_CHARS,
     MAX_ROOM_CHARS,
 };
 pub use server::{

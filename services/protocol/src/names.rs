@@ -1,9 +1,15 @@
-//! Validation of the names people and links choose: room names travel in URLs and
-//! Redis keys, display names end up in other people's browsers.
+//! The names people and links choose, parsed once where they come in: room
+//! names travel in URLs and Redis keys, display names end up in other people's
+//! browsers. A [`RoomName`] or a [`DisplayName`] is one that passed its checks.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
 
 use icu_normalizer::ComposingNormalizerBorrowed;
 use icu_properties::props::{BidiControl, DefaultIgnorableCodePoint, GeneralCategory};
 use icu_properties::{CodePointMapData, CodePointSetData};
+use serde::{Deserialize, Serialize, Serializer};
 use thiserror::Error;
 
 /// Longest room name, in characters.
@@ -11,7 +17,7 @@ pub const MAX_ROOM_CHARS: usize = 64;
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum NameError {
     #[error("must not be empty")]
     Empty,
@@ -27,20 +33,43 @@ pub enum NameError {
     LineSeparators,
     #[error("must contain at least one visible letter, digit, punctuation mark or symbol")]
     Invisible,
+    /// Only for a name read back from the bus or Redis, which the node stored
+    /// normalized.
+    #[error("is not in its normalized form")]
+    NotNormalized,
 }
 
-/// A room name is 1 to 64 of `[A-Za-z0-9_-]`: safe in a URL path, a Redis key and a
-/// log line without escaping.
-pub fn validate_room(room: &str) -> Result<(), NameError> {
-    if room.is_empty() {
+/// A room's name, checked: 1 to 64 of `[A-Za-z0-9_-]`, safe in a URL path, a
+/// Redis key and a log line without escaping. Cheap to clone (rooms name every
+/// envelope, seat and key). On the bus and in Redis it is the plain string, and
+/// it is checked again when read back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RoomName(Arc<str>);
+
+impl RoomName {
+    pub fn parse(room: &str) -> Result<Self, NameError> {
+        check_token(room)?;
+        Ok(Self(Arc::from(room)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The rule of room names, for the other names that share it (a node's id): 1 to
+/// [`MAX_ROOM_CHARS`] of `[A-Za-z0-9_-]`.
+pub fn check_token(text: &str) -> Result<(), NameError> {
+    if text.is_empty() {
         return Err(NameError::Empty);
     }
-    if room.len() > MAX_ROOM_CHARS {
+    if text.len() > MAX_ROOM_CHARS {
         return Err(NameError::TooLong {
             max: MAX_ROOM_CHARS,
         });
     }
-    if !room
+    if !text
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
@@ -49,24 +78,129 @@ pub fn validate_room(room: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// A display name is 1 to 64 characters of any script, in NFC, with something to
-/// see, and nothing that could make it look like something else: no control
-/// characters, no text direction controls, no line breaks. Zero-width joiners are
-/// kept inside a name (emoji sequences and some scripts need them), but a name made
-/// only of invisible characters is refused. Returns the name normalized and trimmed.
-pub fn validate_display_name(name: &str) -> Result<String, NameError> {
-    let normalized = ComposingNormalizerBorrowed::new_nfc().normalize(name);
-    let trimmed = normalized.trim();
-    if trimmed.is_empty() {
-        return Err(NameError::Empty);
+impl TryFrom<String> for RoomName {
+    type Error = NameError;
+
+    fn try_from(room: String) -> Result<Self, NameError> {
+        check_token(&room)?;
+        Ok(Self(Arc::from(room)))
     }
-    if trimmed.chars().count() > MAX_NAME_CHARS {
-        return Err(NameError::TooLong {
-            max: MAX_NAME_CHARS,
-        });
+}
+
+impl Serialize for RoomName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
-    check_visible_text(trimmed)?;
-    Ok(trimmed.to_owned())
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for RoomName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Lets maps keyed by room be read with a `&str`.
+impl Borrow<str> for RoomName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for RoomName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RoomName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+/// A display name, checked and normalized: 1 to 64 characters of any script, in
+/// NFC, with something to see, and nothing that could make it look like
+/// something else: no control characters, no text direction controls, no line
+/// breaks. Zero-width joiners are kept inside a name (emoji sequences and some
+/// scripts need them), but a name made only of invisible characters is refused.
+/// Read back from the bus or Redis, it is checked again and must come back as it
+/// was written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// The name normalized and trimmed, if it is one.
+    pub fn parse(name: &str) -> Result<Self, NameError> {
+        let normalized = ComposingNormalizerBorrowed::new_nfc().normalize(name);
+        let trimmed = normalized.trim();
+        if trimmed.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if trimmed.chars().count() > MAX_NAME_CHARS {
+            return Err(NameError::TooLong {
+                max: MAX_NAME_CHARS,
+            });
+        }
+        check_visible_text(trimmed)?;
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl TryFrom<String> for DisplayName {
+    type Error = NameError;
+
+    fn try_from(name: String) -> Result<Self, NameError> {
+        let parsed = Self::parse(&name)?;
+        if parsed.0 != name {
+            return Err(NameError::NotNormalized);
+        }
+        Ok(parsed)
+    }
+}
+
+impl Serialize for DisplayName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for DisplayName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for DisplayName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for DisplayName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
 }
 
 /// The character rules of display names, without their length: text shown to
@@ -130,25 +264,61 @@ fn shows_ink(category: GeneralCategory) -> bool {
 mod tests {
     use super::*;
 
+    fn room(text: &str) -> Result<String, NameError> {
+        RoomName::parse(text).map(|r| r.to_string())
+    }
+
     #[test]
     fn rooms() {
-        assert_eq!(validate_room("daily-standup_2"), Ok(()));
-        assert_eq!(validate_room(""), Err(NameError::Empty));
-        assert_eq!(validate_room("a b"), Err(NameError::BadCharacters));
+        assert_eq!(room("daily-standup_2").as_deref(), Ok("daily-standup_2"));
+        assert_eq!(room(""), Err(NameError::Empty));
+        assert_eq!(room("a b"), Err(NameError::BadCharacters));
+        assert_eq!(room("a.b"), Err(NameError::BadCharacters));
+        assert_eq!(room("salle-à-manger"), Err(NameError::BadCharacters));
+        assert_eq!(room(&"r".repeat(64)), Ok("r".repeat(64)));
+        assert_eq!(room(&"r".repeat(65)), Err(NameError::TooLong { max: 64 }));
+    }
+
+    #[test]
+    fn room_names_cross_serde_as_their_plain_string_and_are_checked_on_the_way_back() {
+        let standup = RoomName::parse("standup").expect("a room name");
+        let json = serde_json::to_string(&standup).expect("serializes");
+        assert_eq!(json, r#""standup""#);
         assert_eq!(
-            validate_room("salle-à-manger"),
-            Err(NameError::BadCharacters)
+            serde_json::from_str::<RoomName>(&json).expect("reads back"),
+            standup
         );
-        assert_eq!(validate_room(&"r".repeat(64)), Ok(()));
+        for bad in [r#""""#, r#""a b""#, r#""a.b""#, "7"] {
+            assert!(serde_json::from_str::<RoomName>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(standup, "standup");
+        assert_eq!(standup.as_str(), "standup");
+    }
+
+    #[test]
+    fn display_names_cross_serde_as_their_plain_string_only_when_normalized() {
+        let name = DisplayName::parse(" Zoë ").expect("a display name");
+        let json = serde_json::to_string(&name).expect("serializes");
+        assert_eq!(json, r#""Zoë""#);
         assert_eq!(
-            validate_room(&"r".repeat(65)),
-            Err(NameError::TooLong { max: 64 })
+            serde_json::from_str::<DisplayName>(&json).expect("reads back"),
+            name
         );
+        // Stored names were normalized and trimmed: anything else was not stored
+        // by a node.
+        for (bad, why) in [
+            (r#"" Zoë""#, "untrimmed"),
+            ("\"Zoe\u{0308}\"", "decomposed"),
+            (r#""\u200B""#, "invisible"),
+            (r#""""#, "empty"),
+        ] {
+            assert!(serde_json::from_str::<DisplayName>(bad).is_err(), "{why}");
+        }
     }
 
     #[test]
     fn display_names() {
-        let ok = |name: &str| validate_display_name(name);
+        let ok = |name: &str| DisplayName::parse(name).map(DisplayName::into_string);
         assert_eq!(ok("  Zoë  ").as_deref(), Ok("Zoë"));
         assert_eq!(ok("山田").as_deref(), Ok("山田"));
         assert_eq!(ok("   "), Err(NameError::Empty));
@@ -162,11 +332,14 @@ mod tests {
         // "e" + combining acute is one character once composed.
         let decomposed = "e\u{0301}".repeat(64);
         assert_eq!(ok_len(&decomposed), Ok(64));
-        assert_eq!(validate_display_name("Zoe\u{0308}").as_deref(), Ok("Zoë"));
+        assert_eq!(
+            DisplayName::parse("Zoe\u{0308}").map(DisplayName::into_string),
+            Ok("Zoë".to_owned())
+        );
     }
 
     fn ok_len(name: &str) -> Result<usize, NameError> {
-        validate_display_name(name).map(|n| n.chars().count())
+        DisplayName::parse(name).map(|n| n.as_str().chars().count())
     }
 
     #[test]
@@ -186,10 +359,10 @@ mod tests {
             ("Ann\u{2029}Bob", NameError::LineSeparators),
             ("Ann\u{0085}Bob", NameError::ControlCharacters),
         ] {
-            assert_eq!(validate_display_name(name), Err(why), "{name:?}");
+            assert_eq!(DisplayName::parse(name), Err(why), "{name:?}");
         }
         // Joiners inside a visible name stay: emoji sequences and Persian need them.
-        assert!(validate_display_name("👩\u{200D}💻").is_ok());
-        assert!(validate_display_name("می\u{200C}خواهم").is_ok());
+        assert!(DisplayName::parse("👩\u{200D}💻").is_ok());
+        assert!(DisplayName::parse("می\u{200C}خواهم").is_ok());
     }
 }

@@ -538,7 +538,7 @@ impl Settings {
                 "must be longer than redis.heartbeat_interval",
             );
         }
-        if !self.node.id.is_empty() && vc_protocol::validate_room(&self.node.id).is_err() {
+        if !self.node.id.is_empty() && crate::vocabulary::NodeId::parse(&self.node.id).is_err() {
             return bad("node.id", "must be 1 to 64 of [A-Za-z0-9_-]");
         }
         if !self.server.metrics_address.is_empty()

@@ -7,15 +7,17 @@
 //! carried them.
 
 use serde::{Deserialize, Serialize};
-use vc_protocol::{LeaveReason, Member};
+use vc_protocol::{LeaveReason, Member, RoomName};
+
+use crate::vocabulary::{ConnId, NodeId, PeerId};
 
 /// What travels on the bus: one event for one room, with the metadata every node
 /// needs to route it, measure it and continue its trace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
-    pub room: String,
+    pub room: RoomName,
     /// Id of the publishing node.
-    pub origin: String,
+    pub origin: NodeId,
     /// Wall-clock microseconds at publish, for the relay latency histogram.
     pub sent_at_us: u64,
     /// W3C `traceparent` of the publishing span, so that the receiving node's
@@ -31,8 +33,8 @@ pub enum Event {
     /// A message for one peer. `frame` is the finished JSON text for its socket,
     /// built once by the sender's node so that receivers only copy bytes.
     Relay {
-        from: String,
-        to: String,
+        from: PeerId,
+        to: PeerId,
         /// The relayed `type` (offer, answer, candidate, app-data), for metrics.
         message: String,
         frame: String,
@@ -41,19 +43,19 @@ pub enum Event {
         member: Member,
     },
     PeerLeft {
-        peer: String,
+        peer: PeerId,
         reason: LeaveReason,
     },
     /// The peer's seat moved to connection `conn` (a resume): any other socket
     /// still holding the seat is stale and must be closed.
     SeatMoved {
-        peer: String,
-        conn: String,
+        peer: PeerId,
+        conn: ConnId,
     },
     /// A message for every member of the room but its sender. `frame` is the
     /// finished JSON text, as for a relay.
     Broadcast {
-        from: String,
+        from: PeerId,
         /// The delivered `type` (chat, peer-state, reaction), for metrics.
         message: String,
         frame: String,

@@ -11,10 +11,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use vc_protocol::RoomName;
+
 use crate::presence::{MemberRecord, Parked};
+use crate::vocabulary::{ConnId, PeerId};
 
 /// (room, peer) → the seat's record.
-type Seats = HashMap<(String, String), MemberRecord>;
+type Seats = HashMap<(RoomName, PeerId), MemberRecord>;
 
 #[derive(Debug, Default)]
 pub struct HeldSeats {
@@ -33,20 +36,20 @@ impl HeldSeats {
     }
 
     /// Presence gave this node the seat (a join or a resume), as `record` says.
-    pub fn hold(&self, room: &str, record: MemberRecord) {
+    pub fn hold(&self, room: &RoomName, record: MemberRecord) {
         self.lock()
-            .insert((room.to_owned(), record.id.clone()), record);
+            .insert((room.clone(), record.id.clone()), record);
     }
 
     /// The seat is parked, if `conn` still holds it here.
-    pub fn park(&self, room: &str, peer: &str, conn: &str, parked: Parked) {
+    pub fn park(&self, room: &RoomName, peer: &PeerId, conn: &ConnId, parked: Parked) {
         if let Some(record) = find(&mut self.lock(), room, peer, conn) {
             record.parked = Some(parked);
         }
     }
 
     /// The seat's hand is raised or lowered, if `conn` still holds it here.
-    pub fn set_hand(&self, room: &str, peer: &str, conn: &str, hand: bool) {
+    pub fn set_hand(&self, room: &RoomName, peer: &PeerId, conn: &ConnId, hand: bool) {
         if let Some(record) = find(&mut self.lock(), room, peer, conn) {
             record.hand = hand;
         }
@@ -54,16 +57,16 @@ impl HeldSeats {
 
     /// This node no longer holds the seat through `conn`: freed, expired, or
     /// resumed by another connection. A later connection's seat stays.
-    pub fn let_go(&self, room: &str, peer: &str, conn: &str) {
+    pub fn let_go(&self, room: &RoomName, peer: &PeerId, conn: &ConnId) {
         let mut seats = self.lock();
-        let key = (room.to_owned(), peer.to_owned());
-        if seats.get(&key).is_some_and(|r| r.conn == conn) {
+        let key = (room.clone(), peer.clone());
+        if seats.get(&key).is_some_and(|r| r.conn == *conn) {
             seats.remove(&key);
         }
     }
 
     /// Every seat held, with its room.
-    pub fn all(&self) -> Vec<(String, MemberRecord)> {
+    pub fn all(&self) -> Vec<(RoomName, MemberRecord)> {
         self.lock()
             .iter()
             .map(|((room, _), record)| (room.clone(), record.clone()))
@@ -74,28 +77,29 @@ impl HeldSeats {
 /// The seat, if `conn` holds it.
 fn find<'a>(
     seats: &'a mut Seats,
-    room: &str,
-    peer: &str,
-    conn: &str,
+    room: &RoomName,
+    peer: &PeerId,
+    conn: &ConnId,
 ) -> Option<&'a mut MemberRecord> {
     seats
-        .get_mut(&(room.to_owned(), peer.to_owned()))
-        .filter(|r| r.conn == conn)
+        .get_mut(&(room.clone(), peer.clone()))
+        .filter(|r| r.conn == *conn)
 }
 
 #[cfg(test)]
 mod tests {
-    use vc_protocol::LeaveReason;
+    use vc_protocol::{DisplayName, LeaveReason};
 
     use super::*;
+    use crate::vocabulary::testing::{conn, node, peer, room};
 
-    fn record(peer: &str, conn: &str) -> MemberRecord {
+    fn record(id: &str, via: &str) -> MemberRecord {
         MemberRecord {
-            id: peer.into(),
-            name: peer.into(),
+            id: peer(id),
+            name: DisplayName::parse(id).expect("a name"),
             user: None,
-            node: "n1".into(),
-            conn: conn.into(),
+            node: node("n1"),
+            conn: conn(via),
             joined_at_ms: 1,
             resume_secret: "s".into(),
             grant_expires_ms: None,
@@ -107,36 +111,36 @@ mod tests {
     #[test]
     fn only_the_connection_holding_a_seat_changes_or_frees_it() {
         let held = HeldSeats::new();
-        held.hold("r", record("a", "c1"));
-        held.hold("r", record("b", "c2"));
+        held.hold(&room("r"), record("a", "c1"));
+        held.hold(&room("r"), record("b", "c2"));
         // A resume on this node: c3 holds a's seat now.
-        held.hold("r", record("a", "c3"));
+        held.hold(&room("r"), record("a", "c3"));
         let parked = Parked {
             until_ms: 9,
             reason: LeaveReason::Disconnected,
         };
-        held.park("r", "a", "c1", parked);
-        held.set_hand("r", "a", "c1", true);
-        held.let_go("r", "a", "c1");
+        held.park(&room("r"), &peer("a"), &conn("c1"), parked);
+        held.set_hand(&room("r"), &peer("a"), &conn("c1"), true);
+        held.let_go(&room("r"), &peer("a"), &conn("c1"));
         let mut all = held.all();
         all.sort_by(|x, y| x.1.id.cmp(&y.1.id));
         assert_eq!(
             all,
             [
-                ("r".into(), record("a", "c3")),
-                ("r".into(), record("b", "c2"))
+                (room("r"), record("a", "c3")),
+                (room("r"), record("b", "c2"))
             ]
         );
 
-        held.set_hand("r", "a", "c3", true);
-        held.park("r", "a", "c3", parked);
+        held.set_hand(&room("r"), &peer("a"), &conn("c3"), true);
+        held.park(&room("r"), &peer("a"), &conn("c3"), parked);
         let a = held.all().into_iter().find(|(_, r)| r.id == "a");
         assert_eq!(
             a.map(|(_, r)| (r.hand, r.parked)),
             Some((true, Some(parked)))
         );
-        held.let_go("r", "a", "c3");
-        held.let_go("r", "b", "c2");
+        held.let_go(&room("r"), &peer("a"), &conn("c3"));
+        held.let_go(&room("r"), &peer("b"), &conn("c2"));
         assert!(held.all().is_empty());
     }
 }

@@ -34,3 +34,4 @@ pub mod session;
 pub mod startup;
 pub mod telemetry;
 pub mod tls;
+pub mod vocabulary;

@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
                     "auth.mode is not \"jwt\": set VC_AUTH__MODE=jwt and VC_AUTH__JWT_SECRET"
                 );
             }
-            vc_protocol::validate_room(&room).map_err(|e| anyhow::anyhow!("room name {e}"))?;
+            vc_protocol::RoomName::parse(&room).map_err(|e| anyhow::anyhow!("room name {e}"))?;
             let token = Authenticator::new(&settings.auth)
                 .mint(&room, &user, name.as_deref(), ttl)
                 .context("minting the token")?;

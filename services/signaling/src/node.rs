@@ -6,9 +6,10 @@ use crate::config::Settings;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
+use crate::vocabulary::NodeId;
 
 pub struct Node {
-    pub id: String,
+    pub id: NodeId,
     pub settings: Arc<Settings>,
     pub rooms: Arc<Rooms>,
     pub lifecycle: Lifecycle,

@@ -12,21 +12,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::warn;
-use vc_protocol::{LeaveReason, Member};
+use vc_protocol::{LeaveReason, Member, RoomName};
 
 use crate::bus::{Bus, BusError};
 use crate::envelope::{Envelope, Event};
 use crate::metrics::Metrics;
 use crate::rooms::unix_us;
+use crate::vocabulary::{NodeId, PeerId};
 
 pub struct Publisher {
-    node_id: String,
+    node_id: NodeId,
     bus: Arc<dyn Bus>,
     metrics: Arc<Metrics>,
 }
 
 impl Publisher {
-    pub fn new(node_id: String, bus: Arc<dyn Bus>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(node_id: NodeId, bus: Arc<dyn Bus>, metrics: Arc<Metrics>) -> Self {
         Self {
             node_id,
             bus,
@@ -35,7 +36,7 @@ impl Publisher {
     }
 
     /// Publishes `event` to the room.
-    pub async fn publish(&self, room: &str, event: Event) -> Result<(), BusError> {
+    pub async fn publish(&self, room: &RoomName, event: Event) -> Result<(), BusError> {
         self.publish_with(room, event, None).await
     }
 
@@ -43,7 +44,7 @@ impl Publisher {
     /// history in the same step ([`Bus::publish_kept`]).
     pub async fn publish_kept(
         &self,
-        room: &str,
+        room: &RoomName,
         event: Event,
         entry: &str,
     ) -> Result<(), BusError> {
@@ -52,9 +53,9 @@ impl Publisher {
 
     /// Tells the room that `peer` is gone; a failure is logged, since nobody
     /// waits for the answer.
-    pub async fn announce_departure(&self, room: &str, peer: &str, reason: LeaveReason) {
+    pub async fn announce_departure(&self, room: &RoomName, peer: &PeerId, reason: LeaveReason) {
         let event = Event::PeerLeft {
-            peer: peer.to_owned(),
+            peer: peer.clone(),
             reason,
         };
         if let Err(e) = self.publish(room, event).await {
@@ -64,7 +65,7 @@ impl Publisher {
 
     /// Tells the room that `member` is in it; a failure is logged, since nobody
     /// waits for the answer.
-    pub async fn announce_arrival(&self, room: &str, member: Member) {
+    pub async fn announce_arrival(&self, room: &RoomName, member: Member) {
         if let Err(e) = self.publish(room, Event::PeerJoined { member }).await {
             warn!(%room, error = %e, "announcing a seat failed");
         }
@@ -72,12 +73,12 @@ impl Publisher {
 
     async fn publish_with(
         &self,
-        room: &str,
+        room: &RoomName,
         event: Event,
         kept: Option<&str>,
     ) -> Result<(), BusError> {
         let envelope = Envelope {
-            room: room.to_owned(),
+            room: room.clone(),
             origin: self.node_id.clone(),
             sent_at_us: unix_us(),
             traceparent: crate::telemetry::current_traceparent(),

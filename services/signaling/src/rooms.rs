@@ -16,8 +16,8 @@ use rand::Rng;
 use thiserror::Error;
 use tracing::{debug, error, warn};
 use vc_protocol::{
-    is_reaction, validate_chat_text, validate_display_name, validate_room, ChatEntry,
-    ChatTextError, ErrorCode, LeaveReason, Member, RequestId, ServerMessage, REACTIONS,
+    is_reaction, validate_chat_text, ChatEntry, ChatTextError, DisplayName, ErrorCode, LeaveReason,
+    Member, NameError, RequestId, RoomName, ServerMessage, REACTIONS,
 };
 
 use crate::auth::Authenticator;
@@ -31,6 +31,7 @@ use crate::outbox::{Outbound, SessionHandle};
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::publisher::Publisher;
 use crate::router::Router;
+use crate::vocabulary::{ConnId, NodeId, PeerId, MAX_HEX_ID};
 
 /// A request the node turned down: the code and text of the `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -46,6 +47,11 @@ impl Refusal {
             code,
             message: message.into(),
         }
+    }
+
+    /// A room name that did not parse, as a join or a head count is told.
+    pub fn invalid_room(e: &NameError) -> Self {
+        Self::new(ErrorCode::InvalidRoom, format!("room name {e}"))
     }
 
     fn unavailable(what: &str) -> Self {
@@ -75,25 +81,26 @@ enum Freeing {
 /// The seat a session holds: what it needs to relay, leave or park.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seat {
-    pub room: String,
-    pub peer: String,
+    pub room: RoomName,
+    pub peer: PeerId,
     /// The display name the others see, stamped on what the seat says.
-    pub name: String,
-    pub conn: String,
+    pub name: DisplayName,
+    pub conn: ConnId,
     /// When the join token's grant ends (unix ms); the session closes then.
     pub grant_expires_ms: Option<u64>,
 }
 
-/// What a join asks for.
+/// What a join asks for. The name is parsed by the join itself, since a join
+/// token may carry the name to use instead.
 pub struct JoinRequest<'a> {
     pub id: Option<RequestId>,
-    pub room: &'a str,
+    pub room: RoomName,
     pub name: &'a str,
     pub token: Option<&'a str>,
 }
 
 pub struct Rooms {
-    node_id: String,
+    node_id: NodeId,
     settings: Arc<Settings>,
     router: Arc<Router>,
     bus: Arc<dyn Bus>,
@@ -111,7 +118,7 @@ pub struct Rooms {
 
 impl Rooms {
     pub fn new(
-        node_id: String,
+        node_id: NodeId,
         settings: Arc<Settings>,
         router: Arc<Router>,
         bus: Arc<dyn Bus>,
@@ -137,7 +144,7 @@ impl Rooms {
         }
     }
 
-    pub fn node_id(&self) -> &str {
+    pub fn node_id(&self) -> &NodeId {
         &self.node_id
     }
 
@@ -163,24 +170,22 @@ impl Rooms {
     pub async fn join(
         self: &Arc<Self>,
         req: JoinRequest<'_>,
-        conn: &str,
+        conn: &ConnId,
         handle: SessionHandle,
     ) -> Result<Seat, Refusal> {
-        validate_room(req.room)
-            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, format!("room name {e}")))?;
         let grant = self
             .auth
-            .authorize(req.room, req.token)
+            .authorize(req.room.as_str(), req.token)
             .map_err(|e| Refusal::new(e.code(), e.to_string()))?;
         let name = grant.name.as_deref().unwrap_or(req.name);
-        let name = validate_display_name(name)
+        let name = DisplayName::parse(name)
             .map_err(|e| Refusal::new(ErrorCode::InvalidName, format!("display name {e}")))?;
         let record = MemberRecord {
-            id: random_hex(8),
+            id: PeerId::mint(),
             name,
             user: grant.user,
             node: self.node_id.clone(),
-            conn: conn.to_owned(),
+            conn: conn.clone(),
             joined_at_ms: unix_ms(),
             resume_secret: random_hex(16),
             grant_expires_ms: grant.expires_ms,
@@ -188,10 +193,10 @@ impl Rooms {
             hand: false,
         };
         let seat = Seat {
-            room: req.room.to_owned(),
+            room: req.room,
             peer: record.id.clone(),
             name: record.name.clone(),
-            conn: conn.to_owned(),
+            conn: conn.clone(),
             grant_expires_ms: record.grant_expires_ms,
         };
         self.router.reserve(&seat.room, &seat.peer, conn, handle);
@@ -237,11 +242,11 @@ impl Rooms {
         let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
         let reply = ServerMessage::Joined {
             id: req.id,
-            room: seat.room.clone(),
-            peer: seat.peer.clone(),
-            name: record.name.clone(),
+            room: seat.room.to_string(),
+            peer: seat.peer.to_string(),
+            name: record.name.to_string(),
             members: others.clone(),
-            ice_servers: self.ice.for_peer(&seat.peer, unix_ms() / 1000),
+            ice_servers: self.ice.for_peer(seat.peer.as_str(), unix_ms() / 1000),
             resume_token: resume_token(&seat.room, &seat.peer, &record.resume_secret),
             resume_window_ms: duration_ms(self.settings.resume.window),
             chat,
@@ -276,7 +281,7 @@ impl Rooms {
         self: &Arc<Self>,
         id: Option<RequestId>,
         token: &str,
-        conn: &str,
+        conn: &ConnId,
         handle: SessionHandle,
     ) -> Result<Seat, Refusal> {
         let failed = || {
@@ -286,6 +291,7 @@ impl Rooms {
             )
         };
         let (room, peer, secret) = parse_resume_token(token).ok_or_else(failed)?;
+        let (room, peer) = (&room, &peer);
         // Checked before anything changes, in one read: a wrong secret must not
         // touch the owner's socket, its seat or the room's subscription.
         let found = self.presence.seat(room, peer).await.map_err(|e| {
@@ -304,8 +310,8 @@ impl Rooms {
             if record.parked.is_some() {
                 // Nobody will come back with a valid grant: free the seat now.
                 let seat = Seat {
-                    room: room.to_owned(),
-                    peer: peer.to_owned(),
+                    room: room.clone(),
+                    peer: peer.clone(),
                     name: record.name.clone(),
                     conn: record.conn.clone(),
                     grant_expires_ms: record.grant_expires_ms,
@@ -318,10 +324,10 @@ impl Rooms {
             ));
         }
         let seat = Seat {
-            room: room.to_owned(),
-            peer: peer.to_owned(),
+            room: room.clone(),
+            peer: peer.clone(),
             name: record.name.clone(),
-            conn: conn.to_owned(),
+            conn: conn.clone(),
             grant_expires_ms: record.grant_expires_ms,
         };
         self.router.reserve(room, peer, conn, handle);
@@ -363,11 +369,11 @@ impl Rooms {
         let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
         let reply = ServerMessage::Resumed {
             id,
-            room: seat.room.clone(),
-            peer: seat.peer.clone(),
-            name: record.name.clone(),
+            room: seat.room.to_string(),
+            peer: seat.peer.to_string(),
+            name: record.name.to_string(),
             members: others.clone(),
-            ice_servers: self.ice.for_peer(&seat.peer, unix_ms() / 1000),
+            ice_servers: self.ice.for_peer(seat.peer.as_str(), unix_ms() / 1000),
             resume_token: token.to_owned(),
             resume_window_ms: duration_ms(self.settings.resume.window),
             chat,
@@ -387,7 +393,7 @@ impl Rooms {
         }
         let moved = Event::SeatMoved {
             peer: seat.peer.clone(),
-            conn: conn.to_owned(),
+            conn: conn.clone(),
         };
         if let Err(e) = self.publish(&seat.room, moved).await {
             // The seat is ours in presence; a stale socket elsewhere will be
@@ -399,6 +405,7 @@ impl Rooms {
     }
 
     /// Relays a finished frame to `to`, if it is another member of the room.
+    /// `to` is the client's text: one that is not a peer id names nobody.
     pub async fn relay(
         &self,
         seat: &Seat,
@@ -406,15 +413,18 @@ impl Rooms {
         message: &'static str,
         frame: String,
     ) -> Result<(), Refusal> {
-        if to == seat.peer || !self.router.is_member(&seat.room, to) {
-            return Err(Refusal::new(
-                ErrorCode::UnknownPeer,
-                format!("peer \"{}\" is not in your room", truncate(to, 32)),
-            ));
-        }
+        let to = PeerId::parse(to)
+            .ok()
+            .filter(|to| *to != seat.peer && self.router.is_member(&seat.room, to))
+            .ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::UnknownPeer,
+                    format!("peer \"{}\" is not in your room", truncate(to, 32)),
+                )
+            })?;
         let event = Event::Relay {
             from: seat.peer.clone(),
-            to: to.to_owned(),
+            to,
             message: message.to_owned(),
             frame,
         };
@@ -439,8 +449,8 @@ impl Rooms {
         })?;
         let entry = ChatEntry {
             message_id: random_hex(8),
-            from: seat.peer.clone(),
-            name: seat.name.clone(),
+            from: seat.peer.to_string(),
+            name: seat.name.to_string(),
             text,
             at: unix_ms(),
         };
@@ -486,7 +496,7 @@ impl Rooms {
             from: seat.peer.clone(),
             message: "peer-state".to_owned(),
             frame: ServerMessage::PeerState {
-                peer: seat.peer.clone(),
+                peer: seat.peer.to_string(),
                 hand,
             }
             .to_json(),
@@ -510,7 +520,7 @@ impl Rooms {
             from: seat.peer.clone(),
             message: "reaction".to_owned(),
             frame: ServerMessage::Reaction {
-                from: seat.peer.clone(),
+                from: seat.peer.to_string(),
                 emoji: emoji.to_owned(),
             }
             .to_json(),
@@ -525,11 +535,9 @@ impl Rooms {
     /// How many seats the room has, for a lobby: with auth on, only for the
     /// holder of a token that grants the room, so that nobody learns more of a
     /// room than they could by joining it.
-    pub async fn head_count(&self, room: &str, token: Option<&str>) -> Result<usize, Refusal> {
-        validate_room(room)
-            .map_err(|e| Refusal::new(ErrorCode::InvalidRoom, format!("room name {e}")))?;
+    pub async fn head_count(&self, room: &RoomName, token: Option<&str>) -> Result<usize, Refusal> {
         self.auth
-            .authorize(room, token)
+            .authorize(room.as_str(), token)
             .map_err(|e| Refusal::new(e.code(), e.to_string()))?;
         self.presence.count(room).await.map_err(|e| {
             self.presence_failed();
@@ -541,7 +549,7 @@ impl Rooms {
     /// The room's chat history as a joiner gets it: oldest first, none older
     /// than `chat.history_max_age`. Without it the join goes on: the call
     /// matters more than its past messages.
-    async fn chat_history(&self, room: &str) -> Vec<ChatEntry> {
+    async fn chat_history(&self, room: &RoomName) -> Vec<ChatEntry> {
         if self.settings.chat.history == 0 {
             return Vec::new();
         }
@@ -665,17 +673,17 @@ impl Rooms {
         self.unsubscribe(&seat.room).await;
     }
 
-    async fn unsubscribe(&self, room: &str) {
+    async fn unsubscribe(&self, room: &RoomName) {
         if let Err(e) = self.bus.unsubscribe(room).await {
             warn!(%room, error = %e, "unsubscribe failed");
         }
     }
 
-    pub async fn announce_departure(&self, room: &str, peer: &str, reason: LeaveReason) {
+    pub async fn announce_departure(&self, room: &RoomName, peer: &PeerId, reason: LeaveReason) {
         self.publisher.announce_departure(room, peer, reason).await;
     }
 
-    async fn publish(&self, room: &str, event: Event) -> Result<(), crate::bus::BusError> {
+    async fn publish(&self, room: &RoomName, event: Event) -> Result<(), crate::bus::BusError> {
         self.publisher.publish(room, event).await
     }
 
@@ -688,7 +696,7 @@ impl Rooms {
 }
 
 /// `<room>.<peer>.<secret>`: room names and ids never contain a dot.
-fn resume_token(room: &str, peer: &str, secret: &str) -> String {
+fn resume_token(room: &RoomName, peer: &PeerId, secret: &str) -> String {
     format!("{room}.{peer}.{secret}")
 }
 
@@ -697,12 +705,16 @@ fn secret_matches(expected: &str, given: &str) -> bool {
     expected.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
-fn parse_resume_token(token: &str) -> Option<(&str, &str, &str)> {
+/// The seat a resume token names, and its secret.
+fn parse_resume_token(token: &str) -> Option<(RoomName, PeerId, &str)> {
     let mut parts = token.splitn(3, '.');
     let (room, peer, secret) = (parts.next()?, parts.next()?, parts.next()?);
-    validate_room(room).ok()?;
-    let hex = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex(peer) && hex(secret)).then_some((room, peer, secret))
+    let hex = !secret.is_empty()
+        && secret.len() <= MAX_HEX_ID
+        && secret.bytes().all(|b| b.is_ascii_hexdigit());
+    let room = RoomName::parse(room).ok()?;
+    let peer = PeerId::parse(peer).ok()?;
+    hex.then_some((room, peer, secret))
 }
 
 /// `bytes` random bytes as lowercase hex.
@@ -742,8 +754,12 @@ mod tests {
 
     #[test]
     fn resume_tokens_round_trip_and_reject_garbage() {
-        let token = resume_token("room-1", "0a1b", "ff00");
-        assert_eq!(parse_resume_token(&token), Some(("room-1", "0a1b", "ff00")));
+        let (room, peer) = (
+            RoomName::parse("room-1").expect("a room"),
+            PeerId::parse("0a1b").expect("a peer id"),
+        );
+        let token = resume_token(&room, &peer, "ff00");
+        assert_eq!(parse_resume_token(&token), Some((room, peer, "ff00")));
         assert_eq!(parse_resume_token("room-1.0a1b"), None);
         assert_eq!(parse_resume_token("bad room.0a.ff"), None);
         assert_eq!(parse_resume_token("r.zz.ff"), None);

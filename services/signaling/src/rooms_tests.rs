@@ -21,6 +21,8 @@ use crate::presence::fake::FakePresence;
 use crate::presence::memory::MemoryPresence;
 use crate::presence::{MemberRecord, Presence};
 use crate::router::{Router, RouterStats};
+use crate::vocabulary::testing::{conn, node, room};
+use crate::vocabulary::{ConnId, NodeId, PeerId};
 
 const ROOM: &str = "standup";
 
@@ -33,7 +35,7 @@ struct Fleet {
 
 /// One node: its room core, its router, and the faults of its bus and presence.
 struct Node {
-    id: String,
+    id: NodeId,
     rooms: Arc<Rooms>,
     router: Arc<Router>,
     faults: Arc<FaultPlan>,
@@ -52,16 +54,17 @@ impl Fleet {
         }
     }
 
-    fn node(&self, id: &str) -> Node {
-        let metrics = Arc::new(Metrics::new(id));
-        let router = Arc::new(Router::new(id, Arc::clone(&metrics)));
+    fn node(&self, name: &str) -> Node {
+        let id = node(name);
+        let metrics = Arc::new(Metrics::new(name));
+        let router = Arc::new(Router::new(&id, Arc::clone(&metrics)));
         let faults = FaultPlan::new();
         let bus = self
             .hub
-            .attach(id, Arc::clone(&router) as _, Arc::clone(&faults));
+            .attach(&id, Arc::clone(&router) as _, Arc::clone(&faults));
         let presence = FakePresence::new(Arc::clone(&self.store), Arc::clone(&faults));
         let rooms = Arc::new(Rooms::new(
-            id.to_owned(),
+            id.clone(),
             Arc::clone(&self.settings),
             Arc::clone(&router),
             Arc::new(bus),
@@ -69,7 +72,7 @@ impl Fleet {
             metrics,
         ));
         Node {
-            id: id.to_owned(),
+            id,
             rooms,
             router,
             faults,
@@ -77,17 +80,24 @@ impl Fleet {
     }
 
     /// The seat as presence has it now.
-    async fn seat(&self, peer: &str) -> Option<MemberRecord> {
-        self.store.seat(ROOM, peer).await.expect("memory presence")
+    async fn seat(&self, peer: &PeerId) -> Option<MemberRecord> {
+        self.store
+            .seat(&room(ROOM), peer)
+            .await
+            .expect("memory presence")
     }
 
     /// The peer ids presence has in the room, oldest first.
-    async fn members(&self) -> Vec<String> {
+    async fn members(&self) -> Vec<PeerId> {
         self.members_of(ROOM).await
     }
 
-    async fn members_of(&self, room: &str) -> Vec<String> {
-        let members = self.store.members(room).await.expect("memory presence");
+    async fn members_of(&self, name: &str) -> Vec<PeerId> {
+        let members = self
+            .store
+            .members(&room(name))
+            .await
+            .expect("memory presence");
         members.into_iter().map(|m| m.id).collect()
     }
 
@@ -106,10 +116,15 @@ impl Node {
         self.join_room(client, ROOM, name).await
     }
 
-    async fn join_room(&self, client: &Client, room: &str, name: &str) -> Result<Seat, Refusal> {
+    async fn join_room(
+        &self,
+        client: &Client,
+        name_of_room: &str,
+        name: &str,
+    ) -> Result<Seat, Refusal> {
         let request = JoinRequest {
             id: None,
-            room,
+            room: room(name_of_room),
             name,
             token: None,
         };
@@ -126,16 +141,16 @@ impl Node {
     fn spawn_join_room(
         &self,
         client: &Client,
-        room: &str,
+        name_of_room: &str,
         name: &str,
     ) -> JoinHandle<Result<Seat, Refusal>> {
         let rooms = Arc::clone(&self.rooms);
         let (conn, handle) = (client.conn.clone(), client.handle.clone());
-        let (room, name) = (room.to_owned(), name.to_owned());
+        let (room, name) = (room(name_of_room), name.to_owned());
         tokio::spawn(async move {
             let request = JoinRequest {
                 id: None,
-                room: &room,
+                room,
                 name: &name,
                 token: None,
             };
@@ -156,12 +171,14 @@ impl Node {
     }
 
     /// Relays an offer the way a session does: the finished frame, then the bus.
-    async fn offer(&self, from: &Seat, to: &str, sdp: &str) -> Result<(), Refusal> {
+    async fn offer(&self, from: &Seat, to: &PeerId, sdp: &str) -> Result<(), Refusal> {
         let frame = ServerMessage::Offer {
-            from: from.peer.clone(),
+            from: from.peer.to_string(),
             sdp: sdp.to_owned(),
         };
-        self.rooms.relay(from, to, "offer", frame.to_json()).await
+        self.rooms
+            .relay(from, to.as_str(), "offer", frame.to_json())
+            .await
     }
 
     fn stats(&self) -> RouterStats {
@@ -171,18 +188,18 @@ impl Node {
 
 /// One socket as the room core sees it: its outbox and its eviction switch.
 struct Client {
-    conn: String,
+    conn: ConnId,
     handle: SessionHandle,
     outbox: mpsc::Receiver<Outbound>,
     evicted: watch::Receiver<Option<Eviction>>,
 }
 
 impl Client {
-    fn new(conn: &str) -> Self {
+    fn new(name: &str) -> Self {
         let (tx, outbox) = mpsc::channel(64);
         let (evict, evicted) = watch::channel(None);
         Self {
-            conn: conn.to_owned(),
+            conn: conn(name),
             handle: SessionHandle::new(tx, evict),
             outbox,
             evicted,
@@ -263,7 +280,7 @@ fn offer(from: &Seat, sdp: &str) -> String {
 }
 
 fn is_peer_joined(seat: &Seat) -> impl Fn(&Event) -> bool + '_ {
-    move |e| matches!(e, Event::PeerJoined { member } if member.id == seat.peer)
+    move |e| matches!(e, Event::PeerJoined { member } if member.id == seat.peer.as_str())
 }
 
 fn is_peer_left(seat: &Seat) -> impl Fn(&Event) -> bool + '_ {
@@ -325,7 +342,7 @@ async fn a_join_subscribes_before_it_takes_the_seat_and_is_announced_once() {
     assert_eq!(ann.saw(), [peer_joined(&b)]);
     assert_eq!(fleet.published(is_peer_joined(&b)), 1);
     assert_eq!(fleet.members().await, [a.peer.as_str(), b.peer.as_str()]);
-    assert!(n1.router.is_member(ROOM, &b.peer));
+    assert!(n1.router.is_member(&room(ROOM), &b.peer));
 }
 
 #[tokio::test]
@@ -544,7 +561,7 @@ async fn a_failed_announcement_is_taken_back_from_whoever_saw_the_seat() {
     );
     assert_eq!(ann.saw(), [peer_joined(&c)]);
     assert_eq!(fleet.members().await, [a.peer.as_str(), c.peer.as_str()]);
-    assert!(!n1.router.is_member(ROOM, &bob_peer));
+    assert!(!n1.router.is_member(&room(ROOM), &bob_peer));
 }
 
 #[tokio::test]
@@ -616,7 +633,11 @@ async fn announcements_reordered_between_nodes_reach_everyone_once() {
     assert!(bob.saw().is_empty());
     for node in [&n1, &n2] {
         for seat in [&a, &b, &c] {
-            assert!(node.router.is_member(ROOM, &seat.peer), "{}", node.id);
+            assert!(
+                node.router.is_member(&room(ROOM), &seat.peer),
+                "{}",
+                node.id
+            );
         }
     }
 }
@@ -652,7 +673,7 @@ async fn events_reach_only_the_sessions_they_concern() {
     // Scope: a node hears only the rooms where it holds seats.
     assert_eq!(fleet.hub.subscriptions("n2", "retro"), 0);
     assert_eq!(fleet.hub.subscriptions("n3", ROOM), 0);
-    assert!(!n3.router.is_member(ROOM, &a.peer));
+    assert!(!n3.router.is_member(&room(ROOM), &a.peer));
     assert_eq!(
         fleet.members_of("retro").await,
         [d.peer.as_str(), e.peer.as_str()]
@@ -772,7 +793,7 @@ async fn a_leave_while_a_resume_waits_frees_the_seat_and_the_resume_fails() {
     assert_eq!(fleet.members().await, [b.peer.as_str()]);
     assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
     assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
-    assert!(!n1.router.is_member(ROOM, &a.peer));
+    assert!(!n1.router.is_member(&room(ROOM), &a.peer));
 }
 
 /// Two resumes of Ann's parked seat read it at the same time and reach presence
@@ -836,8 +857,8 @@ async fn two_resumes(on_two_nodes: bool, first: usize) {
     assert!(clients[loser].saw().is_empty());
     assert!(bob.saw().is_empty(), "no flap for Bob");
     if on_two_nodes {
-        assert_eq!(fleet.hub.subscriptions(&nodes[winner].id, ROOM), 1);
-        assert_eq!(fleet.hub.subscriptions(&nodes[loser].id, ROOM), 0);
+        assert_eq!(fleet.hub.subscriptions(nodes[winner].id.as_str(), ROOM), 1);
+        assert_eq!(fleet.hub.subscriptions(nodes[loser].id.as_str(), ROOM), 0);
         assert_eq!(nodes[loser].stats(), RouterStats::default());
     } else {
         assert_eq!(fleet.hub.subscriptions("n1", ROOM), 2);
@@ -924,7 +945,7 @@ async fn a_parked_seat_expires_after_the_window_with_one_departure() {
     assert!(bob.saw().is_empty());
     assert_eq!(fleet.published(is_peer_left(&a)), 1);
     assert_eq!(fleet.members().await, [b.peer.as_str()]);
-    assert!(!n1.router.is_member(ROOM, &a.peer));
+    assert!(!n1.router.is_member(&room(ROOM), &a.peer));
     assert!(ann.saw().is_empty());
 }
 

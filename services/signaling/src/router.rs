@@ -19,13 +19,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use vc_protocol::{Member, ServerMessage};
+use vc_protocol::{Member, RoomName, ServerMessage};
 
 use crate::envelope::{Envelope, EnvelopeSink, Event};
 use crate::metrics::{relay_kind, Metrics};
 use crate::outbox::{Eviction, Outbound, SessionHandle};
+use crate::vocabulary::{ConnId, NodeId, PeerId};
 
-/// How a held frame changes the room, for reconciling with a snapshot.
+/// How a held frame changes the room, for reconciling with a snapshot. Peers
+/// are named as the client was told of them, by the ids of the `Member`s it got.
 #[derive(Debug, Clone)]
 enum Change {
     Joined(String),
@@ -67,7 +69,7 @@ impl Known {
 
 #[derive(Debug)]
 struct LocalSeat {
-    conn: String,
+    conn: ConnId,
     handle: SessionHandle,
     /// `Some` while the seat is reserved but not yet active: frames held back.
     held: Option<Vec<(Change, Outbound)>>,
@@ -83,11 +85,11 @@ struct LocalSeat {
 
 impl LocalSeat {
     /// Takes the seat's connection out of a displacement chain, wherever it is.
-    fn unlink(&mut self, conn: &str) -> bool {
+    fn unlink(&mut self, conn: &ConnId) -> bool {
         let Some(displaced) = self.displaced.as_mut() else {
             return false;
         };
-        if displaced.conn == conn {
+        if displaced.conn == *conn {
             self.displaced = displaced.displaced.take();
             return true;
         }
@@ -97,8 +99,8 @@ impl LocalSeat {
     /// The pending reservation of `conn`: this seat or one it displaced, unless
     /// an active seat stands above it. A seat activated above a reservation was
     /// resumed after it, so that reservation has lost the seat.
-    fn reservation(&mut self, conn: &str) -> Option<&mut LocalSeat> {
-        if self.conn == conn {
+    fn reservation(&mut self, conn: &ConnId) -> Option<&mut LocalSeat> {
+        if self.conn == *conn {
             return self.held.is_some().then_some(self);
         }
         // Above it, only pending seats: an active one means it lost.
@@ -123,10 +125,10 @@ impl LocalSeat {
 
     /// Evicts every active connection of this seat except `conn`, which presence
     /// says holds it now. Pending reservations are left to their own resume.
-    fn evict_all_but(&self, conn: &str) {
+    fn evict_all_but(&self, conn: &ConnId) {
         let mut next = Some(self);
         while let Some(seat) = next {
-            if seat.held.is_none() && seat.conn != conn {
+            if seat.held.is_none() && seat.conn != *conn {
                 seat.handle.evict(Eviction::SeatMoved);
             }
             next = seat.displaced.as_deref();
@@ -142,7 +144,7 @@ struct LocalRoom {
     /// envelopes that arrive before are kept in `backlog`.
     synced: bool,
     backlog: Vec<Envelope>,
-    seats: HashMap<String, LocalSeat>,
+    seats: HashMap<PeerId, LocalSeat>,
 }
 
 /// Counts for metrics and health output.
@@ -153,21 +155,21 @@ pub struct RouterStats {
 }
 
 pub struct Router {
-    node_id: String,
+    node_id: NodeId,
     metrics: Arc<Metrics>,
-    rooms: Mutex<HashMap<String, LocalRoom>>,
+    rooms: Mutex<HashMap<RoomName, LocalRoom>>,
 }
 
 impl Router {
-    pub fn new(node_id: &str, metrics: Arc<Metrics>) -> Self {
+    pub fn new(node_id: &NodeId, metrics: Arc<Metrics>) -> Self {
         Self {
-            node_id: node_id.to_owned(),
+            node_id: node_id.clone(),
             metrics,
             rooms: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalRoom>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, LocalRoom>> {
         // Every critical section leaves the map consistent before it could panic,
         // so a poisoned lock is safe to keep using.
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
@@ -175,20 +177,20 @@ impl Router {
 
     /// Reserves a seat for `peer` on connection `conn`: frames for it are held
     /// until [`Router::activate`].
-    pub fn reserve(&self, room: &str, peer: &str, conn: &str, handle: SessionHandle) {
+    pub fn reserve(&self, room: &RoomName, peer: &PeerId, conn: &ConnId, handle: SessionHandle) {
         let mut rooms = self.lock();
-        let local = rooms.entry(room.to_owned()).or_default();
+        let local = rooms.entry(room.clone()).or_default();
         // A resume on this node while the old socket still looks alive here: the
         // old one steps aside, and is evicted only once the resume is confirmed.
         let displaced = local
             .seats
             .remove(peer)
-            .filter(|old| old.conn != conn)
+            .filter(|old| old.conn != *conn)
             .map(Box::new);
         local.seats.insert(
-            peer.to_owned(),
+            peer.clone(),
             LocalSeat {
-                conn: conn.to_owned(),
+                conn: conn.clone(),
                 handle,
                 held: Some(Vec::new()),
                 known: Known::default(),
@@ -204,9 +206,9 @@ impl Router {
     /// resume of the seat was confirmed first.
     pub fn activate(
         &self,
-        room: &str,
+        room: &RoomName,
         me: Member,
-        conn: &str,
+        conn: &ConnId,
         others: &[Member],
         chat: Vec<String>,
         reply: Outbound,
@@ -217,7 +219,7 @@ impl Router {
         };
         let Some(seat) = local
             .seats
-            .get_mut(&me.id)
+            .get_mut(me.id.as_str())
             .and_then(|top| top.reservation(conn))
         else {
             return false;
@@ -252,7 +254,7 @@ impl Router {
         for envelope in backlog {
             let change = match &envelope.event {
                 Event::PeerJoined { member } => Change::Joined(member.id.clone()),
-                Event::PeerLeft { peer, .. } => Change::Left(peer.clone()),
+                Event::PeerLeft { peer, .. } => Change::Left(peer.to_string()),
                 // Every seat here was pending when it arrived. A move seen by a
                 // pending resume comes from a resume that presence took first
                 // (a later one would have to read, move and announce the seat
@@ -271,13 +273,13 @@ impl Router {
 
     /// Removes the seat if `conn` still holds it; the room's mirror goes with its
     /// last local seat, since without a subscription it would go stale.
-    pub fn remove(&self, room: &str, peer: &str, conn: &str) {
+    pub fn remove(&self, room: &RoomName, peer: &PeerId, conn: &ConnId) {
         let mut rooms = self.lock();
         let Some(local) = rooms.get_mut(room) else {
             return;
         };
         match local.seats.get_mut(peer) {
-            Some(seat) if seat.conn == conn => {
+            Some(seat) if seat.conn == *conn => {
                 // A failed resume: the connection it displaced gets its seat back,
                 // with the frames held for the resume.
                 if let Some(LocalSeat {
@@ -290,7 +292,7 @@ impl Router {
                     for (change, out) in held.unwrap_or_default() {
                         push(&mut seat, change, out);
                     }
-                    local.seats.insert(peer.to_owned(), seat);
+                    local.seats.insert(peer.clone(), seat);
                 }
             }
             Some(seat) => {
@@ -304,10 +306,10 @@ impl Router {
     }
 
     /// Whether `peer` is a member of `room` as far as this node knows.
-    pub fn is_member(&self, room: &str, peer: &str) -> bool {
+    pub fn is_member(&self, room: &RoomName, peer: &PeerId) -> bool {
         self.lock()
             .get(room)
-            .is_some_and(|local| local.mirror.iter().any(|m| m.id == peer))
+            .is_some_and(|local| local.mirror.iter().any(|m| m.id == peer.as_str()))
     }
 
     pub fn stats(&self) -> RouterStats {
@@ -365,20 +367,20 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
                 peer: member.clone(),
             });
             for (id, seat) in &mut local.seats {
-                if *id != member.id {
+                if id.as_str() != member.id {
                     push(seat, Change::Joined(member.id.clone()), out.clone());
                 }
             }
         }
         Event::PeerLeft { peer, reason } => {
-            local.mirror.retain(|m| m.id != *peer);
+            local.mirror.retain(|m| m.id != peer.as_str());
             let out = Outbound::message(&ServerMessage::PeerLeft {
-                peer: peer.clone(),
+                peer: peer.to_string(),
                 reason: *reason,
             });
             for (id, seat) in &mut local.seats {
                 if id != peer {
-                    push(seat, Change::Left(peer.clone()), out.clone());
+                    push(seat, Change::Left(peer.to_string()), out.clone());
                 }
             }
         }
@@ -402,7 +404,7 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
             for (id, seat) in &mut local.seats {
                 if id != from {
                     let change = Change::Broadcast {
-                        from: from.clone(),
+                        from: from.to_string(),
                         chat: chat.clone(),
                     };
                     push(seat, change, out.clone());
@@ -429,6 +431,8 @@ mod tests {
     use tokio::sync::{mpsc, watch};
     use vc_protocol::LeaveReason;
 
+    use crate::vocabulary::testing::{conn, node, peer, room};
+
     fn member(id: &str) -> Member {
         Member {
             id: id.into(),
@@ -440,8 +444,8 @@ mod tests {
 
     fn envelope(event: Event) -> Envelope {
         Envelope {
-            room: "r".into(),
-            origin: "n".into(),
+            room: room("r"),
+            origin: node("n"),
             sent_at_us: 0,
             traceparent: None,
             event,
@@ -472,9 +476,9 @@ mod tests {
 
     #[test]
     fn events_before_activation_follow_the_reply_without_duplicates() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (handle, mut rx, _e) = seat();
-        router.reserve("r", "me", "c1", handle);
+        router.reserve(&room("r"), &peer("me"), &conn("c1"), handle);
         // Arrive while presence is still answering: b is in the snapshot too, c is not.
         router.deliver(&envelope(Event::PeerJoined {
             member: member("b"),
@@ -483,40 +487,47 @@ mod tests {
             member: member("c"),
         }));
         router.deliver(&envelope(Event::PeerLeft {
-            peer: "a".into(),
+            peer: peer("a"),
             reason: LeaveReason::Left,
         }));
         assert!(router.activate(
-            "r",
+            &room("r"),
             member("me"),
-            "c1",
+            &conn("c1"),
             &[member("a"), member("b")],
             Vec::new(),
             reply()
         ));
         assert_eq!(drain(&mut rx), ["left", "peer-joined", "peer-left"]);
-        assert!(router.is_member("r", "b"));
-        assert!(router.is_member("r", "c"));
-        assert!(!router.is_member("r", "a"));
+        assert!(router.is_member(&room("r"), &peer("b")));
+        assert!(router.is_member(&room("r"), &peer("c")));
+        assert!(!router.is_member(&room("r"), &peer("a")));
     }
 
     #[test]
     fn a_late_event_about_a_peer_from_the_snapshot_is_not_repeated() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (handle, mut rx, _e) = seat();
-        router.reserve("r", "me", "c1", handle);
-        assert!(router.activate("r", member("me"), "c1", &[member("b")], Vec::new(), reply()));
+        router.reserve(&room("r"), &peer("me"), &conn("c1"), handle);
+        assert!(router.activate(
+            &room("r"),
+            member("me"),
+            &conn("c1"),
+            &[member("b")],
+            Vec::new(),
+            reply()
+        ));
         // b's own node announces b only now, after my snapshot listed it.
         router.deliver(&envelope(Event::PeerJoined {
             member: member("b"),
         }));
         // x left before I joined: I never heard of it, so I hear nothing.
         router.deliver(&envelope(Event::PeerLeft {
-            peer: "x".into(),
+            peer: peer("x"),
             reason: LeaveReason::Left,
         }));
         router.deliver(&envelope(Event::PeerLeft {
-            peer: "b".into(),
+            peer: peer("b"),
             reason: LeaveReason::Left,
         }));
         assert_eq!(drain(&mut rx), ["left", "peer-left"]);
@@ -524,16 +535,23 @@ mod tests {
 
     #[test]
     fn relays_reach_only_their_target_and_full_outbox_evicts() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (h1, mut rx1, _e1) = seat();
         let (h2, mut rx2, e2) = seat();
-        router.reserve("r", "p1", "c1", h1);
-        assert!(router.activate("r", member("p1"), "c1", &[], Vec::new(), reply()));
-        router.reserve("r", "p2", "c2", h2);
+        router.reserve(&room("r"), &peer("p1"), &conn("c1"), h1);
         assert!(router.activate(
-            "r",
+            &room("r"),
+            member("p1"),
+            &conn("c1"),
+            &[],
+            Vec::new(),
+            reply()
+        ));
+        router.reserve(&room("r"), &peer("p2"), &conn("c2"), h2);
+        assert!(router.activate(
+            &room("r"),
             member("p2"),
-            "c2",
+            &conn("c2"),
             &[member("p1")],
             Vec::new(),
             reply()
@@ -542,8 +560,8 @@ mod tests {
         drain(&mut rx2);
         for _ in 0..9 {
             router.deliver(&envelope(Event::Relay {
-                from: "p1".into(),
-                to: "p2".into(),
+                from: peer("p1"),
+                to: peer("p2"),
                 message: "candidate".into(),
                 frame: "{}".into(),
             }));
@@ -555,49 +573,56 @@ mod tests {
 
     #[test]
     fn seat_moved_evicts_the_stale_connection_only() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (h1, _rx1, e1) = seat();
-        router.reserve("r", "p1", "old", h1);
-        assert!(router.activate("r", member("p1"), "old", &[], Vec::new(), reply()));
+        router.reserve(&room("r"), &peer("p1"), &conn("old"), h1);
+        assert!(router.activate(
+            &room("r"),
+            member("p1"),
+            &conn("old"),
+            &[],
+            Vec::new(),
+            reply()
+        ));
         router.deliver(&envelope(Event::SeatMoved {
-            peer: "p1".into(),
-            conn: "old".into(),
+            peer: peer("p1"),
+            conn: conn("old"),
         }));
         assert_eq!(*e1.borrow(), None);
         router.deliver(&envelope(Event::SeatMoved {
-            peer: "p1".into(),
-            conn: "new".into(),
+            peer: peer("p1"),
+            conn: conn("new"),
         }));
         assert_eq!(*e1.borrow(), Some(Eviction::SeatMoved));
     }
 
     #[test]
     fn a_failed_resume_gives_the_seat_back_with_what_was_held() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (owner, mut owner_rx, owner_evicted) = seat();
-        router.reserve("r", "p1", "owner", owner);
+        router.reserve(&room("r"), &peer("p1"), &conn("owner"), owner);
         assert!(router.activate(
-            "r",
+            &room("r"),
             member("p1"),
-            "owner",
+            &conn("owner"),
             &[member("p2")],
             Vec::new(),
             reply()
         ));
         drain(&mut owner_rx);
         let (intruder, mut intruder_rx, _e) = seat();
-        router.reserve("r", "p1", "intruder", intruder);
+        router.reserve(&room("r"), &peer("p1"), &conn("intruder"), intruder);
         let relay = || {
             envelope(Event::Relay {
-                from: "p2".into(),
-                to: "p1".into(),
+                from: peer("p2"),
+                to: peer("p1"),
                 message: "offer".into(),
                 frame: "{}".into(),
             })
         };
         router.deliver(&relay());
         assert_eq!(*owner_evicted.borrow(), None);
-        router.remove("r", "p1", "intruder");
+        router.remove(&room("r"), &peer("p1"), &conn("intruder"));
         router.deliver(&relay());
         assert_eq!(drain(&mut owner_rx), ["offer", "offer"]);
         assert!(drain(&mut intruder_rx).is_empty());
@@ -607,27 +632,48 @@ mod tests {
 
     #[test]
     fn a_confirmed_resume_evicts_the_old_connection() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (old, _old_rx, old_evicted) = seat();
-        router.reserve("r", "p1", "old", old);
-        assert!(router.activate("r", member("p1"), "old", &[], Vec::new(), reply()));
+        router.reserve(&room("r"), &peer("p1"), &conn("old"), old);
+        assert!(router.activate(
+            &room("r"),
+            member("p1"),
+            &conn("old"),
+            &[],
+            Vec::new(),
+            reply()
+        ));
         let (new, mut new_rx, _e) = seat();
-        router.reserve("r", "p1", "new", new);
+        router.reserve(&room("r"), &peer("p1"), &conn("new"), new);
         // The old socket ends while the resume is pending: it leaves no trace.
-        router.remove("r", "p1", "old");
-        assert!(router.activate("r", member("p1"), "new", &[], Vec::new(), reply()));
+        router.remove(&room("r"), &peer("p1"), &conn("old"));
+        assert!(router.activate(
+            &room("r"),
+            member("p1"),
+            &conn("new"),
+            &[],
+            Vec::new(),
+            reply()
+        ));
         assert_eq!(*old_evicted.borrow(), None);
         assert_eq!(drain(&mut new_rx), ["left"]);
         let (newer, _rx, _e) = seat();
-        router.reserve("r", "p1", "newer", newer);
-        assert!(router.activate("r", member("p1"), "newer", &[], Vec::new(), reply()));
-        router.remove("r", "p1", "newer");
+        router.reserve(&room("r"), &peer("p1"), &conn("newer"), newer);
+        assert!(router.activate(
+            &room("r"),
+            member("p1"),
+            &conn("newer"),
+            &[],
+            Vec::new(),
+            reply()
+        ));
+        router.remove(&room("r"), &peer("p1"), &conn("newer"));
         assert_eq!(router.stats(), RouterStats::default());
     }
 
     fn broadcast(from: &str, chat: Option<&str>) -> Envelope {
         envelope(Event::Broadcast {
-            from: from.into(),
+            from: peer(from),
             message: "chat".into(),
             frame: "{}".into(),
             chat: chat.map(str::to_owned),
@@ -636,13 +682,20 @@ mod tests {
 
     #[test]
     fn broadcasts_reach_every_other_seat_once_and_skip_what_the_history_told() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (h1, mut rx1, _e1) = seat();
-        router.reserve("r", "p1", "c1", h1);
-        assert!(router.activate("r", member("p1"), "c1", &[], Vec::new(), reply()));
+        router.reserve(&room("r"), &peer("p1"), &conn("c1"), h1);
+        assert!(router.activate(
+            &room("r"),
+            member("p1"),
+            &conn("c1"),
+            &[],
+            Vec::new(),
+            reply()
+        ));
         drain(&mut rx1);
         let (h2, mut rx2, _e2) = seat();
-        router.reserve("r", "p2", "c2", h2);
+        router.reserve(&room("r"), &peer("p2"), &conn("c2"), h2);
         router.deliver(&envelope(Event::PeerJoined {
             member: member("p2"),
         }));
@@ -652,9 +705,9 @@ mod tests {
         router.deliver(&broadcast("p1", Some("m2")));
         router.deliver(&broadcast("stranger", Some("m3")));
         assert!(router.activate(
-            "r",
+            &room("r"),
             member("p2"),
-            "c2",
+            &conn("c2"),
             &[member("p1")],
             vec!["m1".into()],
             reply(),
@@ -672,22 +725,29 @@ mod tests {
 
     #[test]
     fn an_earlier_reservation_confirmed_under_a_later_one_is_activated_in_place() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (x, mut x_rx, x_evicted) = seat();
         let (y, mut y_rx, y_evicted) = seat();
-        router.reserve("r", "p1", "x", x);
-        router.reserve("r", "p1", "y", y);
+        router.reserve(&room("r"), &peer("p1"), &conn("x"), x);
+        router.reserve(&room("r"), &peer("p1"), &conn("y"), y);
         // Presence moved the seat to x: y's resume is still on its way there.
-        assert!(router.activate("r", member("p1"), "x", &[member("p2")], Vec::new(), reply()));
+        assert!(router.activate(
+            &room("r"),
+            member("p1"),
+            &conn("x"),
+            &[member("p2")],
+            Vec::new(),
+            reply()
+        ));
         assert_eq!(drain(&mut x_rx), ["left"]);
         router.deliver(&envelope(Event::Relay {
-            from: "p2".into(),
-            to: "p1".into(),
+            from: peer("p2"),
+            to: peer("p1"),
             message: "offer".into(),
             frame: "{}".into(),
         }));
         // y's resume fails: x keeps the seat, with what arrived meanwhile.
-        router.remove("r", "p1", "y");
+        router.remove(&room("r"), &peer("p1"), &conn("y"));
         assert_eq!(drain(&mut x_rx), ["offer"]);
         assert!(drain(&mut y_rx).is_empty());
         assert_eq!(*x_evicted.borrow(), None);
@@ -697,33 +757,54 @@ mod tests {
 
     #[test]
     fn a_reservation_under_a_confirmed_later_resume_is_not_activated() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (x, mut x_rx, x_evicted) = seat();
         let (y, mut y_rx, _e) = seat();
-        router.reserve("r", "p1", "x", x);
-        router.reserve("r", "p1", "y", y);
-        assert!(router.activate("r", member("p1"), "y", &[], Vec::new(), reply()));
+        router.reserve(&room("r"), &peer("p1"), &conn("x"), x);
+        router.reserve(&room("r"), &peer("p1"), &conn("y"), y);
+        assert!(router.activate(
+            &room("r"),
+            member("p1"),
+            &conn("y"),
+            &[],
+            Vec::new(),
+            reply()
+        ));
         // x is still waiting for presence, which will refuse it: not evicted.
         assert_eq!(*x_evicted.borrow(), None);
-        assert!(!router.activate("r", member("p1"), "x", &[], Vec::new(), reply()));
+        assert!(!router.activate(
+            &room("r"),
+            member("p1"),
+            &conn("x"),
+            &[],
+            Vec::new(),
+            reply()
+        ));
         assert!(drain(&mut x_rx).is_empty());
         assert_eq!(drain(&mut y_rx), ["left"]);
-        router.remove("r", "p1", "x");
+        router.remove(&room("r"), &peer("p1"), &conn("x"));
         assert_eq!(router.stats(), RouterStats { rooms: 1, seats: 1 });
     }
 
     #[test]
     fn seat_moved_evicts_active_sockets_and_leaves_pending_resumes_alone() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (owner, _owner_rx, owner_evicted) = seat();
         let (pending, _rx, pending_evicted) = seat();
-        router.reserve("r", "p1", "owner", owner);
-        assert!(router.activate("r", member("p1"), "owner", &[], Vec::new(), reply()));
-        router.reserve("r", "p1", "pending", pending);
+        router.reserve(&room("r"), &peer("p1"), &conn("owner"), owner);
+        assert!(router.activate(
+            &room("r"),
+            member("p1"),
+            &conn("owner"),
+            &[],
+            Vec::new(),
+            reply()
+        ));
+        router.reserve(&room("r"), &peer("p1"), &conn("pending"), pending);
         // Another node's resume won.
         router.deliver(&envelope(Event::SeatMoved {
-            peer: "p1".into(),
-            conn: "elsewhere".into(),
+            peer: peer("p1"),
+            conn: conn("elsewhere"),
         }));
         assert_eq!(*owner_evicted.borrow(), Some(Eviction::SeatMoved));
         assert_eq!(*pending_evicted.borrow(), None);
@@ -731,12 +812,12 @@ mod tests {
 
     #[test]
     fn last_seat_out_drops_the_room() {
-        let router = Router::new("n", Arc::new(Metrics::new("n")));
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
         let (h1, _rx1, _e1) = seat();
-        router.reserve("r", "p1", "c1", h1);
-        router.remove("r", "p1", "other-conn");
+        router.reserve(&room("r"), &peer("p1"), &conn("c1"), h1);
+        router.remove(&room("r"), &peer("p1"), &conn("other-conn"));
         assert_eq!(router.stats(), RouterStats { rooms: 1, seats: 1 });
-        router.remove("r", "p1", "c1");
+        router.remove(&room("r"), &peer("p1"), &conn("c1"));
         assert_eq!(router.stats(), RouterStats::default());
     }
 }

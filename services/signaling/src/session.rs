@@ -14,8 +14,8 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, debug_span, info_span, Instrument};
 use vc_protocol::{
-    parse_client_message, ClientMessage, ErrorCode, LeaveReason, RequestId, ServerMessage,
-    PROTOCOL_REVISION, PROTOCOL_VERSION,
+    parse_client_message, ClientMessage, ErrorCode, LeaveReason, RequestId, RoomName,
+    ServerMessage, PROTOCOL_REVISION, PROTOCOL_VERSION,
 };
 
 use crate::frame_guard::{Violation, ViolationCell};
@@ -24,8 +24,9 @@ use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
 use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::ratelimit::{Strikes, TokenBucket};
-use crate::rooms::{random_hex, unix_us, JoinRequest, Refusal, Seat};
+use crate::rooms::{unix_us, JoinRequest, Refusal, Seat};
 use crate::telemetry;
+use crate::vocabulary::ConnId;
 
 /// Most frames written to the socket per wake-up, so that a busy outbox cannot
 /// starve reading and pinging.
@@ -96,7 +97,7 @@ impl Ending {
 struct Session {
     node: Arc<Node>,
     ws: actix_ws::Session,
-    conn: String,
+    conn: ConnId,
     handle: SessionHandle,
     seat: Option<Seat>,
     bucket: TokenBucket,
@@ -129,7 +130,7 @@ pub async fn run(
     let (outbox, mut outbox_rx) = mpsc::channel(limits.outbound_queue);
     let (evict, evict_rx) = watch::channel(None);
     let now = Instant::now();
-    let conn = random_hex(8);
+    let conn = ConnId::mint();
     let span = info_span!(
         "session",
         node = %node.id,
@@ -179,7 +180,7 @@ impl Session {
         self.reply(ServerMessage::Welcome {
             protocol: PROTOCOL_VERSION,
             revision: PROTOCOL_REVISION,
-            node: self.node.id.clone(),
+            node: self.node.id.to_string(),
             max_frame_bytes: self.node.settings.limits.max_frame_bytes,
             max_chat_bytes: Some(self.node.settings.limits.max_chat_bytes),
         });
@@ -383,15 +384,18 @@ impl Session {
                 token,
                 protocol,
             } => {
-                let request = JoinRequest {
-                    id,
-                    room: &room,
-                    name: &name,
-                    token: token.as_deref(),
-                };
-                let joined = match self.admit(protocol) {
-                    Ok(()) => {
+                let joined = match self
+                    .admit(protocol)
+                    .and_then(|()| RoomName::parse(&room).map_err(|e| Refusal::invalid_room(&e)))
+                {
+                    Ok(room) => {
                         let span = info_span!("join", room = %room);
+                        let request = JoinRequest {
+                            id,
+                            room,
+                            name: &name,
+                            token: token.as_deref(),
+                        };
                         rooms
                             .join(request, &self.conn, self.handle.clone())
                             .instrument(span)
@@ -434,7 +438,7 @@ impl Session {
             ClientMessage::Offer { to, sdp, .. } => {
                 let seat = self.seat()?;
                 let frame = ServerMessage::Offer {
-                    from: seat.peer.clone(),
+                    from: seat.peer.to_string(),
                     sdp,
                 };
                 relay(&rooms, seat, &to, "offer", frame.to_json()).await?;
@@ -442,7 +446,7 @@ impl Session {
             ClientMessage::Answer { to, sdp, .. } => {
                 let seat = self.seat()?;
                 let frame = ServerMessage::Answer {
-                    from: seat.peer.clone(),
+                    from: seat.peer.to_string(),
                     sdp,
                 };
                 relay(&rooms, seat, &to, "answer", frame.to_json()).await?;
@@ -450,7 +454,7 @@ impl Session {
             ClientMessage::Candidate { to, candidate, .. } => {
                 let seat = self.seat()?;
                 let frame = ServerMessage::Candidate {
-                    from: seat.peer.clone(),
+                    from: seat.peer.to_string(),
                     candidate,
                 };
                 relay(&rooms, seat, &to, "candidate", frame.to_json()).await?;
@@ -458,7 +462,7 @@ impl Session {
             ClientMessage::AppData { to, data, .. } => {
                 let seat = self.seat()?;
                 let frame = ServerMessage::AppData {
-                    from: seat.peer.clone(),
+                    from: seat.peer.to_string(),
                     data,
                 };
                 relay(&rooms, seat, &to, "app-data", frame.to_json()).await?;

@@ -22,10 +22,11 @@ use crate::node::Node;
 use crate::origin::OriginPolicy;
 use crate::presence::{memory::MemoryPresence, Presence};
 use crate::redis_backend::{RedisBackend, RedisSetupError};
-use crate::rooms::{random_hex, Rooms};
+use crate::rooms::Rooms;
 use crate::router::Router;
 use crate::routes;
 use crate::tls::{self, CertStore, KeyPairFiles, Reloader, SelfSigned, TlsError};
+use crate::vocabulary::NodeId;
 
 #[derive(Debug, Error)]
 pub enum StartupError {
@@ -67,7 +68,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let node_id = node_id(&settings);
-        let metrics = Arc::new(Metrics::new(&node_id));
+        let metrics = Arc::new(Metrics::new(node_id.as_str()));
         let router = Arc::new(Router::new(&node_id, Arc::clone(&metrics)));
         let lifecycle = Lifecycle::new();
         // The router is where both buses deliver: registered as the bus's sink.
@@ -375,26 +376,15 @@ async fn termination_signal() {
     }
 }
 
-/// The configured id, or the host name plus a random suffix: unique per process,
-/// recognisable in logs (a pod's host name is its name).
-fn node_id(settings: &Settings) -> String {
-    if !settings.node.id.is_empty() {
-        return settings.node.id.clone();
+/// The configured id (settings validation refused one that does not parse;
+/// none is empty), or the host name plus a random suffix.
+fn node_id(settings: &Settings) -> NodeId {
+    if let Ok(id) = NodeId::parse(&settings.node.id) {
+        return id;
     }
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .unwrap_or_default();
-    let host: String = host
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(40)
-        .collect();
-    let host = if host.is_empty() {
-        "node".to_owned()
-    } else {
-        host
-    };
-    format!("{host}-{}", random_hex(3))
+    NodeId::for_host(&host)
 }

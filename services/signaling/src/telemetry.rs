@@ -182,7 +182,7 @@ pub fn current_traceparent() -> Option<String> {
 /// The span a relay's delivery runs in on the receiving node, a child of the
 /// sender's `relay` span when the envelope carries its `traceparent`; no span
 /// for anything else, which is not traced per message.
-pub fn deliver_span(node: &str, envelope: &Envelope) -> Span {
+pub fn deliver_span(node: &crate::vocabulary::NodeId, envelope: &Envelope) -> Span {
     match (&envelope.event, &envelope.traceparent) {
         (Event::Relay { message, .. }, Some(traceparent)) => {
             let span = tracing::debug_span!(

@@ -16,26 +16,28 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use vc_protocol::RoomName;
 
 use super::memory::MemoryHistory;
 use super::room_locks::RoomLocks;
 use super::{Bus, BusError};
 use crate::envelope::{Envelope, EnvelopeSink};
 use crate::faults::{FaultPlan, Op};
+use crate::vocabulary::NodeId;
 
 /// An envelope published while the hub was holding, with the nodes that were
 /// subscribed to its room when it was published.
 #[derive(Debug, Clone)]
 pub struct Held {
     pub envelope: Envelope,
-    recipients: Vec<String>,
+    recipients: Vec<NodeId>,
 }
 
 #[derive(Default)]
 struct HubState {
-    sinks: HashMap<String, Arc<dyn EnvelopeSink>>,
+    sinks: HashMap<NodeId, Arc<dyn EnvelopeSink>>,
     /// (node, room) → subscriptions not yet given back.
-    subscriptions: HashMap<(String, String), usize>,
+    subscriptions: HashMap<(NodeId, RoomName), usize>,
     published: Vec<Envelope>,
     /// Unsubscribes with no subscription left to give back: a room core bug.
     unbalanced: usize,
@@ -69,13 +71,13 @@ impl BusHub {
     /// The bus of node `node`, delivering to `sink`, obeying `faults`.
     pub fn attach(
         self: &Arc<Self>,
-        node: &str,
+        node: &NodeId,
         sink: Arc<dyn EnvelopeSink>,
         faults: Arc<FaultPlan>,
     ) -> FakeBus {
-        self.lock().sinks.insert(node.to_owned(), sink);
+        self.lock().sinks.insert(node.clone(), sink);
         FakeBus {
-            node: node.to_owned(),
+            node: node.clone(),
             hub: Arc::clone(self),
             faults,
             rooms: RoomLocks::new(),
@@ -86,9 +88,9 @@ impl BusHub {
     pub fn subscriptions(&self, node: &str, room: &str) -> usize {
         self.lock()
             .subscriptions
-            .get(&(node.to_owned(), room.to_owned()))
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .find(|((n, r), _)| *n == node && *r == room)
+            .map_or(0, |(_, count)| *count)
     }
 
     /// Unsubscribes that found no subscription to give back.
@@ -133,7 +135,7 @@ impl BusHub {
         let sinks: Vec<Arc<dyn EnvelopeSink>> = {
             let mut state = self.lock();
             state.published.push(envelope.clone());
-            let recipients: Vec<String> = state
+            let recipients: Vec<NodeId> = state
                 .subscriptions
                 .iter()
                 .filter(|((_, room), count)| *room == envelope.room && **count > 0)
@@ -161,7 +163,7 @@ impl BusHub {
 
 /// One node's view of the hub: a [`Bus`] with faults.
 pub struct FakeBus {
-    node: String,
+    node: NodeId,
     hub: Arc<BusHub>,
     faults: Arc<FaultPlan>,
     /// Held across each (un)subscribe, faults included, as the Redis bus holds
@@ -175,22 +177,22 @@ fn injected() -> BusError {
 
 #[async_trait]
 impl Bus for FakeBus {
-    async fn subscribe(&self, room: &str) -> Result<(), BusError> {
+    async fn subscribe(&self, room: &RoomName) -> Result<(), BusError> {
         let _room = self.rooms.lock(room).await;
         self.faults
             .run(Op::BusSubscribe, injected, async {
-                let key = (self.node.clone(), room.to_owned());
+                let key = (self.node.clone(), room.clone());
                 *self.hub.lock().subscriptions.entry(key).or_default() += 1;
                 Ok(())
             })
             .await
     }
 
-    async fn unsubscribe(&self, room: &str) -> Result<(), BusError> {
+    async fn unsubscribe(&self, room: &RoomName) -> Result<(), BusError> {
         let _room = self.rooms.lock(room).await;
         self.faults
             .run(Op::BusUnsubscribe, injected, async {
-                let key = (self.node.clone(), room.to_owned());
+                let key = (self.node.clone(), room.clone());
                 let mut state = self.hub.lock();
                 match state.subscriptions.get_mut(&key) {
                     Some(count) if *count > 1 => *count -= 1,
@@ -224,7 +226,7 @@ impl Bus for FakeBus {
             .await
     }
 
-    async fn history(&self, room: &str) -> Result<Vec<String>, BusError> {
+    async fn history(&self, room: &RoomName) -> Result<Vec<String>, BusError> {
         Ok(self.hub.history.entries(room))
     }
 

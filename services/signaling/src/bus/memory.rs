@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use vc_protocol::RoomName;
 
 use super::{Bus, BusError};
 use crate::envelope::{Envelope, EnvelopeSink};
@@ -23,11 +24,11 @@ impl MemoryBus {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn subscribe(&self, _room: &str) -> Result<(), BusError> {
+    async fn subscribe(&self, _room: &RoomName) -> Result<(), BusError> {
         Ok(())
     }
 
-    async fn unsubscribe(&self, _room: &str) -> Result<(), BusError> {
+    async fn unsubscribe(&self, _room: &RoomName) -> Result<(), BusError> {
         Ok(())
     }
 
@@ -44,7 +45,7 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    async fn history(&self, room: &str) -> Result<Vec<String>, BusError> {
+    async fn history(&self, room: &RoomName) -> Result<Vec<String>, BusError> {
         Ok(self.history.entries(room))
     }
 
@@ -58,7 +59,7 @@ impl Bus for MemoryBus {
 #[derive(Debug, Default)]
 pub struct MemoryHistory {
     limit: usize,
-    rooms: Mutex<HashMap<String, VecDeque<String>>>,
+    rooms: Mutex<HashMap<RoomName, VecDeque<String>>>,
 }
 
 impl MemoryHistory {
@@ -69,24 +70,24 @@ impl MemoryHistory {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<String>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, VecDeque<String>>> {
         // Every edit is one push, pop or remove: a poisoned map is still whole.
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn keep(&self, room: &str, entry: &str) {
+    pub(crate) fn keep(&self, room: &RoomName, entry: &str) {
         if self.limit == 0 {
             return;
         }
         let mut rooms = self.lock();
-        let kept = rooms.entry(room.to_owned()).or_default();
+        let kept = rooms.entry(room.clone()).or_default();
         kept.push_back(entry.to_owned());
         while kept.len() > self.limit {
             kept.pop_front();
         }
     }
 
-    pub(crate) fn entries(&self, room: &str) -> Vec<String> {
+    pub(crate) fn entries(&self, room: &RoomName) -> Vec<String> {
         self.lock()
             .get(room)
             .map(|kept| kept.iter().cloned().collect())
@@ -94,7 +95,7 @@ impl MemoryHistory {
     }
 
     /// Drops the room's history: it has no seat left.
-    pub fn forget(&self, room: &str) {
+    pub fn forget(&self, room: &RoomName) {
         self.lock().remove(room);
     }
 }
@@ -102,21 +103,22 @@ impl MemoryHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocabulary::testing::room;
 
     #[test]
     fn history_keeps_the_last_entries_per_room_until_forgotten() {
         let history = MemoryHistory::new(3);
         for i in 0..5 {
-            history.keep("a", &i.to_string());
+            history.keep(&room("a"), &i.to_string());
         }
-        history.keep("b", "x");
-        assert_eq!(history.entries("a"), ["2", "3", "4"]);
-        assert_eq!(history.entries("b"), ["x"]);
-        history.forget("a");
-        assert!(history.entries("a").is_empty());
-        assert_eq!(history.entries("b"), ["x"]);
+        history.keep(&room("b"), "x");
+        assert_eq!(history.entries(&room("a")), ["2", "3", "4"]);
+        assert_eq!(history.entries(&room("b")), ["x"]);
+        history.forget(&room("a"));
+        assert!(history.entries(&room("a")).is_empty());
+        assert_eq!(history.entries(&room("b")), ["x"]);
         let none = MemoryHistory::new(0);
-        none.keep("a", "x");
-        assert!(none.entries("a").is_empty());
+        none.keep(&room("a"), "x");
+        assert!(none.entries(&room("a")).is_empty());
     }
 }

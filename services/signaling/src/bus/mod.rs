@@ -35,6 +35,8 @@ pub mod room_locks;
 use async_trait::async_trait;
 use thiserror::Error;
 
+use vc_protocol::RoomName;
+
 use crate::envelope::Envelope;
 
 /// Why the bus did not take an envelope or a subscription. The backend's own
@@ -60,9 +62,9 @@ pub trait Bus: Send + Sync + 'static {
     /// Starts delivery of the room's envelopes to this node. Counted: every call
     /// needs one [`Bus::unsubscribe`]. When it returns, envelopes published
     /// afterwards are delivered.
-    async fn subscribe(&self, room: &str) -> Result<(), BusError>;
+    async fn subscribe(&self, room: &RoomName) -> Result<(), BusError>;
     /// Gives back one subscription of the room; the last one stops delivery.
-    async fn unsubscribe(&self, room: &str) -> Result<(), BusError>;
+    async fn unsubscribe(&self, room: &RoomName) -> Result<(), BusError>;
     /// Hands the envelope to every node subscribed to its room, this one included.
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError>;
     /// Publishes the envelope of a chat message and keeps `entry` (the message's
@@ -72,7 +74,7 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish_kept(&self, envelope: &Envelope, entry: &str) -> Result<(), BusError>;
     /// The room's kept chat entries, oldest first, at most `chat.history` of
     /// them. The caller leaves out those older than `chat.history_max_age`.
-    async fn history(&self, room: &str) -> Result<Vec<String>, BusError>;
+    async fn history(&self, room: &RoomName) -> Result<Vec<String>, BusError>;
     /// Whether the bus can currently deliver (readiness).
     fn is_connected(&self) -> bool;
 }

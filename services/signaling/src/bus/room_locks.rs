@@ -13,13 +13,14 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use vc_protocol::RoomName;
 
 type Slot<T> = Arc<AsyncMutex<T>>;
 
 /// Per-room locks over a `T` per room. A room whose state is back to
 /// `T::default()` when its last holder lets go is forgotten.
 pub struct RoomLocks<T> {
-    rooms: Mutex<HashMap<String, Slot<T>>>,
+    rooms: Mutex<HashMap<RoomName, Slot<T>>>,
 }
 
 impl<T: Default + PartialEq> Default for RoomLocks<T> {
@@ -35,19 +36,19 @@ impl<T: Default + PartialEq> RoomLocks<T> {
         Self::default()
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot<T>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, Slot<T>>> {
         // Every critical section is one lookup, insert or remove: a poisoned
         // map is still whole.
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits for the room's lock; other rooms are not held up meanwhile.
-    pub async fn lock(&self, room: &str) -> RoomGuard<'_, T> {
+    pub async fn lock(&self, room: &RoomName) -> RoomGuard<'_, T> {
         let slot = {
             let mut rooms = self.map();
             match rooms.get(room) {
                 Some(slot) => Arc::clone(slot),
-                None => Arc::clone(rooms.entry(room.to_owned()).or_default()),
+                None => Arc::clone(rooms.entry(room.clone()).or_default()),
             }
         };
         // Dropped while waiting (its caller went away), the clone goes with the
@@ -55,13 +56,13 @@ impl<T: Default + PartialEq> RoomLocks<T> {
         let guard = slot.lock_owned().await;
         RoomGuard {
             locks: self,
-            room: room.to_owned(),
+            room: room.clone(),
             guard,
         }
     }
 
     /// Every room with state or a holder now, for a walk over them (a resync).
-    pub fn rooms(&self) -> Vec<String> {
+    pub fn rooms(&self) -> Vec<RoomName> {
         self.map().keys().cloned().collect()
     }
 }
@@ -69,7 +70,7 @@ impl<T: Default + PartialEq> RoomLocks<T> {
 /// A room's state while its lock is held.
 pub struct RoomGuard<'a, T: Default + PartialEq> {
     locks: &'a RoomLocks<T>,
-    room: String,
+    room: RoomName,
     guard: OwnedMutexGuard<T>,
 }
 
@@ -104,20 +105,21 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::vocabulary::testing::room;
 
     #[tokio::test]
     async fn a_held_room_holds_up_only_itself() {
         let locks = Arc::new(RoomLocks::<usize>::new());
-        let mut a = locks.lock("a").await;
+        let mut a = locks.lock(&room("a")).await;
         *a += 1;
         // Another room is free at once.
-        let b = tokio::time::timeout(Duration::from_secs(5), locks.lock("b")).await;
+        let b = tokio::time::timeout(Duration::from_secs(5), locks.lock(&room("b"))).await;
         assert!(b.is_ok(), "room b waited for room a");
         drop(b);
         // The same room waits until the holder lets go, and sees what it left.
         let waiter = {
             let locks = Arc::clone(&locks);
-            tokio::spawn(async move { *locks.lock("a").await })
+            tokio::spawn(async move { *locks.lock(&room("a")).await })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "room a was locked twice at once");
@@ -128,11 +130,11 @@ mod tests {
     #[tokio::test]
     async fn a_room_back_at_rest_is_forgotten_and_one_in_use_is_kept() {
         let locks = RoomLocks::<usize>::new();
-        drop(locks.lock("idle").await);
+        drop(locks.lock(&room("idle")).await);
         assert!(locks.rooms().is_empty());
-        *locks.lock("busy").await += 1;
+        *locks.lock(&room("busy")).await += 1;
         assert_eq!(locks.rooms(), ["busy"]);
-        *locks.lock("busy").await -= 1;
+        *locks.lock(&room("busy")).await -= 1;
         assert!(locks.rooms().is_empty());
     }
 }

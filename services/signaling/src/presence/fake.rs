@@ -7,11 +7,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use vc_protocol::LeaveReason;
+use vc_protocol::{LeaveReason, RoomName};
 
 use super::memory::MemoryPresence;
 use super::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::faults::{FaultPlan, Op};
+use crate::vocabulary::{ConnId, PeerId};
 
 pub struct FakePresence {
     store: Arc<MemoryPresence>,
@@ -32,7 +33,7 @@ fn injected() -> PresenceError {
 impl Presence for FakePresence {
     async fn join(
         &self,
-        room: &str,
+        room: &RoomName,
         record: &MemberRecord,
         capacity: usize,
     ) -> Result<Vec<MemberRecord>, PresenceError> {
@@ -45,7 +46,12 @@ impl Presence for FakePresence {
             .await
     }
 
-    async fn leave(&self, room: &str, peer: &str, conn: &str) -> Result<bool, PresenceError> {
+    async fn leave(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
+    ) -> Result<bool, PresenceError> {
         self.faults
             .run(
                 Op::PresenceLeave,
@@ -57,9 +63,9 @@ impl Presence for FakePresence {
 
     async fn park(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
         parked: Parked,
     ) -> Result<bool, PresenceError> {
         self.faults
@@ -82,9 +88,9 @@ impl Presence for FakePresence {
 
     async fn expire(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
     ) -> Result<Option<LeaveReason>, PresenceError> {
         self.faults
             .run(
@@ -95,19 +101,23 @@ impl Presence for FakePresence {
             .await
     }
 
-    async fn seat(&self, room: &str, peer: &str) -> Result<Option<MemberRecord>, PresenceError> {
+    async fn seat(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+    ) -> Result<Option<MemberRecord>, PresenceError> {
         self.faults
             .run(Op::PresenceSeat, injected, self.store.seat(room, peer))
             .await
     }
 
-    async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError> {
+    async fn members(&self, room: &RoomName) -> Result<Vec<MemberRecord>, PresenceError> {
         self.faults
             .run(Op::PresenceMembers, injected, self.store.members(room))
             .await
     }
 
-    async fn count(&self, room: &str) -> Result<usize, PresenceError> {
+    async fn count(&self, room: &RoomName) -> Result<usize, PresenceError> {
         self.faults
             .run(Op::PresenceMembers, injected, self.store.count(room))
             .await
@@ -115,9 +125,9 @@ impl Presence for FakePresence {
 
     async fn set_hand(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
         hand: bool,
     ) -> Result<bool, PresenceError> {
         self.faults

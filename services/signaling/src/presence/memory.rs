@@ -5,14 +5,15 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
-use vc_protocol::LeaveReason;
+use vc_protocol::{LeaveReason, RoomName};
 
 use super::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::bus::memory::MemoryHistory;
+use crate::vocabulary::{ConnId, PeerId};
 
 #[derive(Default)]
 pub struct MemoryPresence {
-    rooms: Mutex<HashMap<String, Vec<MemberRecord>>>,
+    rooms: Mutex<HashMap<RoomName, Vec<MemberRecord>>>,
     /// The in-process bus's chat history, dropped with a room's last seat.
     history: Arc<MemoryHistory>,
 }
@@ -30,7 +31,7 @@ impl MemoryPresence {
         }
     }
 
-    fn with_rooms<T>(&self, f: impl FnOnce(&mut HashMap<String, Vec<MemberRecord>>) -> T) -> T {
+    fn with_rooms<T>(&self, f: impl FnOnce(&mut HashMap<RoomName, Vec<MemberRecord>>) -> T) -> T {
         // A panic while holding the lock cannot leave a room half-edited (every
         // edit is a single push/remove), so a poisoned lock is still consistent.
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
@@ -42,12 +43,12 @@ impl MemoryPresence {
 impl Presence for MemoryPresence {
     async fn join(
         &self,
-        room: &str,
+        room: &RoomName,
         record: &MemberRecord,
         capacity: usize,
     ) -> Result<Vec<MemberRecord>, PresenceError> {
         self.with_rooms(|rooms| {
-            let members = rooms.entry(room.to_owned()).or_default();
+            let members = rooms.entry(room.clone()).or_default();
             if members.len() >= capacity {
                 return Err(PresenceError::Full { capacity });
             }
@@ -57,25 +58,30 @@ impl Presence for MemoryPresence {
         })
     }
 
-    async fn leave(&self, room: &str, peer: &str, conn: &str) -> Result<bool, PresenceError> {
+    async fn leave(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
+    ) -> Result<bool, PresenceError> {
         Ok(self.with_rooms(|rooms| {
             remove_if(rooms, room, &self.history, |m| {
-                m.id == peer && m.conn == conn
+                m.id == *peer && m.conn == *conn
             })
         }))
     }
 
     async fn park(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
         parked: Parked,
     ) -> Result<bool, PresenceError> {
         Ok(self.with_rooms(|rooms| {
             match rooms
                 .get_mut(room)
-                .and_then(|ms| ms.iter_mut().find(|m| m.id == peer && m.conn == conn))
+                .and_then(|ms| ms.iter_mut().find(|m| m.id == *peer && m.conn == *conn))
             {
                 Some(member) => {
                     member.parked = Some(parked);
@@ -94,7 +100,7 @@ impl Presence for MemoryPresence {
             let members = rooms.get_mut(claim.room).ok_or(PresenceError::NoSeat)?;
             let member = members
                 .iter_mut()
-                .find(|m| m.id == claim.peer)
+                .find(|m| m.id == *claim.peer)
                 .ok_or(PresenceError::NoSeat)?;
             let secret_ok: bool = member
                 .resume_secret
@@ -105,16 +111,16 @@ impl Presence for MemoryPresence {
                 || member
                     .grant_expires_ms
                     .is_some_and(|until| until <= claim.now_ms);
-            if !secret_ok || expired || member.conn != claim.from_conn {
+            if !secret_ok || expired || member.conn != *claim.from_conn {
                 return Err(PresenceError::NoSeat);
             }
-            member.node = claim.node.to_owned();
-            member.conn = claim.conn.to_owned();
+            member.node = claim.node.clone();
+            member.conn = claim.conn.clone();
             member.parked = None;
             let seat = member.clone();
             let others = members
                 .iter()
-                .filter(|m| m.id != claim.peer)
+                .filter(|m| m.id != *claim.peer)
                 .cloned()
                 .collect();
             Ok((seat, others))
@@ -123,51 +129,55 @@ impl Presence for MemoryPresence {
 
     async fn expire(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
     ) -> Result<Option<LeaveReason>, PresenceError> {
         Ok(self.with_rooms(|rooms| {
             let reason = rooms
                 .get(room)?
                 .iter()
-                .find(|m| m.id == peer && m.conn == conn)?
+                .find(|m| m.id == *peer && m.conn == *conn)?
                 .parked?
                 .reason;
             remove_if(rooms, room, &self.history, |m| {
-                m.id == peer && m.conn == conn
+                m.id == *peer && m.conn == *conn
             })
             .then_some(reason)
         }))
     }
 
-    async fn seat(&self, room: &str, peer: &str) -> Result<Option<MemberRecord>, PresenceError> {
+    async fn seat(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+    ) -> Result<Option<MemberRecord>, PresenceError> {
         Ok(self.with_rooms(|rooms| {
             rooms
                 .get(room)
-                .and_then(|ms| ms.iter().find(|m| m.id == peer).cloned())
+                .and_then(|ms| ms.iter().find(|m| m.id == *peer).cloned())
         }))
     }
 
-    async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError> {
+    async fn members(&self, room: &RoomName) -> Result<Vec<MemberRecord>, PresenceError> {
         Ok(self.with_rooms(|rooms| rooms.get(room).cloned().unwrap_or_default()))
     }
 
-    async fn count(&self, room: &str) -> Result<usize, PresenceError> {
+    async fn count(&self, room: &RoomName) -> Result<usize, PresenceError> {
         Ok(self.with_rooms(|rooms| rooms.get(room).map_or(0, Vec::len)))
     }
 
     async fn set_hand(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
         hand: bool,
     ) -> Result<bool, PresenceError> {
         Ok(self.with_rooms(|rooms| {
             match rooms
                 .get_mut(room)
-                .and_then(|ms| ms.iter_mut().find(|m| m.id == peer && m.conn == conn))
+                .and_then(|ms| ms.iter_mut().find(|m| m.id == *peer && m.conn == *conn))
             {
                 Some(member) => {
                     member.hand = hand;
@@ -182,8 +192,8 @@ impl Presence for MemoryPresence {
 /// Removes the first matching member; drops the room, and its chat history,
 /// when it empties.
 fn remove_if(
-    rooms: &mut HashMap<String, Vec<MemberRecord>>,
-    room: &str,
+    rooms: &mut HashMap<RoomName, Vec<MemberRecord>>,
+    room: &RoomName,
     history: &MemoryHistory,
     matches: impl Fn(&MemberRecord) -> bool,
 ) -> bool {
@@ -204,31 +214,51 @@ fn remove_if(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vc_protocol::DisplayName;
 
-    fn claim<'a>(
-        secret: &'a str,
-        from_conn: &'a str,
-        conn: &'a str,
-        now_ms: u64,
-    ) -> ResumeClaim<'a> {
-        ResumeClaim {
-            room: "r",
-            peer: "a",
-            secret,
-            from_conn,
-            node: "n2",
-            conn,
-            now_ms,
+    use crate::vocabulary::testing::{conn, node, peer, room};
+    use crate::vocabulary::NodeId;
+
+    /// A's resume of its seat in room r, onto node n2.
+    struct Claim {
+        room: RoomName,
+        peer: PeerId,
+        from_conn: ConnId,
+        node: NodeId,
+        conn: ConnId,
+    }
+
+    impl Claim {
+        fn new(from_conn: &str, to_conn: &str) -> Self {
+            Self {
+                room: room("r"),
+                peer: peer("a"),
+                from_conn: conn(from_conn),
+                node: node("n2"),
+                conn: conn(to_conn),
+            }
+        }
+
+        fn with<'a>(&'a self, secret: &'a str, now_ms: u64) -> ResumeClaim<'a> {
+            ResumeClaim {
+                room: &self.room,
+                peer: &self.peer,
+                secret,
+                from_conn: &self.from_conn,
+                node: &self.node,
+                conn: &self.conn,
+                now_ms,
+            }
         }
     }
 
-    fn record(id: &str, conn: &str) -> MemberRecord {
+    fn record(id: &str, via: &str) -> MemberRecord {
         MemberRecord {
-            id: id.into(),
-            name: id.to_uppercase(),
+            id: peer(id),
+            name: DisplayName::parse(&id.to_uppercase()).expect("a name"),
             user: None,
-            node: "n1".into(),
-            conn: conn.into(),
+            node: node("n1"),
+            conn: conn(via),
             joined_at_ms: 0,
             resume_secret: format!("secret-{id}"),
             grant_expires_ms: None,
@@ -241,86 +271,112 @@ mod tests {
     async fn capacity_and_order() {
         let p = MemoryPresence::new();
         assert!(p
-            .join("r", &record("a", "c1"), 2)
+            .join(&room("r"), &record("a", "c1"), 2)
             .await
             .expect("a")
             .is_empty());
-        let others = p.join("r", &record("b", "c2"), 2).await.expect("b");
+        let others = p.join(&room("r"), &record("b", "c2"), 2).await.expect("b");
         assert_eq!(
             others.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
             ["a"]
         );
         assert!(matches!(
-            p.join("r", &record("c", "c3"), 2).await,
+            p.join(&room("r"), &record("c", "c3"), 2).await,
             Err(PresenceError::Full { capacity: 2 })
         ));
-        assert!(p.leave("r", "a", "c1").await.expect("leave"));
-        assert!(p.join("r", &record("c", "c3"), 2).await.is_ok());
+        assert!(p
+            .leave(&room("r"), &peer("a"), &conn("c1"))
+            .await
+            .expect("leave"));
+        assert!(p.join(&room("r"), &record("c", "c3"), 2).await.is_ok());
     }
 
     #[tokio::test]
     async fn stale_connection_cannot_touch_a_resumed_seat() {
         let p = MemoryPresence::new();
-        p.join("r", &record("a", "c1"), 8).await.expect("join");
+        p.join(&room("r"), &record("a", "c1"), 8)
+            .await
+            .expect("join");
         let parked = Parked {
             until_ms: 10_000,
             reason: LeaveReason::Disconnected,
         };
-        assert!(p.park("r", "a", "c1", parked).await.expect("park"));
+        assert!(p
+            .park(&room("r"), &peer("a"), &conn("c1"), parked)
+            .await
+            .expect("park"));
         assert!(matches!(
-            p.resume(&claim("wrong", "c1", "c2", 5_000)).await,
+            p.resume(&Claim::new("c1", "c2").with("wrong", 5_000)).await,
             Err(PresenceError::NoSeat)
         ));
         let (seat, _) = p
-            .resume(&claim("secret-a", "c1", "c2", 5_000))
+            .resume(&Claim::new("c1", "c2").with("secret-a", 5_000))
             .await
             .expect("resumes");
         assert_eq!((seat.node.as_str(), seat.conn.as_str()), ("n2", "c2"));
         // The old connection's timer fires: the seat is no longer its to expire.
-        assert_eq!(p.expire("r", "a", "c1").await.ok(), Some(None));
-        assert!(!p.leave("r", "a", "c1").await.expect("leave"));
-        assert_eq!(p.members("r").await.expect("members").len(), 1);
+        assert_eq!(
+            p.expire(&room("r"), &peer("a"), &conn("c1")).await.ok(),
+            Some(None)
+        );
+        assert!(!p
+            .leave(&room("r"), &peer("a"), &conn("c1"))
+            .await
+            .expect("leave"));
+        assert_eq!(p.members(&room("r")).await.expect("members").len(), 1);
     }
 
     #[tokio::test]
     async fn expired_seat_cannot_be_resumed_and_is_removed() {
         let p = MemoryPresence::new();
-        p.join("r", &record("a", "c1"), 8).await.expect("join");
+        p.join(&room("r"), &record("a", "c1"), 8)
+            .await
+            .expect("join");
         let parked = Parked {
             until_ms: 1_000,
             reason: LeaveReason::TimedOut,
         };
-        p.park("r", "a", "c1", parked).await.expect("park");
+        p.park(&room("r"), &peer("a"), &conn("c1"), parked)
+            .await
+            .expect("park");
         assert!(matches!(
-            p.resume(&claim("secret-a", "c1", "c2", 1_000)).await,
+            p.resume(&Claim::new("c1", "c2").with("secret-a", 1_000))
+                .await,
             Err(PresenceError::NoSeat)
         ));
         assert_eq!(
-            p.expire("r", "a", "c1").await.ok(),
+            p.expire(&room("r"), &peer("a"), &conn("c1")).await.ok(),
             Some(Some(LeaveReason::TimedOut))
         );
-        assert!(p.members("r").await.expect("members").is_empty());
+        assert!(p.members(&room("r")).await.expect("members").is_empty());
     }
 
     #[tokio::test]
     async fn of_two_resumes_that_read_the_same_seat_only_the_first_moves_it() {
         let p = MemoryPresence::new();
-        p.join("r", &record("a", "c1"), 8).await.expect("join");
+        p.join(&room("r"), &record("a", "c1"), 8)
+            .await
+            .expect("join");
         let (seat, _) = p
-            .resume(&claim("secret-a", "c1", "c2", 5_000))
+            .resume(&Claim::new("c1", "c2").with("secret-a", 5_000))
             .await
             .expect("the first resume moves the seat");
         assert_eq!(seat.conn, "c2");
         // The second read the seat while c1 held it: it has moved since.
         assert!(matches!(
-            p.resume(&claim("secret-a", "c1", "c3", 5_000)).await,
+            p.resume(&Claim::new("c1", "c3").with("secret-a", 5_000))
+                .await,
             Err(PresenceError::NoSeat)
         ));
-        let seat = p.seat("r", "a").await.expect("seat").expect("kept");
+        let seat = p
+            .seat(&room("r"), &peer("a"))
+            .await
+            .expect("seat")
+            .expect("kept");
         assert_eq!(seat.conn, "c2");
         // A resume that read it as c2's may take it.
         assert!(p
-            .resume(&claim("secret-a", "c2", "c3", 5_000))
+            .resume(&Claim::new("c2", "c3").with("secret-a", 5_000))
             .await
             .is_ok());
     }

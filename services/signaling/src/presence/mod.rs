@@ -13,7 +13,9 @@ pub mod memory;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use vc_protocol::{LeaveReason, Member};
+use vc_protocol::{DisplayName, LeaveReason, Member, RoomName};
+
+use crate::vocabulary::{ConnId, NodeId, PeerId};
 
 /// Why presence did not do what it was asked. `Full` and `NoSeat` are answers;
 /// the others mean the outcome is unknown, and keep the store's own error as
@@ -38,14 +40,14 @@ pub enum PresenceError {
 /// One seat in a room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
-    pub id: String,
-    pub name: String,
+    pub id: PeerId,
+    pub name: DisplayName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// The node holding the seat's socket.
-    pub node: String,
+    pub node: NodeId,
     /// The connection holding the seat; changes on resume.
-    pub conn: String,
+    pub conn: ConnId,
     pub joined_at_ms: u64,
     /// The secret part of the resume token.
     pub resume_secret: String,
@@ -72,24 +74,24 @@ pub struct Parked {
 /// What a resume asks presence for.
 #[derive(Debug, Clone, Copy)]
 pub struct ResumeClaim<'a> {
-    pub room: &'a str,
-    pub peer: &'a str,
+    pub room: &'a RoomName,
+    pub peer: &'a PeerId,
     pub secret: &'a str,
     /// The connection that held the seat when the resume read it. The seat moves
     /// only from that connection: of two resumes that read the seat at the same
     /// time, the first to reach presence wins and the other finds it moved, so
     /// that only one socket ends up holding it.
-    pub from_conn: &'a str,
-    pub node: &'a str,
-    pub conn: &'a str,
+    pub from_conn: &'a ConnId,
+    pub node: &'a NodeId,
+    pub conn: &'a ConnId,
     pub now_ms: u64,
 }
 
 impl MemberRecord {
     pub fn member(&self) -> Member {
         Member {
-            id: self.id.clone(),
-            name: self.name.clone(),
+            id: self.id.to_string(),
+            name: self.name.to_string(),
             user: self.user.clone(),
             hand: self.hand,
         }
@@ -103,20 +105,25 @@ pub trait Presence: Send + Sync + 'static {
     /// members, oldest first.
     async fn join(
         &self,
-        room: &str,
+        room: &RoomName,
         record: &MemberRecord,
         capacity: usize,
     ) -> Result<Vec<MemberRecord>, PresenceError>;
 
     /// Frees the seat if `conn` still holds it. True when it did.
-    async fn leave(&self, room: &str, peer: &str, conn: &str) -> Result<bool, PresenceError>;
+    async fn leave(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
+    ) -> Result<bool, PresenceError>;
 
     /// Keeps the seat for a resume until `parked.until_ms`, if `conn` still holds it.
     async fn park(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
         parked: Parked,
     ) -> Result<bool, PresenceError>;
 
@@ -132,27 +139,31 @@ pub trait Presence: Send + Sync + 'static {
     /// the room when it did.
     async fn expire(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
     ) -> Result<Option<LeaveReason>, PresenceError>;
 
     /// One seat as it is now: a single read, so that a resume naming a room or
     /// seat that does not exist costs one round trip.
-    async fn seat(&self, room: &str, peer: &str) -> Result<Option<MemberRecord>, PresenceError>;
+    async fn seat(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+    ) -> Result<Option<MemberRecord>, PresenceError>;
 
     /// The room's members, oldest first.
-    async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError>;
+    async fn members(&self, room: &RoomName) -> Result<Vec<MemberRecord>, PresenceError>;
 
     /// How many seats the room has, parked ones included: one cheap read.
-    async fn count(&self, room: &str) -> Result<usize, PresenceError>;
+    async fn count(&self, room: &RoomName) -> Result<usize, PresenceError>;
 
     /// Raises or lowers the seat's hand if `conn` still holds it. True when it did.
     async fn set_hand(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
         hand: bool,
     ) -> Result<bool, PresenceError>;
 }

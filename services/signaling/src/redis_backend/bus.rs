@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, PushKind};
 use tokio::sync::mpsc;
 use tracing::warn;
+use vc_protocol::RoomName;
 
 use super::connection::Connections;
 use super::{keys, scripts};
@@ -90,7 +91,7 @@ impl RedisBus {
 
 #[async_trait]
 impl Bus for RedisBus {
-    async fn subscribe(&self, room: &str) -> Result<(), BusError> {
+    async fn subscribe(&self, room: &RoomName) -> Result<(), BusError> {
         let mut count = self.subscriptions.lock(room).await;
         if *count == 0 {
             self.connections
@@ -103,7 +104,7 @@ impl Bus for RedisBus {
         Ok(())
     }
 
-    async fn unsubscribe(&self, room: &str) -> Result<(), BusError> {
+    async fn unsubscribe(&self, room: &RoomName) -> Result<(), BusError> {
         let mut count = self.subscriptions.lock(room).await;
         if *count == 0 {
             return Ok(());
@@ -147,7 +148,7 @@ impl Bus for RedisBus {
             .map_err(BusError::Redis)
     }
 
-    async fn history(&self, room: &str) -> Result<Vec<String>, BusError> {
+    async fn history(&self, room: &RoomName) -> Result<Vec<String>, BusError> {
         if self.chat.history == 0 {
             return Ok(Vec::new());
         }
@@ -191,7 +192,7 @@ fn decode_push(data: &[redis::Value]) -> Option<Envelope> {
     // A message on a channel that does not match its room would be misrouted.
     if let Some(redis::Value::BulkString(name)) = data.first() {
         let name = std::str::from_utf8(name).ok()?;
-        if keys::room_of(name)? != envelope.room {
+        if envelope.room != keys::room_of(name)? {
             return None;
         }
     }
@@ -202,6 +203,7 @@ fn decode_push(data: &[redis::Value]) -> Option<Envelope> {
 mod tests {
     use super::*;
     use crate::envelope::Event;
+    use crate::vocabulary::testing::{conn, node, peer, room};
 
     fn push(channel: &str, envelope: &Envelope) -> Vec<redis::Value> {
         vec![
@@ -213,18 +215,21 @@ mod tests {
     #[test]
     fn a_push_decodes_only_on_its_own_room_s_channel() {
         let envelope = Envelope {
-            room: "standup".into(),
-            origin: "n1".into(),
+            room: room("standup"),
+            origin: node("n1"),
             sent_at_us: 1,
             traceparent: None,
             event: Event::SeatMoved {
-                peer: "p".into(),
-                conn: "c".into(),
+                peer: peer("0a1b"),
+                conn: conn("c0ffee"),
             },
         };
-        let decoded = decode_push(&push(&keys::channel("standup"), &envelope));
+        let decoded = decode_push(&push(&keys::channel(&room("standup")), &envelope));
         assert_eq!(decoded, Some(envelope.clone()));
-        assert_eq!(decode_push(&push(&keys::channel("other"), &envelope)), None);
+        assert_eq!(
+            decode_push(&push(&keys::channel(&room("other")), &envelope)),
+            None
+        );
         assert_eq!(decode_push(&[redis::Value::Nil]), None);
     }
 }

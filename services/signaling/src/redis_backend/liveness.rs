@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use redis::AsyncCommands;
 use tracing::{info, warn};
+use vc_protocol::RoomName;
 
 use super::connection::{Connections, RedisConn};
 use super::presence::parse_reason;
@@ -15,10 +16,11 @@ use crate::lifecycle::Phase;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::rooms::unix_ms;
+use crate::vocabulary::{NodeId, PeerId};
 
 /// Refreshes this node's liveness key and registration.
 pub(super) async fn heartbeat(
-    node: &str,
+    node: &NodeId,
     settings: &RedisSettings,
     commands: &mut RedisConn,
 ) -> redis::RedisResult<()> {
@@ -32,12 +34,12 @@ pub(super) async fn heartbeat(
         .arg(ttl_ms)
         .query_async::<()>(commands)
         .await?;
-    commands.sadd::<_, _, ()>(keys::NODES, node).await
+    commands.sadd::<_, _, ()>(keys::NODES, node.as_str()).await
 }
 
 /// What the heartbeat-and-sweep task works with.
 pub(super) struct Liveness {
-    pub node_id: String,
+    pub node_id: NodeId,
     pub settings: RedisSettings,
     pub connections: Arc<Connections>,
     /// Announces the seats a sweep frees.
@@ -75,7 +77,11 @@ impl Liveness {
 
     async fn sweep_dead_nodes(&self, commands: &mut RedisConn) -> redis::RedisResult<()> {
         let nodes: Vec<String> = commands.smembers(keys::NODES).await?;
-        for node in nodes.iter().filter(|n| **n != self.node_id) {
+        // An entry that is not a node id was not written by a node: not ours
+        // to sweep.
+        let nodes = nodes.iter().filter_map(|n| NodeId::parse(n).ok());
+        for node in nodes.filter(|n| *n != self.node_id) {
+            let node = &node;
             let alive: bool = commands.exists(keys::alive(node)).await?;
             if alive {
                 continue;
@@ -86,7 +92,7 @@ impl Liveness {
                 u64::try_from(self.settings.heartbeat_interval.as_millis() * 3).unwrap_or(u64::MAX);
             let locked: Option<String> = redis::cmd("SET")
                 .arg(keys::sweep_lock(node))
-                .arg(&self.node_id)
+                .arg(self.node_id.as_str())
                 .arg("NX")
                 .arg("PX")
                 .arg(lock_ms)
@@ -102,14 +108,16 @@ impl Liveness {
     }
 
     /// Frees the seats `node` held, announcing each departure to its room.
-    async fn sweep_node(&self, commands: &mut RedisConn, node: &str) -> redis::RedisResult<()> {
+    async fn sweep_node(&self, commands: &mut RedisConn, node: &NodeId) -> redis::RedisResult<()> {
         let rooms: Vec<String> = commands.smembers(keys::node_rooms(node)).await?;
         let mut waiting_total = 0usize;
-        for room in &rooms {
+        // Only a room name can have keys of a room.
+        for room in rooms.iter().filter_map(|r| RoomName::parse(r).ok()) {
+            let room = &room;
             let reply: Vec<String> = scripts::SWEEP
                 .key(keys::members(room))
                 .key(keys::chat(room))
-                .arg(node)
+                .arg(node.as_str())
                 .arg(unix_ms())
                 .invoke_async(commands)
                 .await?;
@@ -119,15 +127,17 @@ impl Liveness {
             let waiting: usize = waiting.parse().unwrap_or(0);
             waiting_total += waiting;
             if waiting == 0 {
-                let _: i64 = commands.srem(keys::node_rooms(node), room).await?;
+                let _: i64 = commands.srem(keys::node_rooms(node), room.as_str()).await?;
             }
             for pair in removed.chunks_exact(2) {
+                // Seats are keyed by the peer ids nodes minted.
+                let Ok(peer) = PeerId::parse(&pair[0]) else {
+                    continue;
+                };
                 let reason = parse_reason(&pair[1]).unwrap_or(vc_protocol::LeaveReason::NodeLost);
-                self.publisher
-                    .announce_departure(room, &pair[0], reason)
-                    .await;
+                self.publisher.announce_departure(room, &peer, reason).await;
             }
-            if !removed.is_empty() && node != self.node_id {
+            if !removed.is_empty() && *node != self.node_id {
                 self.metrics
                     .peers_swept
                     .inc_by(u64::try_from(removed.len() / 2).unwrap_or(u64::MAX));
@@ -136,9 +146,11 @@ impl Liveness {
                 info!(%room, dead_node = %node, seats = removed.len() / 2, "swept seats of a lost node");
             }
         }
-        if waiting_total == 0 && node != self.node_id {
+        if waiting_total == 0 && *node != self.node_id {
             commands.del::<_, ()>(keys::node_rooms(node)).await?;
-            commands.srem::<_, _, ()>(keys::NODES, node).await?;
+            commands
+                .srem::<_, _, ()>(keys::NODES, node.as_str())
+                .await?;
         }
         Ok(())
     }

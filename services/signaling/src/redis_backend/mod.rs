@@ -31,6 +31,7 @@ use crate::held_seats::HeldSeats;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
+use crate::vocabulary::NodeId;
 use bus::RedisBus;
 use connection::Connections;
 use liveness::Liveness;
@@ -47,7 +48,7 @@ pub enum RedisSetupError {
 }
 
 pub struct RedisBackend {
-    node_id: String,
+    node_id: NodeId,
     settings: RedisSettings,
     connections: Arc<Connections>,
     bus: Arc<RedisBus>,
@@ -60,7 +61,7 @@ impl RedisBackend {
     /// Fails if Redis cannot be reached at start: a node that never had a bus
     /// should not report ready.
     pub async fn connect(
-        node_id: &str,
+        node_id: &NodeId,
         settings: &RedisSettings,
         chat: &ChatSettings,
         sink: Arc<dyn EnvelopeSink>,
@@ -76,7 +77,7 @@ impl RedisBackend {
         tokio::spawn(bus::deliver_pushes(pushes, sink, Arc::clone(&connections)));
         info!(url = %redacted_url(&settings.url), sharded = settings.sharded, "connected to Redis");
         Ok(Self {
-            node_id: node_id.to_owned(),
+            node_id: node_id.clone(),
             settings: settings.clone(),
             bus: Arc::new(RedisBus::new(Arc::clone(&connections), settings, chat)),
             presence: Arc::new(RedisPresence::new(node_id, Arc::clone(&connections))),

@@ -8,30 +8,31 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
-use vc_protocol::LeaveReason;
+use vc_protocol::{LeaveReason, RoomName};
 
 use super::connection::Connections;
 use super::{keys, scripts};
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
+use crate::vocabulary::{ConnId, NodeId, PeerId};
 
 pub struct RedisPresence {
-    node_id: String,
+    node_id: NodeId,
     connections: Arc<Connections>,
 }
 
 impl RedisPresence {
-    pub(super) fn new(node_id: &str, connections: Arc<Connections>) -> Self {
+    pub(super) fn new(node_id: &NodeId, connections: Arc<Connections>) -> Self {
         Self {
-            node_id: node_id.to_owned(),
+            node_id: node_id.clone(),
             connections,
         }
     }
 
     /// Notes that this node holds seats in `room`, for a sweep if it dies.
-    async fn register_room(&self, room: &str) -> Result<(), PresenceError> {
+    async fn register_room(&self, room: &RoomName) -> Result<(), PresenceError> {
         let mut commands = self.connections.commands();
         commands
-            .sadd::<_, _, i64>(keys::node_rooms(&self.node_id), room)
+            .sadd::<_, _, i64>(keys::node_rooms(&self.node_id), room.as_str())
             .await
             .map(|_| ())
             .map_err(PresenceError::Unavailable)
@@ -60,7 +61,7 @@ pub(super) fn parse_reason(reason: &str) -> Option<LeaveReason> {
 impl Presence for RedisPresence {
     async fn join(
         &self,
-        room: &str,
+        room: &RoomName,
         record: &MemberRecord,
         capacity: usize,
     ) -> Result<Vec<MemberRecord>, PresenceError> {
@@ -68,7 +69,7 @@ impl Presence for RedisPresence {
         let json = encode_record(record).map_err(PresenceError::Record)?;
         let reply: Vec<String> = scripts::JOIN
             .key(keys::members(room))
-            .arg(&record.id)
+            .arg(record.id.as_str())
             .arg(json)
             .arg(capacity)
             .invoke_async(&mut commands)
@@ -83,13 +84,18 @@ impl Presence for RedisPresence {
         }
     }
 
-    async fn leave(&self, room: &str, peer: &str, conn: &str) -> Result<bool, PresenceError> {
+    async fn leave(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
+    ) -> Result<bool, PresenceError> {
         let mut commands = self.connections.commands();
         let freed: i64 = scripts::LEAVE
             .key(keys::members(room))
             .key(keys::chat(room))
-            .arg(peer)
-            .arg(conn)
+            .arg(peer.as_str())
+            .arg(conn.as_str())
             .invoke_async(&mut commands)
             .await
             .map_err(PresenceError::Unavailable)?;
@@ -98,17 +104,17 @@ impl Presence for RedisPresence {
 
     async fn park(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
         parked: Parked,
     ) -> Result<bool, PresenceError> {
         let mut commands = self.connections.commands();
         let parked = serde_json::to_string(&parked).map_err(PresenceError::Record)?;
         let done: i64 = scripts::PARK
             .key(keys::members(room))
-            .arg(peer)
-            .arg(conn)
+            .arg(peer.as_str())
+            .arg(conn.as_str())
             .arg(parked)
             .invoke_async(&mut commands)
             .await
@@ -124,12 +130,12 @@ impl Presence for RedisPresence {
         let mut commands = self.connections.commands();
         let reply: Vec<String> = scripts::RESUME
             .key(keys::members(room))
-            .arg(claim.peer)
+            .arg(claim.peer.as_str())
             .arg(claim.secret)
-            .arg(claim.node)
-            .arg(claim.conn)
+            .arg(claim.node.as_str())
+            .arg(claim.conn.as_str())
             .arg(claim.now_ms)
-            .arg(claim.from_conn)
+            .arg(claim.from_conn.as_str())
             .invoke_async(&mut commands)
             .await
             .map_err(PresenceError::Unavailable)?;
@@ -149,32 +155,36 @@ impl Presence for RedisPresence {
 
     async fn expire(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
     ) -> Result<Option<LeaveReason>, PresenceError> {
         let mut commands = self.connections.commands();
         let reason: Option<String> = scripts::EXPIRE
             .key(keys::members(room))
             .key(keys::chat(room))
-            .arg(peer)
-            .arg(conn)
+            .arg(peer.as_str())
+            .arg(conn.as_str())
             .invoke_async(&mut commands)
             .await
             .map_err(PresenceError::Unavailable)?;
         Ok(reason.and_then(|r| parse_reason(&r)))
     }
 
-    async fn seat(&self, room: &str, peer: &str) -> Result<Option<MemberRecord>, PresenceError> {
+    async fn seat(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+    ) -> Result<Option<MemberRecord>, PresenceError> {
         let mut commands = self.connections.commands();
         let raw: Option<String> = commands
-            .hget(keys::members(room), peer)
+            .hget(keys::members(room), peer.as_str())
             .await
             .map_err(PresenceError::Unavailable)?;
         Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
     }
 
-    async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError> {
+    async fn members(&self, room: &RoomName) -> Result<Vec<MemberRecord>, PresenceError> {
         let mut commands = self.connections.commands();
         let raw: Vec<String> = commands
             .hvals(keys::members(room))
@@ -183,7 +193,7 @@ impl Presence for RedisPresence {
         Ok(decode_records(&raw))
     }
 
-    async fn count(&self, room: &str) -> Result<usize, PresenceError> {
+    async fn count(&self, room: &RoomName) -> Result<usize, PresenceError> {
         let mut commands = self.connections.commands();
         commands
             .hlen(keys::members(room))
@@ -193,16 +203,16 @@ impl Presence for RedisPresence {
 
     async fn set_hand(
         &self,
-        room: &str,
-        peer: &str,
-        conn: &str,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
         hand: bool,
     ) -> Result<bool, PresenceError> {
         let mut commands = self.connections.commands();
         let done: i64 = scripts::SET_HAND
             .key(keys::members(room))
-            .arg(peer)
-            .arg(conn)
+            .arg(peer.as_str())
+            .arg(conn.as_str())
             .arg(if hand { "1" } else { "0" })
             .invoke_async(&mut commands)
             .await

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use redis::AsyncCommands;
 use thiserror::Error;
 use tracing::info;
-use vc_protocol::Member;
+use vc_protocol::{Member, RoomName};
 
 use super::bus::RedisBus;
 use super::connection::Connections;
@@ -25,6 +25,7 @@ use crate::config::RedisSettings;
 use crate::held_seats::HeldSeats;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
+use crate::vocabulary::NodeId;
 
 /// `REASSERT`'s answer when the seat was missing and has been written again.
 const RECREATED: i64 = 2;
@@ -38,7 +39,7 @@ pub(super) enum ResyncError {
 }
 
 pub(super) struct Resync {
-    pub node_id: String,
+    pub node_id: NodeId,
     pub settings: RedisSettings,
     pub connections: Arc<Connections>,
     pub bus: Arc<RedisBus>,
@@ -68,21 +69,23 @@ impl Resync {
 
     /// Writes back every seat held here; returns the attached ones that Redis
     /// had lost, to announce again.
-    async fn reassert(&self) -> Result<Vec<(String, Member)>, ResyncError> {
+    async fn reassert(&self) -> Result<Vec<(RoomName, Member)>, ResyncError> {
         let seats = self.held.all();
         let mut commands = self.connections.commands();
         let mut recreated = Vec::new();
         for (room, record) in &seats {
             let outcome: i64 = scripts::REASSERT
                 .key(keys::members(room))
-                .arg(&record.id)
+                .arg(record.id.as_str())
                 .arg(encode_record(record)?)
                 .invoke_async(&mut commands)
                 .await?;
             if outcome == RECREATED && record.parked.is_none() {
                 recreated.push((room.clone(), record.member()));
             }
-            let _: i64 = commands.sadd(keys::node_rooms(&self.node_id), room).await?;
+            let _: i64 = commands
+                .sadd(keys::node_rooms(&self.node_id), room.as_str())
+                .await?;
         }
         liveness::heartbeat(&self.node_id, &self.settings, &mut commands).await?;
         info!(seats = seats.len(), "presence re-asserted");

@@ -19,7 +19,7 @@ struct Health<'a> {
 fn health<'a>(node: &'a Node, status: &'static str) -> Health<'a> {
     Health {
         status,
-        node: &node.id,
+        node: node.id.as_str(),
         phase: match node.lifecycle.phase() {
             Phase::Running => "running",
             Phase::Draining => "draining",

@@ -7,9 +7,10 @@
 
 use actix_web::{http::header, http::StatusCode, web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use vc_protocol::ErrorCode;
+use vc_protocol::{ErrorCode, RoomName};
 
 use crate::node::Node;
+use crate::rooms::Refusal;
 
 #[derive(Serialize)]
 struct HeadCount<'a> {
@@ -35,7 +36,11 @@ pub async fn head_count(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    match node.rooms.head_count(&room, token).await {
+    let counted = match RoomName::parse(&room) {
+        Ok(room) => node.rooms.head_count(&room, token).await,
+        Err(e) => Err(Refusal::invalid_room(&e)),
+    };
+    match counted {
         Ok(members) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
