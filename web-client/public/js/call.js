@@ -66,6 +66,7 @@ export class Call extends EventTarget {
   /** Each peer's hand as last shown, so that a state told again is no news. */
   #shownHands = new Map();
   #signalingState = { state: 'idle' };
+  #connectionTold = null;
   /** Peers already told (by a notice) that a state did not reach them, until delivery is back. */
   #undeliveredTold = new Set();
 
@@ -221,8 +222,13 @@ export class Call extends EventTarget {
     };
   }
 
+  // Told only when it changed: peer state changes come often and mostly change nothing here.
   #emitConnection() {
-    this.#emit('signaling', this.connection);
+    const connection = this.connection;
+    const key = JSON.stringify(connection);
+    if (key === this.#connectionTold) return;
+    this.#connectionTold = key;
+    this.#emit('signaling', connection);
   }
 
   /** Whether the node has chat, raised hands and reactions (protocol revision 2). */
