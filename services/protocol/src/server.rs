@@ -329,6 +329,30 @@ mod tests {
         assert_eq!(back, msg);
     }
 
+    /// `joined` and `resumed` as a node sends them: every field, in the order
+    /// clients have always seen. Read and written again, the text must come out
+    /// byte for byte, whatever shape the Rust types take.
+    #[test]
+    fn joined_and_resumed_keep_their_bytes() {
+        let joined = concat!(
+            r#"{"type":"joined","id":1,"room":"daily-standup","peer":"p1","name":"Ann","#,
+            r#""members":[{"id":"p0","name":"Bob","user":"bob","hand":true}],"#,
+            r#""iceServers":[{"urls":["stun:a:3478"]},"#,
+            r#"{"urls":["turn:a:3478"],"username":"1600:p1","credential":"c="}],"#,
+            r#""resumeToken":"daily-standup.p1.s","resumeWindowMs":10000,"#,
+            r#""chat":[{"messageId":"m1","from":"p0","name":"Bob","text":"hi","at":1764000000000}]}"#
+        );
+        let resumed = concat!(
+            r#"{"type":"resumed","id":"r-2","room":"daily-standup","peer":"p1","name":"Ann","#,
+            r#""members":[],"iceServers":[],"resumeToken":"daily-standup.p1.s","resumeWindowMs":0}"#
+        );
+        for (text, kind) in [(joined, "joined"), (resumed, "resumed")] {
+            let message: ServerMessage = serde_json::from_str(text).expect(kind);
+            assert_eq!(message.type_name(), kind);
+            assert_eq!(message.to_json(), text);
+        }
+    }
+
     #[test]
     fn reports_reject_implausible_numbers() {
         let mut report = CallReport {
