@@ -8,6 +8,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use strum::VariantArray;
 use vc_protocol::{CallReport, CandidateType, ErrorCode, IceOutcome};
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -315,10 +316,11 @@ impl Metrics {
         for path in ["same_node", "cross_node"] {
             self.relay_latency.with_label_values(&[path]);
         }
-        for outcome in ["connected", "failed"] {
-            for candidate in ["host", "srflx", "prflx", "relay", "unknown"] {
+        for &outcome in IceOutcome::VARIANTS {
+            let candidates = CandidateType::VARIANTS.iter().map(|c| c.as_str());
+            for candidate in candidates.chain([UNKNOWN_CANDIDATE]) {
                 self.client_ice_outcomes
-                    .with_label_values(&[outcome, candidate]);
+                    .with_label_values(&[outcome.as_str(), candidate]);
             }
         }
     }
@@ -347,19 +349,11 @@ impl Metrics {
             self.client_rtt.observe(ms / 1000.0);
         }
         if let (true, Some(outcome)) = (report.is_final, report.outcome) {
-            let outcome = match outcome {
-                IceOutcome::Connected => "connected",
-                IceOutcome::Failed => "failed",
-            };
-            let candidate = match report.candidate_type {
-                Some(CandidateType::Host) => "host",
-                Some(CandidateType::Srflx) => "srflx",
-                Some(CandidateType::Prflx) => "prflx",
-                Some(CandidateType::Relay) => "relay",
-                None => "unknown",
-            };
+            let candidate = report
+                .candidate_type
+                .map_or(UNKNOWN_CANDIDATE, CandidateType::as_str);
             self.client_ice_outcomes
-                .with_label_values(&[outcome, candidate])
+                .with_label_values(&[outcome.as_str(), candidate])
                 .inc();
         }
     }
@@ -374,6 +368,9 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 }
+
+/// The `candidate_type` label of an ICE outcome whose report named none.
+const UNKNOWN_CANDIDATE: &str = "unknown";
 
 /// Labels of `vc_sessions_closed_total`.
 pub const CLOSE_REASONS: [&str; 11] = [

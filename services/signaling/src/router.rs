@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
-use vc_protocol::{Member, ServerMessage};
+use vc_protocol::{BroadcastKind, Member, RelayKind, ServerMessage};
 
 use crate::bus::{Envelope, Event};
 use crate::metrics::Metrics;
@@ -495,16 +495,11 @@ fn push(seat: &mut LocalSeat, change: Change, out: Outbound) {
 
 /// Maps a relayed `type` to the static label used in metrics.
 pub fn relay_kind(message: &str) -> &'static str {
-    match message {
-        "offer" => "offer",
-        "answer" => "answer",
-        "candidate" => "candidate",
-        "app-data" => "app-data",
-        "chat" => "chat",
-        "peer-state" => "peer-state",
-        "reaction" => "reaction",
-        _ => "other",
-    }
+    message
+        .parse::<RelayKind>()
+        .map(RelayKind::as_str)
+        .or_else(|_| message.parse::<BroadcastKind>().map(BroadcastKind::as_str))
+        .unwrap_or("other")
 }
 
 /// Shared ownership for the bus and the sessions.
