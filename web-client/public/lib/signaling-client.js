@@ -35,17 +35,10 @@ const TRANSIENT_CODES = new Set(['disconnected', 'timeout', 'draining', 'unavail
 /** Messages queued while the socket is down; older ones are dropped past this. */
 const OUTBOX_LIMIT = 500;
 
-// The lists below name the protocol's messages; services/protocol/tests/js_client.rs
-// compares them (and every `type` this file sends or handles) with vc-protocol.
-
-/** Messages the node relays from one peer to another. */
 const RELAY_TYPES = ['offer', 'answer', 'candidate', 'app-data'];
 
-/**
- * Messages the node delivers from another member to the whole room. `peer-state`
- * has a case of its own before these: it also updates the member.
- */
-const ROOM_TYPES = ['chat', 'peer-state', 'reaction'];
+/** Messages the node delivers from another member to the whole room. */
+const ROOM_TYPES = ['chat', 'reaction'];
 
 /** The reactions the node relays (protocol revision 2). */
 export const REACTIONS = Object.freeze(['👍', '👏', '😂', '😮', '❤️', '🎉']);
