@@ -16,8 +16,9 @@ use rand::Rng;
 use thiserror::Error;
 use tracing::{debug, error, warn};
 use vc_protocol::{
-    is_reaction, validate_chat_text, validate_display_name, validate_room, ChatEntry,
-    ChatTextError, ErrorCode, LeaveReason, Member, RequestId, ServerMessage, REACTIONS,
+    is_reaction, validate_chat_text, validate_display_name, validate_room, BroadcastKind,
+    ChatEntry, ChatTextError, ErrorCode, LeaveReason, Member, RelayKind, RequestId, SeatSnapshot,
+    ServerMessage, REACTIONS,
 };
 
 use crate::auth::Authenticator;
@@ -237,14 +238,13 @@ impl Rooms {
         let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
         let reply = ServerMessage::Joined {
             id: req.id,
-            room: seat.room.clone(),
-            peer: seat.peer.clone(),
-            name: record.name.clone(),
-            members: others.clone(),
-            ice_servers: self.ice.for_peer(&seat.peer, unix_ms() / 1000),
-            resume_token: resume_token(&seat.room, &seat.peer, &record.resume_secret),
-            resume_window_ms: duration_ms(self.settings.resume.window),
-            chat,
+            seat: self.snapshot(
+                &seat,
+                &record.name,
+                others.clone(),
+                resume_token(&seat.room, &seat.peer, &record.resume_secret),
+                chat,
+            ),
         };
         // Announce before activating: if the bus refuses the announcement the
         // client never sees `joined`, and frames others send meanwhile are held.
@@ -363,14 +363,7 @@ impl Rooms {
         let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
         let reply = ServerMessage::Resumed {
             id,
-            room: seat.room.clone(),
-            peer: seat.peer.clone(),
-            name: record.name.clone(),
-            members: others.clone(),
-            ice_servers: self.ice.for_peer(&seat.peer, unix_ms() / 1000),
-            resume_token: token.to_owned(),
-            resume_window_ms: duration_ms(self.settings.resume.window),
-            chat,
+            seat: self.snapshot(&seat, &record.name, others.clone(), token.to_owned(), chat),
         };
         if !self.router.activate(
             &seat.room,
@@ -398,12 +391,34 @@ impl Rooms {
         Ok(seat)
     }
 
+    /// The body of `joined` and `resumed`: the seat, the room as it is now, and
+    /// TURN credentials minted for it.
+    fn snapshot(
+        &self,
+        seat: &Seat,
+        name: &str,
+        members: Vec<Member>,
+        resume_token: String,
+        chat: Vec<ChatEntry>,
+    ) -> SeatSnapshot {
+        SeatSnapshot {
+            room: seat.room.clone(),
+            peer: seat.peer.clone(),
+            name: name.to_owned(),
+            members,
+            ice_servers: self.ice.for_peer(&seat.peer, unix_ms() / 1000),
+            resume_token,
+            resume_window_ms: duration_ms(self.settings.resume.window),
+            chat,
+        }
+    }
+
     /// Relays a finished frame to `to`, if it is another member of the room.
     pub async fn relay(
         &self,
         seat: &Seat,
         to: &str,
-        message: &'static str,
+        kind: RelayKind,
         frame: String,
     ) -> Result<(), Refusal> {
         if to == seat.peer || !self.router.is_member(&seat.room, to) {
@@ -415,14 +430,14 @@ impl Rooms {
         let event = Event::Relay {
             from: seat.peer.clone(),
             to: to.to_owned(),
-            message: message.to_owned(),
+            message: kind.to_string(),
             frame,
         };
         self.publish(&seat.room, event).await.map_err(|e| {
             warn!(room = %seat.room, error = %e, "relay not delivered");
-            Refusal::unavailable(message)
+            Refusal::unavailable(kind.as_str())
         })?;
-        debug!(kind = message, "relayed");
+        debug!(kind = kind.as_str(), "relayed");
         Ok(())
     }
 
@@ -450,7 +465,7 @@ impl Rooms {
         })?;
         let event = Event::Broadcast {
             from: seat.peer.clone(),
-            message: "chat".to_owned(),
+            message: BroadcastKind::Chat.to_string(),
             frame: ServerMessage::chat(&entry).to_json(),
             chat: Some(entry.message_id),
         };
@@ -484,7 +499,7 @@ impl Rooms {
         }
         let event = Event::Broadcast {
             from: seat.peer.clone(),
-            message: "peer-state".to_owned(),
+            message: BroadcastKind::PeerState.to_string(),
             frame: ServerMessage::PeerState {
                 peer: seat.peer.clone(),
                 hand,
@@ -508,7 +523,7 @@ impl Rooms {
         }
         let event = Event::Broadcast {
             from: seat.peer.clone(),
-            message: "reaction".to_owned(),
+            message: BroadcastKind::Reaction.to_string(),
             frame: ServerMessage::Reaction {
                 from: seat.peer.clone(),
                 emoji: emoji.to_owned(),

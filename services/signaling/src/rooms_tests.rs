@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use vc_protocol::{ErrorCode, LeaveReason, Member, ServerMessage};
+use vc_protocol::{ErrorCode, LeaveReason, Member, RelayKind, ServerMessage};
 
 use super::{JoinRequest, Refusal, Rooms, Seat};
 use crate::bus::fake::BusHub;
@@ -161,7 +161,9 @@ impl Node {
             from: from.peer.clone(),
             sdp: sdp.to_owned(),
         };
-        self.rooms.relay(from, to, "offer", frame.to_json()).await
+        self.rooms
+            .relay(from, to, RelayKind::Offer, frame.to_json())
+            .await
     }
 
     fn stats(&self) -> RouterStats {
@@ -209,8 +211,9 @@ impl Client {
     /// thing this client was sent since the last look.
     fn token(&mut self) -> String {
         match self.received().as_slice() {
-            [ServerMessage::Joined { resume_token, .. }
-            | ServerMessage::Resumed { resume_token, .. }] => resume_token.clone(),
+            [ServerMessage::Joined { seat, .. } | ServerMessage::Resumed { seat, .. }] => {
+                seat.resume_token.clone()
+            }
             other => panic!("expected one joined or resumed frame, got {other:?}"),
         }
     }
@@ -231,8 +234,8 @@ fn ids(members: &[Member]) -> String {
 /// One frame as a line: its type and what identifies it.
 fn line(message: &ServerMessage) -> String {
     match message {
-        ServerMessage::Joined { members, .. } => format!("joined [{}]", ids(members)),
-        ServerMessage::Resumed { members, .. } => format!("resumed [{}]", ids(members)),
+        ServerMessage::Joined { seat, .. } => format!("joined [{}]", ids(&seat.members)),
+        ServerMessage::Resumed { seat, .. } => format!("resumed [{}]", ids(&seat.members)),
         ServerMessage::PeerJoined { peer } => format!("peer-joined {}", peer.id),
         ServerMessage::PeerLeft { peer, reason } => format!("peer-left {peer} {reason:?}"),
         ServerMessage::Offer { from, sdp } => format!("offer from {from}: {sdp}"),
@@ -526,8 +529,8 @@ async fn a_failed_announcement_is_taken_back_from_whoever_saw_the_seat() {
     let c = n1.join(&cat, "Cat").await.expect("cat joins");
     let listed = cat.received();
     assert!(
-        matches!(listed.as_slice(), [ServerMessage::Joined { members, .. }]
-            if members.iter().map(|m| m.id.as_str()).eq([a.peer.as_str(), bob_peer.as_str()])),
+        matches!(listed.as_slice(), [ServerMessage::Joined { seat, .. }]
+            if seat.members.iter().map(|m| m.id.as_str()).eq([a.peer.as_str(), bob_peer.as_str()])),
         "{listed:?}"
     );
     // Then Bob's announcement fails.

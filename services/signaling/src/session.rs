@@ -14,8 +14,8 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, debug_span, info_span, Instrument};
 use vc_protocol::{
-    parse_client_message, ClientMessage, ErrorCode, LeaveReason, RequestId, ServerMessage,
-    PROTOCOL_REVISION, PROTOCOL_VERSION,
+    parse_client_message, ClientMessage, ErrorCode, LeaveReason, RelayKind, RequestId,
+    ServerMessage, PROTOCOL_REVISION, PROTOCOL_VERSION,
 };
 
 use crate::frame_guard::{Violation, ViolationCell};
@@ -437,7 +437,7 @@ impl Session {
                     from: seat.peer.clone(),
                     sdp,
                 };
-                relay(&rooms, seat, &to, "offer", frame.to_json()).await?;
+                relay(&rooms, seat, &to, RelayKind::Offer, frame.to_json()).await?;
             }
             ClientMessage::Answer { to, sdp, .. } => {
                 let seat = self.seat()?;
@@ -445,7 +445,7 @@ impl Session {
                     from: seat.peer.clone(),
                     sdp,
                 };
-                relay(&rooms, seat, &to, "answer", frame.to_json()).await?;
+                relay(&rooms, seat, &to, RelayKind::Answer, frame.to_json()).await?;
             }
             ClientMessage::Candidate { to, candidate, .. } => {
                 let seat = self.seat()?;
@@ -453,7 +453,7 @@ impl Session {
                     from: seat.peer.clone(),
                     candidate,
                 };
-                relay(&rooms, seat, &to, "candidate", frame.to_json()).await?;
+                relay(&rooms, seat, &to, RelayKind::Candidate, frame.to_json()).await?;
             }
             ClientMessage::AppData { to, data, .. } => {
                 let seat = self.seat()?;
@@ -461,7 +461,7 @@ impl Session {
                     from: seat.peer.clone(),
                     data,
                 };
-                relay(&rooms, seat, &to, "app-data", frame.to_json()).await?;
+                relay(&rooms, seat, &to, RelayKind::AppData, frame.to_json()).await?;
             }
             ClientMessage::Leave { id } => {
                 let seat = self.seat.take().ok_or_else(not_joined)?;
@@ -658,14 +658,14 @@ async fn relay(
     rooms: &crate::rooms::Rooms,
     seat: &Seat,
     to: &str,
-    kind: &'static str,
+    kind: RelayKind,
     frame: String,
 ) -> Result<(), Refusal> {
     let span = debug_span!(
         parent: None,
         "relay",
         node = %rooms.node_id(),
-        kind,
+        kind = kind.as_str(),
         trace_id = tracing::field::Empty
     );
     telemetry::record_trace_id(&span);
