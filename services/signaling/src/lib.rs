@@ -8,6 +8,7 @@
 pub mod allocator;
 pub mod auth;
 pub mod bus;
+pub mod clock;
 pub mod config;
 #[cfg(test)]
 pub mod faults;
@@ -15,6 +16,7 @@ pub mod frame_guard;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ice;
+pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;

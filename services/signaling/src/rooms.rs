@@ -10,9 +10,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use rand::Rng;
 use thiserror::Error;
 use tracing::{debug, error, warn};
 use vc_protocol::{
@@ -22,8 +21,10 @@ use vc_protocol::{
 
 use crate::auth::Authenticator;
 use crate::bus::{Bus, Envelope, Event};
+use crate::clock::{duration_ms, unix_ms, unix_us};
 use crate::config::Settings;
 use crate::ice::IceServers;
+use crate::ids::random_hex;
 use crate::metrics::Metrics;
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::router::{Outbound, Router, SessionHandle};
@@ -378,9 +379,13 @@ impl Rooms {
         frame: String,
     ) -> Result<(), Refusal> {
         if to == seat.peer || !self.router.is_member(&seat.room, to) {
+            // The id is the client's own input: echoed, but cut short.
             return Err(Refusal::new(
                 ErrorCode::UnknownPeer,
-                format!("peer \"{}\" is not in your room", truncate(to, 32)),
+                format!(
+                    "peer \"{}\" is not in your room",
+                    to.chars().take(32).collect::<String>()
+                ),
             ));
         }
         let event = Event::Relay {
@@ -708,33 +713,6 @@ fn parse_resume_token(token: &str) -> Option<(&str, &str, &str)> {
     (hex(peer) && hex(secret)).then_some((room, peer, secret))
 }
 
-/// `bytes` random bytes as lowercase hex.
-pub fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
-pub fn unix_ms() -> u64 {
-    unix_us() / 1000
-}
-
-pub fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 #[path = "rooms_tests.rs"]
 mod rooms_tests;
@@ -751,13 +729,5 @@ mod tests {
         assert_eq!(parse_resume_token("bad room.0a.ff"), None);
         assert_eq!(parse_resume_token("r.zz.ff"), None);
         assert_eq!(parse_resume_token("r.0a."), None);
-    }
-
-    #[test]
-    fn random_ids_are_hex_of_the_asked_length() {
-        let id = random_hex(8);
-        assert_eq!(id.len(), 16);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(random_hex(8), random_hex(8));
     }
 }

@@ -18,12 +18,14 @@ use vc_protocol::{
     PROTOCOL_REVISION, PROTOCOL_VERSION,
 };
 
+use crate::clock::unix_us;
 use crate::frame_guard::{Violation, ViolationCell};
+use crate::ids::random_hex;
 use crate::lifecycle::Phase;
 use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
 use crate::ratelimit::{Strikes, TokenBucket};
-use crate::rooms::{random_hex, unix_us, JoinRequest, Refusal, Seat};
+use crate::rooms::{JoinRequest, Refusal, Seat};
 use crate::router::{Eviction, Outbound, SessionHandle};
 use crate::telemetry;
 

@@ -10,9 +10,9 @@ use tracing::{info, warn};
 use super::connection::RedisConn;
 use super::{chat_key, members_key, node_rooms_key, scripts, RedisBackend};
 use crate::bus::{Bus, Envelope, Event};
+use crate::clock::{unix_ms, unix_us};
 use crate::config::RedisSettings;
 use crate::lifecycle::Phase;
-use crate::rooms::{unix_ms, unix_us};
 
 /// The set of every node that registered.
 const NODES_KEY: &str = "vc:nodes";

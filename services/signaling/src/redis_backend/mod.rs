@@ -223,7 +223,7 @@ impl RedisBackend {
                 let envelope = Envelope {
                     room: room.clone(),
                     origin: self.node_id.clone(),
-                    sent_at_us: crate::rooms::unix_us(),
+                    sent_at_us: crate::clock::unix_us(),
                     traceparent: None,
                     event: Event::PeerJoined {
                         member: record.member(),
