@@ -27,6 +27,7 @@ pub mod redis_backend;
 pub mod rooms;
 pub mod router;
 pub mod routes;
+pub mod seat_timers;
 pub mod session;
 pub mod startup;
 pub mod telemetry;

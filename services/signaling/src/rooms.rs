@@ -8,12 +8,11 @@
 //! join race-free: the node subscribes to the room before presence gives out the
 //! seat, so no event about the room can fall between the snapshot and the stream.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use thiserror::Error;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 use vc_protocol::{
     is_reaction, validate_chat_text, validate_display_name, validate_room, ChatEntry,
     ChatTextError, ErrorCode, LeaveReason, Member, RequestId, ServerMessage, REACTIONS,
@@ -25,9 +24,11 @@ use crate::clock::{duration_ms, unix_ms, unix_us};
 use crate::config::Settings;
 use crate::ice::IceServers;
 use crate::ids::random_hex;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::router::{Outbound, Router, SessionHandle};
+use crate::seat_timers::{Free, Freeing, SeatTimers, FREE_RETRY};
 
 /// A request the node turned down: the code and text of the `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -51,22 +52,6 @@ impl Refusal {
             format!("{what}: the cluster bus is unavailable, try again shortly"),
         )
     }
-}
-
-/// How long a presence call that frees a seat waits before it is tried again.
-const FREE_RETRY: Duration = Duration::from_secs(1);
-
-/// Most seats that wait at once for presence to come back and free them, so that
-/// a long outage cannot grow the node's memory without bound.
-const MAX_PENDING_FREES: usize = 10_000;
-
-/// How [`Rooms::free`] frees a seat.
-#[derive(Debug, Clone, Copy)]
-enum Freeing {
-    /// `LEAVE`, then `peer-left` with this reason.
-    Leave(LeaveReason),
-    /// `EXPIRE` of a parked seat, then `peer-left` with the reason it was parked with.
-    Expire,
 }
 
 /// The seat a session holds: what it needs to relay, leave or park.
@@ -98,30 +83,47 @@ pub struct Rooms {
     auth: Authenticator,
     ice: IceServers,
     metrics: Arc<Metrics>,
-    /// Seats whose freeing waits for presence to answer again.
-    pending_frees: AtomicUsize,
+    /// Parked seats until their window passes, and seats whose freeing failed.
+    timers: SeatTimers,
 }
 
 impl Rooms {
-    pub fn new(
+    /// The room service, with its seat timers running on `lifecycle` until the
+    /// node stops.
+    pub fn start(
         node_id: String,
         settings: Arc<Settings>,
         router: Arc<Router>,
         bus: Arc<dyn Bus>,
         presence: Arc<dyn Presence>,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            metrics,
-            auth: Authenticator::new(&settings.auth),
-            ice: IceServers::new(&settings.ice),
-            node_id,
-            settings,
-            router,
-            bus,
-            presence,
-            pending_frees: AtomicUsize::new(0),
-        }
+        lifecycle: &Lifecycle,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|rooms: &Weak<Self>| {
+            let rooms = rooms.clone();
+            // Weak: the task must not keep the service alive, nor the service
+            // the task, whose command channel closes when the service goes.
+            let free: Free = Arc::new(move |seat, freeing| {
+                let rooms = rooms.clone();
+                Box::pin(async move {
+                    match rooms.upgrade() {
+                        Some(rooms) => rooms.free_once(&seat, freeing).await,
+                        None => true,
+                    }
+                })
+            });
+            Self {
+                metrics,
+                auth: Authenticator::new(&settings.auth),
+                ice: IceServers::new(&settings.ice),
+                node_id,
+                settings,
+                router,
+                bus,
+                presence,
+                timers: SeatTimers::start(lifecycle, free),
+            }
+        })
     }
 
     pub fn node_id(&self) -> &str {
@@ -136,9 +138,13 @@ impl Rooms {
         self.bus.as_ref()
     }
 
+    pub fn seat_timers(&self) -> &SeatTimers {
+        &self.timers
+    }
+
     /// Seats a session in a room; the `joined` reply is queued on `handle`.
     pub async fn join(
-        self: &Arc<Self>,
+        &self,
         req: JoinRequest<'_>,
         conn: &str,
         handle: SessionHandle,
@@ -247,7 +253,7 @@ impl Rooms {
 
     /// Gives a session back a parked seat; the `resumed` reply is queued on `handle`.
     pub async fn resume(
-        self: &Arc<Self>,
+        &self,
         id: Option<RequestId>,
         token: &str,
         conn: &str,
@@ -284,6 +290,7 @@ impl Rooms {
                     conn: record.conn.clone(),
                     grant_expires_ms: record.grant_expires_ms,
                 };
+                self.timers.cancel(room, peer, &record.conn);
                 self.free(&seat, Freeing::Expire).await;
             }
             return Err(Refusal::new(
@@ -318,7 +325,12 @@ impl Rooms {
             now_ms: unix_ms(),
         };
         let (record, others) = match self.presence.resume(&claim).await {
-            Ok(found) => found,
+            Ok(found) => {
+                // The seat left the parked connection: its timer would find
+                // another one there.
+                self.timers.cancel(room, peer, claim.from_conn);
+                found
+            }
             Err(e) => {
                 self.release(&seat).await;
                 return Err(match e {
@@ -538,14 +550,15 @@ impl Rooms {
     }
 
     /// Frees the seat now and tells the room why.
-    pub async fn leave(self: &Arc<Self>, seat: &Seat, reason: LeaveReason) {
+    pub async fn leave(&self, seat: &Seat, reason: LeaveReason) {
         self.router.remove(&seat.room, &seat.peer, &seat.conn);
+        self.timers.cancel(&seat.room, &seat.peer, &seat.conn);
         self.free(seat, Freeing::Leave(reason)).await;
         self.unsubscribe(&seat.room).await;
     }
 
     /// Keeps the seat for `resume.window`, then frees it unless it was resumed.
-    pub async fn park(self: &Arc<Self>, seat: Seat, reason: LeaveReason) {
+    pub async fn park(&self, seat: Seat, reason: LeaveReason) {
         self.router.remove(&seat.room, &seat.peer, &seat.conn);
         self.unsubscribe(&seat.room).await;
         let window = self.settings.resume.window;
@@ -569,36 +582,17 @@ impl Rooms {
                 Freeing::Leave(reason)
             }
         };
-        let rooms = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(window).await;
-            rooms.free(&seat, freeing).await;
-        });
+        self.timers.park(seat, freeing, window);
     }
 
     /// Frees the seat in presence if `seat.conn` still holds it, and tells the
-    /// room when it did. While presence fails, tries again every [`FREE_RETRY`]
-    /// in the background: a seat left behind would outlive its socket on a node
+    /// room when it did. While presence fails, the seat timers try again every
+    /// [`FREE_RETRY`]: a seat left behind would outlive its socket on a node
     /// that is alive, where no sweep frees it.
-    async fn free(self: &Arc<Self>, seat: &Seat, freeing: Freeing) {
-        if self.free_once(seat, freeing).await {
-            return;
+    async fn free(&self, seat: &Seat, freeing: Freeing) {
+        if !self.free_once(seat, freeing).await {
+            self.timers.retry(seat.clone(), freeing);
         }
-        if self.pending_frees.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_FREES {
-            self.pending_frees.fetch_sub(1, Ordering::Relaxed);
-            error!(room = %seat.room, "too many seats waiting to be freed: this one stays until the node restarts");
-            return;
-        }
-        let (rooms, seat) = (Arc::clone(self), seat.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(FREE_RETRY).await;
-                if rooms.free_once(&seat, freeing).await {
-                    break;
-                }
-            }
-            rooms.pending_frees.fetch_sub(1, Ordering::Relaxed);
-        });
     }
 
     /// One try of [`Rooms::free`]: true once presence has answered.
