@@ -404,6 +404,20 @@ pub fn join_outcome(code: ErrorCode) -> &'static str {
     }
 }
 
+/// Maps a relayed `type` to the static label used in metrics.
+pub fn relay_kind(message: &str) -> &'static str {
+    match message {
+        "offer" => "offer",
+        "answer" => "answer",
+        "candidate" => "candidate",
+        "app-data" => "app-data",
+        "chat" => "chat",
+        "peer-state" => "peer-state",
+        "reaction" => "reaction",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

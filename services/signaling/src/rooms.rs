@@ -9,7 +9,6 @@
 //! seat, so no event about the room can fall between the snapshot and the stream.
 
 use std::sync::{Arc, Weak};
-use std::time::Instant;
 
 use thiserror::Error;
 use tracing::{debug, warn};
@@ -19,15 +18,19 @@ use vc_protocol::{
 };
 
 use crate::auth::Authenticator;
-use crate::bus::{Bus, Envelope, Event};
-use crate::clock::{duration_ms, unix_ms, unix_us};
+use crate::bus::Bus;
+use crate::clock::{duration_ms, unix_ms};
 use crate::config::Settings;
+use crate::envelope::Event;
+use crate::held_seats::HeldSeats;
 use crate::ice::IceServers;
 use crate::ids::random_hex;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::outbox::{Outbound, SessionHandle};
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
-use crate::router::{Outbound, Router, SessionHandle};
+use crate::publisher::Publisher;
+use crate::router::Router;
 use crate::seat_timers::{Free, Freeing, SeatTimers, FREE_RETRY};
 
 /// A request the node turned down: the code and text of the `error` frame.
@@ -79,7 +82,11 @@ pub struct Rooms {
     settings: Arc<Settings>,
     router: Arc<Router>,
     bus: Arc<dyn Bus>,
+    /// The only way anything on this node publishes.
+    publisher: Arc<Publisher>,
     presence: Arc<dyn Presence>,
+    /// The seats this node holds in presence, written next to each presence call.
+    held: Arc<HeldSeats>,
     auth: Authenticator,
     ice: IceServers,
     metrics: Arc<Metrics>,
@@ -113,6 +120,12 @@ impl Rooms {
                 })
             });
             Self {
+                publisher: Arc::new(Publisher::new(
+                    node_id.clone(),
+                    Arc::clone(&bus),
+                    Arc::clone(&metrics),
+                )),
+                held: Arc::new(HeldSeats::new()),
                 metrics,
                 auth: Authenticator::new(&settings.auth),
                 ice: IceServers::new(&settings.ice),
@@ -136,6 +149,16 @@ impl Rooms {
 
     pub fn bus(&self) -> &dyn Bus {
         self.bus.as_ref()
+    }
+
+    /// What the node's other publishers (the Redis backend's tasks) publish through.
+    pub fn publisher(&self) -> Arc<Publisher> {
+        Arc::clone(&self.publisher)
+    }
+
+    /// The seats this node holds, for the Redis resync to write back.
+    pub fn held_seats(&self) -> Arc<HeldSeats> {
+        Arc::clone(&self.held)
     }
 
     pub fn seat_timers(&self) -> &SeatTimers {
@@ -192,7 +215,10 @@ impl Rooms {
             .join(&seat.room, &record, self.settings.rooms.capacity)
             .await
         {
-            Ok(others) => others,
+            Ok(others) => {
+                self.held.hold(&seat.room, record.clone());
+                others
+            }
             Err(PresenceError::Full { capacity }) => {
                 self.release(&seat).await;
                 return Err(Refusal::new(
@@ -334,14 +360,16 @@ impl Rooms {
             Err(e) => {
                 self.release(&seat).await;
                 return Err(match e {
-                    PresenceError::Unavailable(_) => {
+                    PresenceError::NoSeat | PresenceError::Full { .. } => failed(),
+                    e => {
                         self.presence_failed();
+                        warn!(%room, error = %e, "resuming a seat failed");
                         Refusal::unavailable("resume")
                     }
-                    PresenceError::NoSeat | PresenceError::Full { .. } => failed(),
                 });
             }
         };
+        self.held.hold(room, record.clone());
         let others: Vec<Member> = others.iter().map(MemberRecord::member).collect();
         let chat = self.chat_history(&seat.room).await;
         let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
@@ -442,7 +470,8 @@ impl Rooms {
             frame: ServerMessage::chat(&entry).to_json(),
             chat: Some(entry.message_id),
         };
-        self.publish_with(&seat.room, event, Some(&kept))
+        self.publisher
+            .publish_kept(&seat.room, event, &kept)
             .await
             .map_err(|e| {
                 warn!(room = %seat.room, error = %e, "chat not delivered");
@@ -453,6 +482,7 @@ impl Rooms {
     /// Raises or lowers the seat's hand: kept with the seat in presence, so that
     /// joiners see it, and told to every other member.
     pub async fn set_hand(&self, seat: &Seat, hand: bool) -> Result<(), Refusal> {
+        self.held.set_hand(&seat.room, &seat.peer, &seat.conn, hand);
         match self
             .presence
             .set_hand(&seat.room, &seat.peer, &seat.conn, hand)
@@ -566,6 +596,7 @@ impl Rooms {
             until_ms: unix_ms() + duration_ms(window),
             reason,
         };
+        self.held.park(&seat.room, &seat.peer, &seat.conn, parked);
         let freeing = match self
             .presence
             .park(&seat.room, &seat.peer, &seat.conn, parked)
@@ -573,7 +604,10 @@ impl Rooms {
         {
             Ok(true) => Freeing::Expire,
             // Resumed elsewhere already, or gone: nothing to wait for.
-            Ok(false) => return,
+            Ok(false) => {
+                self.held.let_go(&seat.room, &seat.peer, &seat.conn);
+                return;
+            }
             // The seat stays attached to this dead connection: it can still be
             // resumed, and is freed like a parked one when the window passes.
             Err(e) => {
@@ -598,6 +632,7 @@ impl Rooms {
     /// One try of [`Rooms::free`]: true once presence has answered.
     async fn free_once(&self, seat: &Seat, freeing: Freeing) -> bool {
         let (room, peer, conn) = (&seat.room, &seat.peer, &seat.conn);
+        self.held.let_go(room, peer, conn);
         let freed = match freeing {
             Freeing::Leave(reason) => self
                 .presence
@@ -623,6 +658,7 @@ impl Rooms {
     /// Gives back a seat's local reservation and subscription without touching
     /// presence: after a failed join, or when the seat moved to another socket.
     pub async fn release(&self, seat: &Seat) {
+        self.held.let_go(&seat.room, &seat.peer, &seat.conn);
         self.router.remove(&seat.room, &seat.peer, &seat.conn);
         self.unsubscribe(&seat.room).await;
     }
@@ -634,51 +670,11 @@ impl Rooms {
     }
 
     pub async fn announce_departure(&self, room: &str, peer: &str, reason: LeaveReason) {
-        let event = Event::PeerLeft {
-            peer: peer.to_owned(),
-            reason,
-        };
-        if let Err(e) = self.publish(room, event).await {
-            warn!(%room, error = %e, "announcing a departure failed");
-        }
+        self.publisher.announce_departure(room, peer, reason).await;
     }
 
     async fn publish(&self, room: &str, event: Event) -> Result<(), crate::bus::BusError> {
-        self.publish_with(room, event, None).await
-    }
-
-    /// Publishes, and with `kept` keeps that chat entry in the room's history in
-    /// the same step.
-    async fn publish_with(
-        &self,
-        room: &str,
-        event: Event,
-        kept: Option<&str>,
-    ) -> Result<(), crate::bus::BusError> {
-        let envelope = Envelope {
-            room: room.to_owned(),
-            origin: self.node_id.clone(),
-            sent_at_us: unix_us(),
-            traceparent: crate::telemetry::current_traceparent(),
-            event,
-        };
-        let started = Instant::now();
-        let result = match kept {
-            Some(entry) => self.bus.publish_kept(&envelope, entry).await,
-            None => self.bus.publish(&envelope).await,
-        };
-        self.metrics
-            .bus_publish
-            .observe(started.elapsed().as_secs_f64());
-        match &result {
-            Ok(()) => self.metrics.bus_published.inc(),
-            Err(_) => self
-                .metrics
-                .bus_errors
-                .with_label_values(&["publish"])
-                .inc(),
-        }
-        result
+        self.publisher.publish(room, event).await
     }
 
     fn presence_failed(&self) {

@@ -13,15 +13,16 @@ use vc_protocol::{ErrorCode, LeaveReason, Member, ServerMessage};
 use super::{JoinRequest, Refusal, Rooms, Seat};
 use crate::auth::Authenticator;
 use crate::bus::fake::BusHub;
-use crate::bus::Event;
 use crate::config::{AuthMode, RoomSettings, Settings};
+use crate::envelope::Event;
 use crate::faults::{FaultPlan, Op};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
+use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::presence::fake::FakePresence;
 use crate::presence::memory::MemoryPresence;
 use crate::presence::{MemberRecord, Presence};
-use crate::router::{Eviction, Outbound, Router, RouterStats, SessionHandle};
+use crate::router::{Router, RouterStats};
 
 const ROOM: &str = "standup";
 
@@ -61,7 +62,7 @@ impl Fleet {
         let faults = FaultPlan::new();
         let bus = self
             .hub
-            .attach(id, Arc::clone(&router), Arc::clone(&faults));
+            .attach(id, Arc::clone(&router) as _, Arc::clone(&faults));
         let presence = FakePresence::new(Arc::clone(&self.store), Arc::clone(&faults));
         let lifecycle = Lifecycle::new();
         let rooms = Rooms::start(
@@ -138,12 +139,22 @@ impl Node {
 
     /// Joins in a task of its own, for a join that a gate stops midway.
     fn spawn_join(&self, client: &Client, name: &str) -> JoinHandle<Result<Seat, Refusal>> {
+        self.spawn_join_room(client, ROOM, name)
+    }
+
+    fn spawn_join_room(
+        &self,
+        client: &Client,
+        room: &str,
+        name: &str,
+    ) -> JoinHandle<Result<Seat, Refusal>> {
         let rooms = Arc::clone(&self.rooms);
-        let (conn, handle, name) = (client.conn.clone(), client.handle.clone(), name.to_owned());
+        let (conn, handle) = (client.conn.clone(), client.handle.clone());
+        let (room, name) = (room.to_owned(), name.to_owned());
         tokio::spawn(async move {
             let request = JoinRequest {
                 id: None,
-                room: ROOM,
+                room: &room,
                 name: &name,
                 token: None,
             };
@@ -409,6 +420,75 @@ async fn a_presence_join_that_ran_before_failing_leaves_no_seat() {
     assert!(ann.saw().is_empty());
     assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
     assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+}
+
+/// Lets the spawned tasks run until the node holds `seats` local seats: a join
+/// has reserved its seat, so it is at its subscribe or past it.
+async fn until_seats(node: &Node, seats: usize) {
+    while node.stats().seats < seats {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_subscribe_stuck_in_one_room_holds_up_joins_into_that_room_only() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (dan, eve, mut ann) = (Client::new("d1"), Client::new("e1"), Client::new("a1"));
+    let gate = n1.faults.hold_next(Op::BusSubscribe);
+    let dan_joins = n1.spawn_join_room(&dan, "retro", "Dan");
+    gate.reached().await;
+    let eve_joins = n1.spawn_join_room(&eve, "retro", "Eve");
+    until_seats(&n1, 2).await;
+
+    // Another room is not held up by retro's round trip.
+    let a = tokio::time::timeout(Duration::from_secs(10), n1.join(&ann, "Ann"))
+        .await
+        .expect("a join into another room does not wait for retro's subscribe")
+        .expect("ann joins");
+    assert_eq!(ann.saw(), [joined(&[])]);
+    // Retro's second join waits for the first one's subscribe: it has not
+    // subscribed, let alone taken a seat.
+    assert_eq!(n1.faults.count(Op::BusSubscribe), 2);
+    assert!(fleet.members_of("retro").await.is_empty());
+    assert_eq!(fleet.members().await, [a.peer.as_str()]);
+
+    gate.open();
+    let d = finished(dan_joins).await.expect("dan joins");
+    let e = finished(eve_joins).await.expect("eve joins");
+    assert_eq!(
+        fleet.members_of("retro").await,
+        [d.peer.as_str(), e.peer.as_str()]
+    );
+    assert_eq!(fleet.hub.subscriptions("n1", "retro"), 2);
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+}
+
+#[tokio::test]
+async fn a_join_racing_the_last_leave_of_its_room_waits_for_the_unsubscribe_and_stays_subscribed() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    let gate = n1.faults.hold_next(Op::BusUnsubscribe);
+    let leaving = {
+        let (rooms, a) = (Arc::clone(&n1.rooms), a.clone());
+        tokio::spawn(async move { rooms.leave(&a, LeaveReason::Left).await })
+    };
+    gate.reached().await;
+    let joining = n1.spawn_join(&bob, "Bob");
+    until_seats(&n1, 1).await;
+    // The join waits for the room's unsubscribe to finish before it subscribes.
+    assert_eq!(n1.faults.count(Op::BusSubscribe), 1);
+    assert!(fleet.members().await.is_empty());
+
+    gate.open();
+    finished(leaving).await;
+    let b = finished(joining).await.expect("bob joins");
+    assert_eq!(bob.saw(), [joined(&[])]);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+    assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
+    assert_eq!(fleet.hub.unbalanced_unsubscribes(), 0);
 }
 
 #[tokio::test]

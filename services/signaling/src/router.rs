@@ -19,72 +19,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
 use vc_protocol::{Member, ServerMessage};
 
-use crate::bus::{Envelope, Event};
-use crate::metrics::Metrics;
-
-/// One frame waiting for a session's socket. Kept small: every session holds a
-/// block of these in its outbox for its whole life.
-#[derive(Debug, Clone)]
-pub struct Outbound {
-    pub text: Box<str>,
-    /// The message `type`, for metrics.
-    pub kind: &'static str,
-    /// When the sender's node published it (wall-clock µs) for relayed
-    /// messages; 0 for everything else.
-    pub sent_at_us: u64,
-    /// Whether it was published by another node, for the relay latency path.
-    pub cross_node: bool,
-}
-
-impl Outbound {
-    pub fn message(msg: &ServerMessage) -> Self {
-        Self {
-            text: msg.to_json().into_boxed_str(),
-            kind: msg.type_name(),
-            sent_at_us: 0,
-            cross_node: false,
-        }
-    }
-}
-
-/// Why the router tells a session to close its socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eviction {
-    /// Its outbox is full: it does not read fast enough.
-    SlowConsumer,
-    /// Its seat was resumed by another connection.
-    SeatMoved,
-}
-
-/// The router's handle on one session: its outbox and its eviction switch.
-#[derive(Debug, Clone)]
-pub struct SessionHandle {
-    outbox: mpsc::Sender<Outbound>,
-    evict: watch::Sender<Option<Eviction>>,
-}
-
-impl SessionHandle {
-    pub fn new(outbox: mpsc::Sender<Outbound>, evict: watch::Sender<Option<Eviction>>) -> Self {
-        Self { outbox, evict }
-    }
-
-    /// Queues a frame; a full outbox evicts the session rather than drop the frame.
-    pub fn send(&self, out: Outbound) {
-        match self.outbox.try_send(out) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.evict(Eviction::SlowConsumer),
-            // The session is ending; its cleanup will remove it from the router.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-
-    pub fn evict(&self, why: Eviction) {
-        self.evict.send_replace(Some(why));
-    }
-}
+use crate::envelope::{Envelope, EnvelopeSink, Event};
+use crate::metrics::{relay_kind, Metrics};
+use crate::outbox::{Eviction, Outbound, SessionHandle};
 
 /// How a held frame changes the room, for reconciling with a snapshot.
 #[derive(Debug, Clone)]
@@ -371,24 +310,23 @@ impl Router {
             .is_some_and(|local| local.mirror.iter().any(|m| m.id == peer))
     }
 
-    /// Hands an envelope from the bus to the local sessions it concerns. Borrowed:
-    /// the in-process bus delivers what its publisher still owns, and a relayed
-    /// frame is copied once, into the receiver's outbox.
-    pub fn deliver(&self, envelope: &Envelope) {
+    pub fn stats(&self) -> RouterStats {
+        let rooms = self.lock();
+        RouterStats {
+            rooms: rooms.len(),
+            seats: rooms.values().map(|r| r.seats.len()).sum(),
+        }
+    }
+}
+
+/// Where every envelope from the bus reaches the local sessions it concerns: the
+/// sink each bus of this node delivers into.
+impl EnvelopeSink for Router {
+    /// Borrowed: the in-process bus delivers what its publisher still owns, and a
+    /// relayed frame is copied once, into the receiver's outbox.
+    fn deliver(&self, envelope: &Envelope) {
         self.metrics.bus_received.inc();
-        let span = match (&envelope.event, &envelope.traceparent) {
-            (Event::Relay { message, .. }, Some(traceparent)) => {
-                let span = tracing::debug_span!(
-                    "deliver",
-                    node = %self.node_id,
-                    kind = %message,
-                    trace_id = tracing::field::Empty
-                );
-                crate::telemetry::continue_trace(&span, traceparent);
-                span
-            }
-            _ => tracing::Span::none(),
-        };
+        let span = crate::telemetry::deliver_span(&self.node_id, envelope);
         let _entered = span.enter();
         let cross_node = envelope.origin != self.node_id;
         let mut rooms = self.lock();
@@ -400,14 +338,6 @@ impl Router {
             return;
         }
         apply(local, envelope, cross_node);
-    }
-
-    pub fn stats(&self) -> RouterStats {
-        let rooms = self.lock();
-        RouterStats {
-            rooms: rooms.len(),
-            seats: rooms.values().map(|r| r.seats.len()).sum(),
-        }
     }
 }
 
@@ -493,26 +423,10 @@ fn push(seat: &mut LocalSeat, change: Change, out: Outbound) {
     }
 }
 
-/// Maps a relayed `type` to the static label used in metrics.
-pub fn relay_kind(message: &str) -> &'static str {
-    match message {
-        "offer" => "offer",
-        "answer" => "answer",
-        "candidate" => "candidate",
-        "app-data" => "app-data",
-        "chat" => "chat",
-        "peer-state" => "peer-state",
-        "reaction" => "reaction",
-        _ => "other",
-    }
-}
-
-/// Shared ownership for the bus and the sessions.
-pub type SharedRouter = Arc<Router>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::{mpsc, watch};
     use vc_protocol::LeaveReason;
 
     fn member(id: &str) -> Member {

@@ -24,9 +24,9 @@ use crate::ids::random_hex;
 use crate::lifecycle::Phase;
 use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
+use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::ratelimit::{Strikes, TokenBucket};
 use crate::rooms::{JoinRequest, Refusal, Seat};
-use crate::router::{Eviction, Outbound, SessionHandle};
 use crate::telemetry;
 
 /// Most frames written to the socket per wake-up, so that a busy outbox cannot

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::bus::memory::{MemoryBus, MemoryHistory};
 use crate::bus::Bus;
 use crate::config::Settings;
+use crate::envelope::EnvelopeSink;
 use crate::ids::random_hex;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
@@ -70,22 +71,23 @@ impl Application {
         let metrics = Arc::new(Metrics::new(&node_id));
         let router = Arc::new(Router::new(&node_id, Arc::clone(&metrics)));
         let lifecycle = Lifecycle::new();
+        // The router is where both buses deliver: registered as the bus's sink.
+        let sink: Arc<dyn EnvelopeSink> = Arc::clone(&router) as Arc<dyn EnvelopeSink>;
         let (bus, presence, redis): (Arc<dyn Bus>, Arc<dyn Presence>, _) = if settings.uses_redis()
         {
             let backend = RedisBackend::connect(
                 &node_id,
                 &settings.redis,
                 &settings.chat,
-                Arc::clone(&router),
-                &lifecycle,
+                sink,
                 Arc::clone(&metrics),
             )
             .await?;
-            (backend.clone(), backend.clone(), Some(backend))
+            (backend.bus(), backend.presence(), Some(Arc::new(backend)))
         } else {
             let history = Arc::new(MemoryHistory::new(settings.chat.history));
             (
-                Arc::new(MemoryBus::new(Arc::clone(&router), Arc::clone(&history))),
+                Arc::new(MemoryBus::new(sink, Arc::clone(&history))),
                 Arc::new(MemoryPresence::with_history(history)),
                 None,
             )
@@ -99,6 +101,9 @@ impl Application {
             Arc::clone(&metrics),
             &lifecycle,
         );
+        if let Some(backend) = &redis {
+            backend.start(rooms.publisher(), rooms.held_seats(), &lifecycle);
+        }
         let node = Arc::new(Node {
             id: node_id,
             settings: Arc::clone(&settings),

@@ -28,6 +28,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 use crate::config::{LogFormat, TelemetrySettings};
+use crate::envelope::{Envelope, Event};
 
 /// Keeps the trace pipeline alive; dropping it flushes the spans still queued.
 pub struct TelemetryGuard {
@@ -176,6 +177,25 @@ pub fn current_traceparent() -> Option<String> {
     let mut fields = HashMap::new();
     TraceContextPropagator::new().inject_context(&context, &mut Carrier(&mut fields));
     fields.remove("traceparent")
+}
+
+/// The span a relay's delivery runs in on the receiving node, a child of the
+/// sender's `relay` span when the envelope carries its `traceparent`; no span
+/// for anything else, which is not traced per message.
+pub fn deliver_span(node: &str, envelope: &Envelope) -> Span {
+    match (&envelope.event, &envelope.traceparent) {
+        (Event::Relay { message, .. }, Some(traceparent)) => {
+            let span = tracing::debug_span!(
+                "deliver",
+                node = %node,
+                kind = %message,
+                trace_id = tracing::field::Empty
+            );
+            continue_trace(&span, traceparent);
+            span
+        }
+        _ => Span::none(),
+    }
 }
 
 /// Makes `span` a child of the remote span named by `traceparent`.

@@ -370,7 +370,13 @@ test('three people: pin and speaker view put one person on stage; joins and leav
   await checkAccessibility(ann.page, 'call of three, speaker view, people panel');
 
   // Unpinned, the speaker view follows whoever is heard; the grid comes back with L.
-  await ann.page.click('.person-pin[aria-label="Unpin Bob Stone"]');
+  // A loaded machine can leave the page's hit test unanswered for a long time: try
+  // the click again until it lands (the button then names the pin, not the unpin).
+  const unpin = '.person-pin[aria-label="Unpin Bob Stone"]';
+  await waitFor(
+    async () => (await ann.page.click(unpin, { timeout: 10_000 }).then(() => true, () => false)) || (await ann.page.locator(unpin).count()) === 0,
+    { timeoutMs: 60_000, message: 'the unpin click to land' },
+  );
   await waitFor(async () => (await stage()).tiles.filter((tile) => tile.featured).length === 1, { message: 'a speaker on stage' });
   await ann.page.keyboard.press('l');
   await waitFor(async () => !(await stage()).speaker, { message: 'the grid again' });

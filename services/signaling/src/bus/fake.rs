@@ -1,14 +1,16 @@
 //! `FakeBus`: the in-process bus for tests, with faults, several nodes and
 //! envelopes held in transit.
 //!
-//! Nodes attach their routers to one [`BusHub`]. Like Redis pub/sub, a publish
-//! reaches the routers of the nodes subscribed to the room at that moment,
-//! publisher included, in publish order. Unlike the in-process bus of a single
+//! Nodes attach their sinks (their routers) to one [`BusHub`]. Like Redis
+//! pub/sub, a publish reaches the sinks of the nodes subscribed to the room at
+//! that moment, publisher included, in publish order. Unlike the in-process bus of a single
 //! node, subscriptions are counted per node and room, so a test sees what the
 //! room core left subscribed. The hub records every envelope published, and can
 //! hold envelopes instead of delivering them, so that a test releases them later
 //! and in another order (messages in flight from different nodes). Each node's
-//! bus also obeys that node's [`FaultPlan`].
+//! bus also obeys that node's [`FaultPlan`], and like the Redis bus it subscribes
+//! and unsubscribes each room under that room's own lock ([`RoomLocks`]), so
+//! that a call a test holds at a gate holds up its own room only.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,9 +18,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::memory::MemoryHistory;
-use super::{Bus, BusError, Envelope};
+use super::room_locks::RoomLocks;
+use super::{Bus, BusError};
+use crate::envelope::{Envelope, EnvelopeSink};
 use crate::faults::{FaultPlan, Op};
-use crate::router::Router;
 
 /// An envelope published while the hub was holding, with the nodes that were
 /// subscribed to its room when it was published.
@@ -30,7 +33,7 @@ pub struct Held {
 
 #[derive(Default)]
 struct HubState {
-    routers: HashMap<String, Arc<Router>>,
+    sinks: HashMap<String, Arc<dyn EnvelopeSink>>,
     /// (node, room) → subscriptions not yet given back.
     subscriptions: HashMap<(String, String), usize>,
     published: Vec<Envelope>,
@@ -63,18 +66,19 @@ impl BusHub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The bus of node `node`, delivering to `router`, obeying `faults`.
+    /// The bus of node `node`, delivering to `sink`, obeying `faults`.
     pub fn attach(
         self: &Arc<Self>,
         node: &str,
-        router: Arc<Router>,
+        sink: Arc<dyn EnvelopeSink>,
         faults: Arc<FaultPlan>,
     ) -> FakeBus {
-        self.lock().routers.insert(node.to_owned(), router);
+        self.lock().sinks.insert(node.to_owned(), sink);
         FakeBus {
             node: node.to_owned(),
             hub: Arc::clone(self),
             faults,
+            rooms: RoomLocks::new(),
         }
     }
 
@@ -113,20 +117,20 @@ impl BusHub {
     /// Delivers an envelope that was in transit to the nodes that were subscribed
     /// when it was published.
     pub fn release(&self, held: &Held) {
-        let routers: Vec<Arc<Router>> = {
+        let sinks: Vec<Arc<dyn EnvelopeSink>> = {
             let state = self.lock();
             held.recipients
                 .iter()
-                .filter_map(|node| state.routers.get(node).cloned())
+                .filter_map(|node| state.sinks.get(node).cloned())
                 .collect()
         };
-        for router in routers {
-            router.deliver(&held.envelope);
+        for sink in sinks {
+            sink.deliver(&held.envelope);
         }
     }
 
     fn publish(&self, envelope: &Envelope) {
-        let routers: Vec<Arc<Router>> = {
+        let sinks: Vec<Arc<dyn EnvelopeSink>> = {
             let mut state = self.lock();
             state.published.push(envelope.clone());
             let recipients: Vec<String> = state
@@ -144,13 +148,13 @@ impl BusHub {
             }
             recipients
                 .iter()
-                .filter_map(|node| state.routers.get(node).cloned())
+                .filter_map(|node| state.sinks.get(node).cloned())
                 .collect()
         };
-        // Outside the hub's lock: a router never calls back into the bus, but a
+        // Outside the hub's lock: a sink never calls back into the bus, but a
         // test's assertions may read the hub while a delivery runs.
-        for router in routers {
-            router.deliver(envelope);
+        for sink in sinks {
+            sink.deliver(envelope);
         }
     }
 }
@@ -160,15 +164,19 @@ pub struct FakeBus {
     node: String,
     hub: Arc<BusHub>,
     faults: Arc<FaultPlan>,
+    /// Held across each (un)subscribe, faults included, as the Redis bus holds
+    /// a room across its round trip.
+    rooms: RoomLocks<()>,
 }
 
 fn injected() -> BusError {
-    BusError::Command("injected fault".into())
+    BusError::Injected
 }
 
 #[async_trait]
 impl Bus for FakeBus {
     async fn subscribe(&self, room: &str) -> Result<(), BusError> {
+        let _room = self.rooms.lock(room).await;
         self.faults
             .run(Op::BusSubscribe, injected, async {
                 let key = (self.node.clone(), room.to_owned());
@@ -179,6 +187,7 @@ impl Bus for FakeBus {
     }
 
     async fn unsubscribe(&self, room: &str) -> Result<(), BusError> {
+        let _room = self.rooms.lock(room).await;
         self.faults
             .run(Op::BusUnsubscribe, injected, async {
                 let key = (self.node.clone(), room.to_owned());

@@ -5,19 +5,19 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{Bus, BusError, Envelope};
-use crate::router::Router;
+use super::{Bus, BusError};
+use crate::envelope::{Envelope, EnvelopeSink};
 
-/// Delivers each envelope straight to this node's router. There is no other node
+/// Delivers each envelope straight to this node's sink. There is no other node
 /// to reach, so subscriptions need no bookkeeping and nothing can disconnect.
 pub struct MemoryBus {
-    router: Arc<Router>,
+    sink: Arc<dyn EnvelopeSink>,
     history: Arc<MemoryHistory>,
 }
 
 impl MemoryBus {
-    pub fn new(router: Arc<Router>, history: Arc<MemoryHistory>) -> Self {
-        Self { router, history }
+    pub fn new(sink: Arc<dyn EnvelopeSink>, history: Arc<MemoryHistory>) -> Self {
+        Self { sink, history }
     }
 }
 
@@ -32,7 +32,7 @@ impl Bus for MemoryBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.router.deliver(envelope);
+        self.sink.deliver(envelope);
         Ok(())
     }
 
@@ -40,7 +40,7 @@ impl Bus for MemoryBus {
         // Kept first: a joiner reading the history between the two steps finds
         // the message there and drops the copy that reaches its seat.
         self.history.keep(&envelope.room, entry);
-        self.router.deliver(envelope);
+        self.sink.deliver(envelope);
         Ok(())
     }
 

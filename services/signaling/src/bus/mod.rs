@@ -3,9 +3,13 @@
 //!
 //! Sessions never talk to each other directly; they publish [`Envelope`]s to a
 //! room and the bus hands every envelope published to a room to each node that
-//! subscribed to it, the publishing node included. The [`Router`] of each node then
-//! delivers it to its local sockets. Two implementations sit under one trait:
-//! [`memory::MemoryBus`] for a single node and [`crate::redis_backend::RedisBackend`] for a fleet.
+//! subscribed to it, the publishing node included, by giving it to the
+//! [`EnvelopeSink`] that node registered when it built its bus: its router,
+//! which delivers it to the local sockets. No bus knows the router. Two
+//! implementations sit under one trait: [`memory::MemoryBus`] for a single node
+//! and [`crate::redis_backend::bus::RedisBus`] for a fleet.
+//!
+//! [`EnvelopeSink`]: crate::envelope::EnvelopeSink
 //!
 //! What every implementation promises:
 //! - **Ordering per sender:** envelopes published by one caller, one after the
@@ -20,82 +24,34 @@
 //!   [`Bus::publish_kept`] is in the room's history exactly when it was
 //!   published, so that a joiner who reads the history after subscribing misses
 //!   none and can tell those it will also receive (by their ids).
-//!
-//! [`Router`]: crate::router::Router
+//! - **Per room:** subscribing and unsubscribing one room never waits for
+//!   another room's round trip ([`room_locks::RoomLocks`]).
 
 #[cfg(test)]
 pub mod fake;
 pub mod memory;
-
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
-use vc_protocol::{LeaveReason, Member};
+pub mod room_locks;
 
 use async_trait::async_trait;
+use thiserror::Error;
 
+use crate::envelope::Envelope;
+
+/// Why the bus did not take an envelope or a subscription. The backend's own
+/// error is kept as the source, so that its kind (connection lost, timeout,
+/// script error) survives to whoever logs it.
 #[derive(Debug, Error)]
 pub enum BusError {
     #[error("the bus is not connected")]
     Disconnected,
     #[error("bus command failed: {0}")]
-    Command(String),
+    Redis(#[source] redis::RedisError),
     #[error("envelope could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
-}
-
-/// What travels on the bus: one event for one room, with the metadata every node
-/// needs to route it, measure it and continue its trace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Envelope {
-    pub room: String,
-    /// Id of the publishing node.
-    pub origin: String,
-    /// Wall-clock microseconds at publish, for the relay latency histogram.
-    pub sent_at_us: u64,
-    /// W3C `traceparent` of the publishing span, so that the receiving node's
-    /// spans join the same trace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<String>,
-    pub event: Event,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Event {
-    /// A message for one peer. `frame` is the finished JSON text for its socket,
-    /// built once by the sender's node so that receivers only copy bytes.
-    Relay {
-        from: String,
-        to: String,
-        /// The relayed `type` (offer, answer, candidate, app-data), for metrics.
-        message: String,
-        frame: String,
-    },
-    PeerJoined {
-        member: Member,
-    },
-    PeerLeft {
-        peer: String,
-        reason: LeaveReason,
-    },
-    /// The peer's seat moved to connection `conn` (a resume): any other socket
-    /// still holding the seat is stale and must be closed.
-    SeatMoved {
-        peer: String,
-        conn: String,
-    },
-    /// A message for every member of the room but its sender. `frame` is the
-    /// finished JSON text, as for a relay.
-    Broadcast {
-        from: String,
-        /// The delivered `type` (chat, peer-state, reaction), for metrics.
-        message: String,
-        frame: String,
-        /// A chat message's id, so that a joiner that found the message in the
-        /// room's history is not given it a second time.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        chat: Option<String>,
-    },
+    /// A failure a test told a fake to return.
+    #[cfg(test)]
+    #[error("injected fault")]
+    Injected,
 }
 
 /// Publishes envelopes and subscribes this node to rooms.

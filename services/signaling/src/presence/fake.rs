@@ -25,7 +25,7 @@ impl FakePresence {
 }
 
 fn injected() -> PresenceError {
-    PresenceError::Unavailable("injected fault".into())
+    PresenceError::Injected
 }
 
 #[async_trait]

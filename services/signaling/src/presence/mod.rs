@@ -15,14 +15,24 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use vc_protocol::{LeaveReason, Member};
 
-#[derive(Debug, Error, PartialEq, Eq)]
+/// Why presence did not do what it was asked. `Full` and `NoSeat` are answers;
+/// the others mean the outcome is unknown, and keep the store's own error as
+/// their source, so that its kind (connection lost, timeout, script error)
+/// survives to whoever logs it.
+#[derive(Debug, Error)]
 pub enum PresenceError {
     #[error("room is full ({capacity} of {capacity})")]
     Full { capacity: usize },
     #[error("no seat to resume")]
     NoSeat,
     #[error("presence store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] redis::RedisError),
+    #[error("a seat record could not be encoded or decoded: {0}")]
+    Record(#[source] serde_json::Error),
+    /// A failure a test told a fake to return.
+    #[cfg(test)]
+    #[error("injected fault")]
+    Injected,
 }
 
 /// One seat in a room.

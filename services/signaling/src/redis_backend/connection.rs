@@ -1,6 +1,12 @@
-//! One connection type for a standalone Redis and a Redis Cluster, so that the
-//! backend's commands, scripts and subscriptions are written once.
+//! The backend's connections: one connection type for a standalone Redis and a
+//! Redis Cluster, so that commands, scripts and subscriptions are written once;
+//! and [`Connections`], the pair that the bus, presence, liveness and resync
+//! share, with whether they are up.
+//!
+//! Two connection managers: `commands` (publish, scripts, heartbeats) and
+//! `subscriber` (SUBSCRIBE/SSUBSCRIBE, with RESP3 pushes to a channel).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -8,11 +14,65 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{Cmd, Pipeline, ProtocolVersion, PushInfo, RedisFuture, RedisResult, Value};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tracing::{info, warn};
 
 use crate::config::RedisSettings;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a Redis command may take before it counts as failed.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The connection pair of one node, and whether the supervisor last found it up.
+pub struct Connections {
+    commands: RedisConn,
+    subscriber: RedisConn,
+    connected: AtomicBool,
+}
+
+impl Connections {
+    /// Opens both; what the subscriber receives comes out of the returned channel.
+    pub async fn open(
+        settings: &RedisSettings,
+    ) -> RedisResult<(Self, UnboundedReceiver<PushInfo>)> {
+        let commands = open(settings, RESPONSE_TIMEOUT, None).await?;
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let subscriber = open(settings, RESPONSE_TIMEOUT, Some(push_tx)).await?;
+        let connections = Self {
+            commands,
+            subscriber,
+            connected: AtomicBool::new(true),
+        };
+        Ok((connections, push_rx))
+    }
+
+    /// The command connection (a cheap clone of a multiplexed handle).
+    pub fn commands(&self) -> RedisConn {
+        self.commands.clone()
+    }
+
+    /// The subscriber connection.
+    pub fn subscriber(&self) -> RedisConn {
+        self.subscriber.clone()
+    }
+
+    /// Whether both connections answered the last ping and any outage since
+    /// was resynced.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Records the state the supervisor found; a change is logged once.
+    pub fn set_connected(&self, up: bool) {
+        if self.connected.swap(up, Ordering::SeqCst) != up {
+            if up {
+                info!("Redis bus connected");
+            } else {
+                warn!("Redis bus disconnected: not ready until it returns");
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 pub enum RedisConn {
@@ -23,7 +83,7 @@ pub enum RedisConn {
 }
 
 /// Opens a RESP3 connection; pub/sub messages go to `pushes` when given.
-pub async fn open(
+async fn open(
     settings: &RedisSettings,
     response_timeout: Duration,
     pushes: Option<UnboundedSender<PushInfo>>,

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS[1] members hash. ARGV: peer, record JSON, capacity.
+/// `KEYS[1]` members hash. ARGV: peer, record JSON, capacity.
 /// Reply: {"full"} or {"ok", other records...}.
 pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -25,7 +25,7 @@ return reply
     )
 });
 
-/// KEYS[1] members hash, KEYS[2] chat list. ARGV: peer, conn. Reply: 1 when the
+/// `KEYS[1]` members hash, `KEYS[2]` chat list. ARGV: peer, conn. Reply: 1 when the
 /// seat was freed. The room's last seat takes its chat history along.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -41,7 +41,7 @@ return 1
     )
 });
 
-/// KEYS[1] members hash. ARGV: peer, conn, parked JSON. Reply: 1 when parked.
+/// `KEYS[1]` members hash. ARGV: peer, conn, parked JSON. Reply: 1 when parked.
 pub static PARK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -56,7 +56,7 @@ return 1
     )
 });
 
-/// KEYS[1] members hash. ARGV: peer, secret, node, conn, now ms, the conn that
+/// `KEYS[1]` members hash. ARGV: peer, secret, node, conn, now ms, the conn that
 /// held the seat when the resume read it (the seat moves only from that one, so
 /// that of two resumes racing from the same read exactly one wins).
 /// Reply: {"no"} or {"ok", the seat, every record of the room...}.
@@ -88,7 +88,7 @@ return reply
     )
 });
 
-/// KEYS[1] members hash, KEYS[2] chat list. ARGV: peer, conn. Reply: the parked
+/// `KEYS[1]` members hash, `KEYS[2]` chat list. ARGV: peer, conn. Reply: the parked
 /// reason when the seat was freed, nil otherwise.
 pub static EXPIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -104,7 +104,7 @@ return record.parked.reason
     )
 });
 
-/// KEYS[1] members hash. ARGV: peer, record JSON. Writes the record back after an
+/// `KEYS[1]` members hash. ARGV: peer, record JSON. Writes the record back after an
 /// outage unless another connection has taken the seat meanwhile.
 /// Reply: 0 untouched, 1 rewritten, 2 re-created (it was gone: swept by another
 /// node during a partition, or lost by a Redis restart).
@@ -122,7 +122,7 @@ return 2
     )
 });
 
-/// KEYS[1] members hash, KEYS[2] chat list. ARGV: dead node id, now ms. Frees the
+/// `KEYS[1]` members hash, `KEYS[2]` chat list. ARGV: dead node id, now ms. Frees the
 /// dead node's seats except parked ones still inside their resume window; an
 /// emptied room loses its chat history.
 /// Reply: {seats still waiting, peer, reason, peer, reason...}.
@@ -152,7 +152,7 @@ return reply
     )
 });
 
-/// KEYS[1] members hash. ARGV: peer, conn, "1" to raise the hand or "0" to lower
+/// `KEYS[1]` members hash. ARGV: peer, conn, "1" to raise the hand or "0" to lower
 /// it. Reply: 1 when the seat was changed.
 pub static SET_HAND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -168,7 +168,7 @@ return 1
     )
 });
 
-/// KEYS[1] chat list. ARGV: entry JSON, most entries kept, lifetime in ms,
+/// `KEYS[1]` chat list. ARGV: entry JSON, most entries kept, lifetime in ms,
 /// PUBLISH or SPUBLISH, channel, envelope JSON. Keeps the entry and publishes the
 /// envelope in one step; the list lives `lifetime` past its last message. The
 /// channel carries the room's hash tag, so SPUBLISH stays on the list's shard.

@@ -1,0 +1,230 @@
+//! `RedisBus`: the bus of a fleet, on Redis pub/sub, one channel per room
+//! (`SUBSCRIBE`/`PUBLISH`, or `SSUBSCRIBE`/`SPUBLISH` with `redis.sharded`).
+//!
+//! Subscriptions are counted per room and each room is (un)subscribed under its
+//! own lock, held across the round trip, so that a slow `SUBSCRIBE` delays only
+//! its own room. What the subscriber connection receives is decoded by
+//! `deliver_pushes` and handed to the node's [`EnvelopeSink`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redis::{AsyncCommands, PushKind};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::connection::Connections;
+use super::{keys, scripts};
+use crate::bus::room_locks::RoomLocks;
+use crate::bus::{Bus, BusError};
+use crate::config::{ChatSettings, RedisSettings};
+use crate::envelope::{Envelope, EnvelopeSink};
+
+pub struct RedisBus {
+    connections: Arc<Connections>,
+    sharded: bool,
+    chat: ChatSettings,
+    /// Each room's count of local subscriptions, under the room's own lock.
+    subscriptions: RoomLocks<usize>,
+}
+
+impl RedisBus {
+    pub(super) fn new(
+        connections: Arc<Connections>,
+        settings: &RedisSettings,
+        chat: &ChatSettings,
+    ) -> Self {
+        Self {
+            connections,
+            sharded: settings.sharded,
+            chat: chat.clone(),
+            subscriptions: RoomLocks::new(),
+        }
+    }
+
+    /// Subscribes again every room that has local subscriptions: a connection
+    /// that came back has none. Returns how many rooms it subscribed.
+    pub(super) async fn resubscribe(&self) -> redis::RedisResult<usize> {
+        let mut subscriber = self.connections.subscriber();
+        let mut rooms = 0;
+        for room in self.subscriptions.rooms() {
+            let count = self.subscriptions.lock(&room).await;
+            if *count > 0 {
+                subscriber
+                    .subscribe(&keys::channel(&room), self.sharded)
+                    .await?;
+                rooms += 1;
+            }
+        }
+        Ok(rooms)
+    }
+
+    fn publish_command(&self) -> &'static str {
+        if self.sharded {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
+    fn check_connected(&self) -> Result<(), BusError> {
+        if self.connections.is_connected() {
+            Ok(())
+        } else {
+            Err(BusError::Disconnected)
+        }
+    }
+
+    async fn publish_connected(&self, envelope: &Envelope) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(envelope)?;
+        let mut commands = self.connections.commands();
+        redis::cmd(self.publish_command())
+            .arg(keys::channel(&envelope.room))
+            .arg(payload)
+            .query_async::<i64>(&mut commands)
+            .await
+            .map(|_| ())
+            .map_err(BusError::Redis)
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn subscribe(&self, room: &str) -> Result<(), BusError> {
+        let mut count = self.subscriptions.lock(room).await;
+        if *count == 0 {
+            self.connections
+                .subscriber()
+                .subscribe(&keys::channel(room), self.sharded)
+                .await
+                .map_err(BusError::Redis)?;
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, room: &str) -> Result<(), BusError> {
+        let mut count = self.subscriptions.lock(room).await;
+        if *count == 0 {
+            return Ok(());
+        }
+        *count -= 1;
+        if *count > 0 {
+            return Ok(());
+        }
+        // After an outage the room is simply not resubscribed.
+        self.connections
+            .subscriber()
+            .unsubscribe(&keys::channel(room), self.sharded)
+            .await
+            .map_err(BusError::Redis)
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        self.check_connected()?;
+        self.publish_connected(envelope).await
+    }
+
+    async fn publish_kept(&self, envelope: &Envelope, entry: &str) -> Result<(), BusError> {
+        self.check_connected()?;
+        if self.chat.history == 0 {
+            return self.publish_connected(envelope).await;
+        }
+        let payload = serde_json::to_vec(envelope)?;
+        let lifetime_ms = u64::try_from(self.chat.history_max_age.as_millis()).unwrap_or(u64::MAX);
+        let mut commands = self.connections.commands();
+        scripts::KEEP_AND_PUBLISH
+            .key(keys::chat(&envelope.room))
+            .arg(entry)
+            .arg(self.chat.history)
+            .arg(lifetime_ms)
+            .arg(self.publish_command())
+            .arg(keys::channel(&envelope.room))
+            .arg(payload)
+            .invoke_async::<i64>(&mut commands)
+            .await
+            .map(|_| ())
+            .map_err(BusError::Redis)
+    }
+
+    async fn history(&self, room: &str) -> Result<Vec<String>, BusError> {
+        if self.chat.history == 0 {
+            return Ok(Vec::new());
+        }
+        let mut commands = self.connections.commands();
+        commands
+            .lrange(keys::chat(room), 0, -1)
+            .await
+            .map_err(BusError::Redis)
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connections.is_connected()
+    }
+}
+
+/// Task: hands every pub/sub message the subscriber connection receives to the
+/// sink, and reports a lost subscriber connection at once.
+pub(super) async fn deliver_pushes(
+    mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+    sink: Arc<dyn EnvelopeSink>,
+    connections: Arc<Connections>,
+) {
+    while let Some(push) = pushes.recv().await {
+        match push.kind {
+            PushKind::Message | PushKind::SMessage => match decode_push(&push.data) {
+                Some(envelope) => sink.deliver(&envelope),
+                None => warn!("undecodable bus message dropped"),
+            },
+            PushKind::Disconnection => connections.set_connected(false),
+            _ => {}
+        }
+    }
+}
+
+fn decode_push(data: &[redis::Value]) -> Option<Envelope> {
+    let payload = match data.get(1)? {
+        redis::Value::BulkString(bytes) => bytes.as_slice(),
+        _ => return None,
+    };
+    let envelope: Envelope = serde_json::from_slice(payload).ok()?;
+    // A message on a channel that does not match its room would be misrouted.
+    if let Some(redis::Value::BulkString(name)) = data.first() {
+        let name = std::str::from_utf8(name).ok()?;
+        if keys::room_of(name)? != envelope.room {
+            return None;
+        }
+    }
+    Some(envelope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Event;
+
+    fn push(channel: &str, envelope: &Envelope) -> Vec<redis::Value> {
+        vec![
+            redis::Value::BulkString(channel.as_bytes().to_vec()),
+            redis::Value::BulkString(serde_json::to_vec(envelope).unwrap_or_default()),
+        ]
+    }
+
+    #[test]
+    fn a_push_decodes_only_on_its_own_room_s_channel() {
+        let envelope = Envelope {
+            room: "standup".into(),
+            origin: "n1".into(),
+            sent_at_us: 1,
+            traceparent: None,
+            event: Event::SeatMoved {
+                peer: "p".into(),
+                conn: "c".into(),
+            },
+        };
+        let decoded = decode_push(&push(&keys::channel("standup"), &envelope));
+        assert_eq!(decoded, Some(envelope.clone()));
+        assert_eq!(decode_push(&push(&keys::channel("other"), &envelope)), None);
+        assert_eq!(decode_push(&[redis::Value::Nil]), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! `RedisPresence`: presence of a fleet, one hash per room (`vc:{room}:members`),
+//! every change one Lua script (`scripts.rs`) so that it is atomic.
+//!
+//! A seat this node takes (a join or a resume) also puts the room in the node's
+//! rooms set, which is what a sweep reads if the node dies.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use vc_protocol::LeaveReason;
+
+use super::connection::Connections;
+use super::{keys, scripts};
+use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
+
+pub struct RedisPresence {
+    node_id: String,
+    connections: Arc<Connections>,
+}
+
+impl RedisPresence {
+    pub(super) fn new(node_id: &str, connections: Arc<Connections>) -> Self {
+        Self {
+            node_id: node_id.to_owned(),
+            connections,
+        }
+    }
+
+    /// Notes that this node holds seats in `room`, for a sweep if it dies.
+    async fn register_room(&self, room: &str) -> Result<(), PresenceError> {
+        let mut commands = self.connections.commands();
+        commands
+            .sadd::<_, _, i64>(keys::node_rooms(&self.node_id), room)
+            .await
+            .map(|_| ())
+            .map_err(PresenceError::Unavailable)
+    }
+}
+
+pub(super) fn encode_record(record: &MemberRecord) -> Result<String, serde_json::Error> {
+    serde_json::to_string(record)
+}
+
+fn decode_records(raw: &[String]) -> Vec<MemberRecord> {
+    let mut records: Vec<MemberRecord> = raw
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect();
+    records.sort_by(|a, b| a.joined_at_ms.cmp(&b.joined_at_ms).then(a.id.cmp(&b.id)));
+    records
+}
+
+/// A reason as the scripts store it: its wire name.
+pub(super) fn parse_reason(reason: &str) -> Option<LeaveReason> {
+    serde_json::from_value(serde_json::Value::String(reason.to_owned())).ok()
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn join(
+        &self,
+        room: &str,
+        record: &MemberRecord,
+        capacity: usize,
+    ) -> Result<Vec<MemberRecord>, PresenceError> {
+        let mut commands = self.connections.commands();
+        let json = encode_record(record).map_err(PresenceError::Record)?;
+        let reply: Vec<String> = scripts::JOIN
+            .key(keys::members(room))
+            .arg(&record.id)
+            .arg(json)
+            .arg(capacity)
+            .invoke_async(&mut commands)
+            .await
+            .map_err(PresenceError::Unavailable)?;
+        match reply.split_first() {
+            Some((status, others)) if status == "ok" => {
+                self.register_room(room).await?;
+                Ok(decode_records(others))
+            }
+            _ => Err(PresenceError::Full { capacity }),
+        }
+    }
+
+    async fn leave(&self, room: &str, peer: &str, conn: &str) -> Result<bool, PresenceError> {
+        let mut commands = self.connections.commands();
+        let freed: i64 = scripts::LEAVE
+            .key(keys::members(room))
+            .key(keys::chat(room))
+            .arg(peer)
+            .arg(conn)
+            .invoke_async(&mut commands)
+            .await
+            .map_err(PresenceError::Unavailable)?;
+        Ok(freed == 1)
+    }
+
+    async fn park(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+        parked: Parked,
+    ) -> Result<bool, PresenceError> {
+        let mut commands = self.connections.commands();
+        let parked = serde_json::to_string(&parked).map_err(PresenceError::Record)?;
+        let done: i64 = scripts::PARK
+            .key(keys::members(room))
+            .arg(peer)
+            .arg(conn)
+            .arg(parked)
+            .invoke_async(&mut commands)
+            .await
+            .map_err(PresenceError::Unavailable)?;
+        Ok(done == 1)
+    }
+
+    async fn resume(
+        &self,
+        claim: &ResumeClaim<'_>,
+    ) -> Result<(MemberRecord, Vec<MemberRecord>), PresenceError> {
+        let room = claim.room;
+        let mut commands = self.connections.commands();
+        let reply: Vec<String> = scripts::RESUME
+            .key(keys::members(room))
+            .arg(claim.peer)
+            .arg(claim.secret)
+            .arg(claim.node)
+            .arg(claim.conn)
+            .arg(claim.now_ms)
+            .arg(claim.from_conn)
+            .invoke_async(&mut commands)
+            .await
+            .map_err(PresenceError::Unavailable)?;
+        let (status, rest) = reply.split_first().ok_or(PresenceError::NoSeat)?;
+        let (seat, all) = rest.split_first().ok_or(PresenceError::NoSeat)?;
+        if status != "ok" {
+            return Err(PresenceError::NoSeat);
+        }
+        let seat: MemberRecord = serde_json::from_str(seat).map_err(PresenceError::Record)?;
+        let others = decode_records(all)
+            .into_iter()
+            .filter(|m| m.id != seat.id)
+            .collect();
+        self.register_room(room).await?;
+        Ok((seat, others))
+    }
+
+    async fn expire(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+    ) -> Result<Option<LeaveReason>, PresenceError> {
+        let mut commands = self.connections.commands();
+        let reason: Option<String> = scripts::EXPIRE
+            .key(keys::members(room))
+            .key(keys::chat(room))
+            .arg(peer)
+            .arg(conn)
+            .invoke_async(&mut commands)
+            .await
+            .map_err(PresenceError::Unavailable)?;
+        Ok(reason.and_then(|r| parse_reason(&r)))
+    }
+
+    async fn seat(&self, room: &str, peer: &str) -> Result<Option<MemberRecord>, PresenceError> {
+        let mut commands = self.connections.commands();
+        let raw: Option<String> = commands
+            .hget(keys::members(room), peer)
+            .await
+            .map_err(PresenceError::Unavailable)?;
+        Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
+    }
+
+    async fn members(&self, room: &str) -> Result<Vec<MemberRecord>, PresenceError> {
+        let mut commands = self.connections.commands();
+        let raw: Vec<String> = commands
+            .hvals(keys::members(room))
+            .await
+            .map_err(PresenceError::Unavailable)?;
+        Ok(decode_records(&raw))
+    }
+
+    async fn count(&self, room: &str) -> Result<usize, PresenceError> {
+        let mut commands = self.connections.commands();
+        commands
+            .hlen(keys::members(room))
+            .await
+            .map_err(PresenceError::Unavailable)
+    }
+
+    async fn set_hand(
+        &self,
+        room: &str,
+        peer: &str,
+        conn: &str,
+        hand: bool,
+    ) -> Result<bool, PresenceError> {
+        let mut commands = self.connections.commands();
+        let done: i64 = scripts::SET_HAND
+            .key(keys::members(room))
+            .arg(peer)
+            .arg(conn)
+            .arg(if hand { "1" } else { "0" })
+            .invoke_async(&mut commands)
+            .await
+            .map_err(PresenceError::Unavailable)?;
+        Ok(done == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_parse_from_their_wire_names() {
+        assert_eq!(parse_reason("node-lost"), Some(LeaveReason::NodeLost));
+        assert_eq!(parse_reason("timed-out"), Some(LeaveReason::TimedOut));
+        assert_eq!(parse_reason("bogus"), None);
+    }
+}

@@ -1,0 +1,91 @@
+//! What a node does when Redis answers again after an outage, before it reports
+//! ready: resubscribe every room that still has local seats (a connection that
+//! came back has no subscriptions), write back every seat this node holds,
+//! attached or parked, with `REASSERT` (Redis may have restarted empty; a seat
+//! another connection took meanwhile is left alone), put its rooms back in its
+//! rooms set, refresh its liveness key; then report connected, and announce again
+//! (`peer-joined`) each attached seat that `REASSERT` had to re-create, since
+//! other nodes may have been told it left (a sweep during a partition).
+//!
+//! The seats come from [`HeldSeats`], the node's one record of them, which the
+//! room core keeps; the announcements go through the node's [`Publisher`].
+
+use std::sync::Arc;
+
+use redis::AsyncCommands;
+use thiserror::Error;
+use tracing::info;
+use vc_protocol::Member;
+
+use super::bus::RedisBus;
+use super::connection::Connections;
+use super::presence::encode_record;
+use super::{keys, liveness, scripts};
+use crate::config::RedisSettings;
+use crate::held_seats::HeldSeats;
+use crate::metrics::Metrics;
+use crate::publisher::Publisher;
+
+/// `REASSERT`'s answer when the seat was missing and has been written again.
+const RECREATED: i64 = 2;
+
+#[derive(Debug, Error)]
+pub(super) enum ResyncError {
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("encoding a seat: {0}")]
+    Record(#[from] serde_json::Error),
+}
+
+pub(super) struct Resync {
+    pub node_id: String,
+    pub settings: RedisSettings,
+    pub connections: Arc<Connections>,
+    pub bus: Arc<RedisBus>,
+    pub held: Arc<HeldSeats>,
+    pub publisher: Arc<Publisher>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Resync {
+    /// Makes the node whole again and reports it connected. An error leaves it
+    /// disconnected, for the supervisor to try again.
+    pub async fn run(&self) -> Result<(), ResyncError> {
+        let rooms = self.bus.resubscribe().await?;
+        let recreated = self.reassert().await?;
+        self.metrics
+            .bus_resubscriptions
+            .inc_by(u64::try_from(rooms).unwrap_or(u64::MAX));
+        info!(rooms, "resubscribed after a Redis outage");
+        self.connections.set_connected(true);
+        // Nodes drop the announcement for clients that never stopped knowing
+        // the peer (after a Redis restart, say).
+        for (room, member) in recreated {
+            self.publisher.announce_arrival(&room, member).await;
+        }
+        Ok(())
+    }
+
+    /// Writes back every seat held here; returns the attached ones that Redis
+    /// had lost, to announce again.
+    async fn reassert(&self) -> Result<Vec<(String, Member)>, ResyncError> {
+        let seats = self.held.all();
+        let mut commands = self.connections.commands();
+        let mut recreated = Vec::new();
+        for (room, record) in &seats {
+            let outcome: i64 = scripts::REASSERT
+                .key(keys::members(room))
+                .arg(&record.id)
+                .arg(encode_record(record)?)
+                .invoke_async(&mut commands)
+                .await?;
+            if outcome == RECREATED && record.parked.is_none() {
+                recreated.push((room.clone(), record.member()));
+            }
+            let _: i64 = commands.sadd(keys::node_rooms(&self.node_id), room).await?;
+        }
+        liveness::heartbeat(&self.node_id, &self.settings, &mut commands).await?;
+        info!(seats = seats.len(), "presence re-asserted");
+        Ok(recreated)
+    }
+}
