@@ -8,13 +8,10 @@
 //! join race-free: the node subscribes to the room before presence gives out the
 //! seat, so no event about the room can fall between the snapshot and the stream.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Weak};
 
-use rand::Rng;
 use thiserror::Error;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 use vc_protocol::{
     is_reaction, validate_chat_text, validate_display_name, validate_room, BroadcastKind,
     ChatEntry, ChatTextError, ErrorCode, LeaveReason, Member, RelayKind, RequestId, SeatSnapshot,
@@ -23,15 +20,19 @@ use vc_protocol::{
 
 use crate::auth::Authenticator;
 use crate::bus::Bus;
+use crate::clock::{duration_ms, unix_ms};
 use crate::config::Settings;
 use crate::envelope::Event;
 use crate::held_seats::HeldSeats;
 use crate::ice::IceServers;
+use crate::ids::random_hex;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbound, SessionHandle};
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::publisher::Publisher;
 use crate::router::Router;
+use crate::seat_timers::{Free, Freeing, SeatTimers, FREE_RETRY};
 
 /// A request the node turned down: the code and text of the `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -55,22 +56,6 @@ impl Refusal {
             format!("{what}: the cluster bus is unavailable, try again shortly"),
         )
     }
-}
-
-/// How long a presence call that frees a seat waits before it is tried again.
-const FREE_RETRY: Duration = Duration::from_secs(1);
-
-/// Most seats that wait at once for presence to come back and free them, so that
-/// a long outage cannot grow the node's memory without bound.
-const MAX_PENDING_FREES: usize = 10_000;
-
-/// How [`Rooms::free`] frees a seat.
-#[derive(Debug, Clone, Copy)]
-enum Freeing {
-    /// `LEAVE`, then `peer-left` with this reason.
-    Leave(LeaveReason),
-    /// `EXPIRE` of a parked seat, then `peer-left` with the reason it was parked with.
-    Expire,
 }
 
 /// The seat a session holds: what it needs to relay, leave or park.
@@ -106,36 +91,53 @@ pub struct Rooms {
     auth: Authenticator,
     ice: IceServers,
     metrics: Arc<Metrics>,
-    /// Seats whose freeing waits for presence to answer again.
-    pending_frees: AtomicUsize,
+    /// Parked seats until their window passes, and seats whose freeing failed.
+    timers: SeatTimers,
 }
 
 impl Rooms {
-    pub fn new(
+    /// The room service, with its seat timers running on `lifecycle` until the
+    /// node stops.
+    pub fn start(
         node_id: String,
         settings: Arc<Settings>,
         router: Arc<Router>,
         bus: Arc<dyn Bus>,
         presence: Arc<dyn Presence>,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            publisher: Arc::new(Publisher::new(
-                node_id.clone(),
-                Arc::clone(&bus),
-                Arc::clone(&metrics),
-            )),
-            held: Arc::new(HeldSeats::new()),
-            metrics,
-            auth: Authenticator::new(&settings.auth),
-            ice: IceServers::new(&settings.ice),
-            node_id,
-            settings,
-            router,
-            bus,
-            presence,
-            pending_frees: AtomicUsize::new(0),
-        }
+        lifecycle: &Lifecycle,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|rooms: &Weak<Self>| {
+            let rooms = rooms.clone();
+            // Weak: the task must not keep the service alive, nor the service
+            // the task, whose command channel closes when the service goes.
+            let free: Free = Arc::new(move |seat, freeing| {
+                let rooms = rooms.clone();
+                Box::pin(async move {
+                    match rooms.upgrade() {
+                        Some(rooms) => rooms.free_once(&seat, freeing).await,
+                        None => true,
+                    }
+                })
+            });
+            Self {
+                publisher: Arc::new(Publisher::new(
+                    node_id.clone(),
+                    Arc::clone(&bus),
+                    Arc::clone(&metrics),
+                )),
+                held: Arc::new(HeldSeats::new()),
+                metrics,
+                auth: Authenticator::new(&settings.auth),
+                ice: IceServers::new(&settings.ice),
+                node_id,
+                settings,
+                router,
+                bus,
+                presence,
+                timers: SeatTimers::start(lifecycle, free),
+            }
+        })
     }
 
     pub fn node_id(&self) -> &str {
@@ -160,9 +162,13 @@ impl Rooms {
         Arc::clone(&self.held)
     }
 
+    pub fn seat_timers(&self) -> &SeatTimers {
+        &self.timers
+    }
+
     /// Seats a session in a room; the `joined` reply is queued on `handle`.
     pub async fn join(
-        self: &Arc<Self>,
+        &self,
         req: JoinRequest<'_>,
         conn: &str,
         handle: SessionHandle,
@@ -273,7 +279,7 @@ impl Rooms {
 
     /// Gives a session back a parked seat; the `resumed` reply is queued on `handle`.
     pub async fn resume(
-        self: &Arc<Self>,
+        &self,
         id: Option<RequestId>,
         token: &str,
         conn: &str,
@@ -310,6 +316,7 @@ impl Rooms {
                     conn: record.conn.clone(),
                     grant_expires_ms: record.grant_expires_ms,
                 };
+                self.timers.cancel(room, peer, &record.conn);
                 self.free(&seat, Freeing::Expire).await;
             }
             return Err(Refusal::new(
@@ -344,7 +351,12 @@ impl Rooms {
             now_ms: unix_ms(),
         };
         let (record, others) = match self.presence.resume(&claim).await {
-            Ok(found) => found,
+            Ok(found) => {
+                // The seat left the parked connection: its timer would find
+                // another one there.
+                self.timers.cancel(room, peer, claim.from_conn);
+                found
+            }
             Err(e) => {
                 self.release(&seat).await;
                 return Err(match e {
@@ -422,9 +434,13 @@ impl Rooms {
         frame: String,
     ) -> Result<(), Refusal> {
         if to == seat.peer || !self.router.is_member(&seat.room, to) {
+            // The id is the client's own input: echoed, but cut short.
             return Err(Refusal::new(
                 ErrorCode::UnknownPeer,
-                format!("peer \"{}\" is not in your room", truncate(to, 32)),
+                format!(
+                    "peer \"{}\" is not in your room",
+                    to.chars().take(32).collect::<String>()
+                ),
             ));
         }
         let event = Event::Relay {
@@ -579,14 +595,15 @@ impl Rooms {
     }
 
     /// Frees the seat now and tells the room why.
-    pub async fn leave(self: &Arc<Self>, seat: &Seat, reason: LeaveReason) {
+    pub async fn leave(&self, seat: &Seat, reason: LeaveReason) {
         self.router.remove(&seat.room, &seat.peer, &seat.conn);
+        self.timers.cancel(&seat.room, &seat.peer, &seat.conn);
         self.free(seat, Freeing::Leave(reason)).await;
         self.unsubscribe(&seat.room).await;
     }
 
     /// Keeps the seat for `resume.window`, then frees it unless it was resumed.
-    pub async fn park(self: &Arc<Self>, seat: Seat, reason: LeaveReason) {
+    pub async fn park(&self, seat: Seat, reason: LeaveReason) {
         self.router.remove(&seat.room, &seat.peer, &seat.conn);
         self.unsubscribe(&seat.room).await;
         let window = self.settings.resume.window;
@@ -614,36 +631,17 @@ impl Rooms {
                 Freeing::Leave(reason)
             }
         };
-        let rooms = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(window).await;
-            rooms.free(&seat, freeing).await;
-        });
+        self.timers.park(seat, freeing, window);
     }
 
     /// Frees the seat in presence if `seat.conn` still holds it, and tells the
-    /// room when it did. While presence fails, tries again every [`FREE_RETRY`]
-    /// in the background: a seat left behind would outlive its socket on a node
+    /// room when it did. While presence fails, the seat timers try again every
+    /// [`FREE_RETRY`]: a seat left behind would outlive its socket on a node
     /// that is alive, where no sweep frees it.
-    async fn free(self: &Arc<Self>, seat: &Seat, freeing: Freeing) {
-        if self.free_once(seat, freeing).await {
-            return;
+    async fn free(&self, seat: &Seat, freeing: Freeing) {
+        if !self.free_once(seat, freeing).await {
+            self.timers.retry(seat.clone(), freeing);
         }
-        if self.pending_frees.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_FREES {
-            self.pending_frees.fetch_sub(1, Ordering::Relaxed);
-            error!(room = %seat.room, "too many seats waiting to be freed: this one stays until the node restarts");
-            return;
-        }
-        let (rooms, seat) = (Arc::clone(self), seat.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(FREE_RETRY).await;
-                if rooms.free_once(&seat, freeing).await {
-                    break;
-                }
-            }
-            rooms.pending_frees.fetch_sub(1, Ordering::Relaxed);
-        });
     }
 
     /// One try of [`Rooms::free`]: true once presence has answered.
@@ -720,33 +718,6 @@ fn parse_resume_token(token: &str) -> Option<(&str, &str, &str)> {
     (hex(peer) && hex(secret)).then_some((room, peer, secret))
 }
 
-/// `bytes` random bytes as lowercase hex.
-pub fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
-pub fn unix_ms() -> u64 {
-    unix_us() / 1000
-}
-
-pub fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 #[path = "rooms_tests.rs"]
 mod rooms_tests;
@@ -763,13 +734,5 @@ mod tests {
         assert_eq!(parse_resume_token("bad room.0a.ff"), None);
         assert_eq!(parse_resume_token("r.zz.ff"), None);
         assert_eq!(parse_resume_token("r.0a."), None);
-    }
-
-    #[test]
-    fn random_ids_are_hex_of_the_asked_length() {
-        let id = random_hex(8);
-        assert_eq!(id.len(), 16);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(random_hex(8), random_hex(8));
     }
 }

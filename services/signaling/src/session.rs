@@ -18,13 +18,15 @@ use vc_protocol::{
     ServerMessage, PROTOCOL_REVISION, PROTOCOL_VERSION,
 };
 
+use crate::clock::unix_us;
 use crate::frame_guard::{Violation, ViolationCell};
+use crate::ids::random_hex;
 use crate::lifecycle::Phase;
 use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
 use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::ratelimit::{Strikes, TokenBucket};
-use crate::rooms::{random_hex, unix_us, JoinRequest, Refusal, Seat};
+use crate::rooms::{JoinRequest, Refusal, Seat};
 use crate::telemetry;
 
 /// Most frames written to the socket per wake-up, so that a busy outbox cannot

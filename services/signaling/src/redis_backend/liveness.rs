@@ -10,11 +10,11 @@ use tracing::{info, warn};
 use super::connection::{Connections, RedisConn};
 use super::presence::parse_reason;
 use super::{keys, scripts};
+use crate::clock::unix_ms;
 use crate::config::RedisSettings;
 use crate::lifecycle::Phase;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
-use crate::rooms::unix_ms;
 
 /// Refreshes this node's liveness key and registration.
 pub(super) async fn heartbeat(
