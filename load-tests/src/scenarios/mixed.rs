@@ -158,7 +158,7 @@ async fn drop_and_resume(ctx: &Ctx, node: usize, n: usize) -> anyhow::Result<()>
     });
     let (peer, _) = a2
         .expect(ctx.timeout, "resumed", |m| match m {
-            ServerMessage::Resumed { peer, .. } => Some(peer.clone()),
+            ServerMessage::Resumed { seat, .. } => Some(seat.peer.clone()),
             _ => None,
         })
         .await?;

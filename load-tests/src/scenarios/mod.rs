@@ -153,15 +153,10 @@ pub async fn join(
     });
     let (joined, _) = client
         .expect(ctx.timeout, "joined", |m| match m {
-            ServerMessage::Joined {
-                peer,
-                members,
-                resume_token,
-                ..
-            } => Some(Joined {
-                peer: peer.clone(),
-                members: members.iter().map(|m| m.id.clone()).collect(),
-                resume_token: resume_token.clone(),
+            ServerMessage::Joined { seat, .. } => Some(Joined {
+                peer: seat.peer.clone(),
+                members: seat.members.iter().map(|m| m.id.clone()).collect(),
+                resume_token: seat.resume_token.clone(),
             }),
             _ => None,
         })

@@ -2,33 +2,24 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use strum::{IntoStaticStr, VariantNames};
 
 use crate::server::{CallReport, RequestId};
 use crate::ErrorCode;
 
-/// Every `type` a client may send in this protocol version.
-pub const CLIENT_MESSAGE_TYPES: [&str; 12] = [
-    "join",
-    "resume",
-    "offer",
-    "answer",
-    "candidate",
-    "app-data",
-    "leave",
-    "report",
-    "ping",
-    "chat",
-    "call-state",
-    "reaction",
-];
+/// Every `type` a client may send in this protocol version, in declaration
+/// order: the names of [`ClientMessage`]'s variants.
+pub const CLIENT_MESSAGE_TYPES: &[&str] = <ClientMessage as VariantNames>::VARIANTS;
 
-/// A message from a client. Field names are camelCase on the wire.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A message from a client. Field names are camelCase on the wire; the `type`
+/// is the variant's name in kebab-case, for serde and strum alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, VariantNames)]
 #[serde(
     tag = "type",
     rename_all = "kebab-case",
     rename_all_fields = "camelCase"
 )]
+#[strum(serialize_all = "kebab-case")]
 pub enum ClientMessage {
     /// Enter a room; answered by `joined` or an `error`.
     Join {
@@ -119,33 +110,6 @@ pub enum ClientMessage {
     },
 }
 
-/// The four kinds of targeted message a node relays between peers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RelayKind {
-    Offer,
-    Answer,
-    Candidate,
-    AppData,
-}
-
-impl RelayKind {
-    pub const ALL: [RelayKind; 4] = [
-        RelayKind::Offer,
-        RelayKind::Answer,
-        RelayKind::Candidate,
-        RelayKind::AppData,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RelayKind::Offer => "offer",
-            RelayKind::Answer => "answer",
-            RelayKind::Candidate => "candidate",
-            RelayKind::AppData => "app-data",
-        }
-    }
-}
-
 impl ClientMessage {
     /// The request id the client attached, echoed in the reply or error.
     pub fn request_id(&self) -> Option<&RequestId> {
@@ -167,20 +131,7 @@ impl ClientMessage {
 
     /// The wire `type` of this message.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            ClientMessage::Join { .. } => "join",
-            ClientMessage::Resume { .. } => "resume",
-            ClientMessage::Offer { .. } => "offer",
-            ClientMessage::Answer { .. } => "answer",
-            ClientMessage::Candidate { .. } => "candidate",
-            ClientMessage::AppData { .. } => "app-data",
-            ClientMessage::Leave { .. } => "leave",
-            ClientMessage::Report { .. } => "report",
-            ClientMessage::Ping { .. } => "ping",
-            ClientMessage::Chat { .. } => "chat",
-            ClientMessage::CallState { .. } => "call-state",
-            ClientMessage::Reaction { .. } => "reaction",
-        }
+        self.into()
     }
 }
 
@@ -272,6 +223,8 @@ mod tests {
         parse_client_message(text).expect_err("must fail").code
     }
 
+    /// One frame of every type, in declaration order: serde's name of each
+    /// variant and the derived one are the same, read and written.
     #[test]
     fn parses_every_type() {
         let frames = [
@@ -288,9 +241,13 @@ mod tests {
             r#"{"type":"call-state","hand":true}"#,
             r#"{"type":"reaction","emoji":"👍"}"#,
         ];
+        assert_eq!(frames.len(), CLIENT_MESSAGE_TYPES.len(), "one frame a type");
         for (frame, kind) in frames.iter().zip(CLIENT_MESSAGE_TYPES) {
             let msg = parse_client_message(frame).expect(frame);
-            assert_eq!(msg.type_name(), kind);
+            // serde read the variant from `type`; the derived name must be it.
+            assert_eq!(msg.type_name(), *kind);
+            let written = serde_json::to_value(&msg).expect("serializes");
+            assert_eq!(written["type"], *kind, "serde writes the derived name");
         }
     }
 

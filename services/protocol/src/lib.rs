@@ -5,26 +5,29 @@
 //! by the node, by the integration tests and by the load generator so that the three
 //! can never disagree on a field name.
 
+#[macro_use]
+mod wire_enum;
+
 mod chat;
 mod client;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod kinds;
 mod names;
 mod server;
 
 pub use chat::{is_reaction, validate_chat_text, ChatEntry, ChatTextError, REACTIONS};
-pub use client::{
-    parse_client_message, ClientMessage, ParseError, RelayKind, CLIENT_MESSAGE_TYPES,
-};
+pub use client::{parse_client_message, ClientMessage, ParseError, CLIENT_MESSAGE_TYPES};
 pub use error::ErrorCode;
+pub use kinds::{BroadcastKind, RelayKind};
 pub use names::{
     check_token, check_visible_text, DisplayName, NameError, RoomName, MAX_NAME_CHARS,
     MAX_ROOM_CHARS,
 };
 pub use server::{
     CallReport, CandidateType, IceOutcome, IceServer, LeaveReason, Member, ReconnectReason,
-    RequestId, ServerMessage,
+    RequestId, SeatSnapshot, ServerMessage, SERVER_MESSAGE_TYPES,
 };
 
 /// The protocol version this crate speaks. Sent in `welcome`; a `join` or `resume` may

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use strum::{IntoStaticStr, VariantNames};
 
 use crate::{ChatEntry, ErrorCode};
 
@@ -38,55 +39,44 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
-/// Why a peer left its room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LeaveReason {
-    /// It sent `leave`.
-    Left,
-    /// Its socket closed and it did not resume within the resume window.
-    Disconnected,
-    /// It stopped answering pings and did not resume within the resume window.
-    TimedOut,
-    /// The node it was connected to disappeared without saying goodbye.
-    NodeLost,
-}
-
-impl LeaveReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeaveReason::Left => "left",
-            LeaveReason::Disconnected => "disconnected",
-            LeaveReason::TimedOut => "timed-out",
-            LeaveReason::NodeLost => "node-lost",
-        }
+wire_enum! {
+    /// Why a peer left its room.
+    pub enum LeaveReason {
+        /// It sent `leave`.
+        Left,
+        /// Its socket closed and it did not resume within the resume window.
+        Disconnected,
+        /// It stopped answering pings and did not resume within the resume window.
+        TimedOut,
+        /// The node it was connected to disappeared without saying goodbye.
+        NodeLost,
     }
 }
 
-/// Why the node asks a client to connect again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReconnectReason {
-    /// The node is shutting down; another node will take the session.
-    Draining,
+wire_enum! {
+    /// Why the node asks a client to connect again.
+    pub enum ReconnectReason {
+        /// The node is shutting down; another node will take the session.
+        Draining,
+    }
 }
 
-/// How a client's ICE negotiation with one peer ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IceOutcome {
-    Connected,
-    Failed,
+wire_enum! {
+    /// How a client's ICE negotiation with one peer ended.
+    pub enum IceOutcome {
+        Connected,
+        Failed,
+    }
 }
 
-/// The type of the local candidate of the selected candidate pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CandidateType {
-    Host,
-    Srflx,
-    Prflx,
-    Relay,
+wire_enum! {
+    /// The type of the local candidate of the selected candidate pair.
+    pub enum CandidateType {
+        Host,
+        Srflx,
+        Prflx,
+        Relay,
+    }
 }
 
 /// A compact summary of one peer connection's quality, sent by the client
@@ -132,13 +122,43 @@ impl CallReport {
     }
 }
 
-/// A message from the node. Field names are camelCase on the wire.
+/// What `joined` and `resumed` both tell: the seat the client holds and the room
+/// as it is now. Written flat into either message, so its fields sit beside
+/// `type` and `id` on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatSnapshot {
+    pub room: String,
+    /// Your own peer id, kept across a resume.
+    pub peer: String,
+    /// Your display name as the others see it.
+    pub name: String,
+    /// The other members, in the order they joined.
+    pub members: Vec<Member>,
+    pub ice_servers: Vec<IceServer>,
+    /// Present this in `resume` after a dropped socket to keep your seat.
+    pub resume_token: String,
+    /// How long the seat is kept after the socket drops.
+    pub resume_window_ms: u64,
+    /// The room's chat as it is now, oldest first (bounded by count and age);
+    /// after a resume, messages sent while the socket was gone are among them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat: Vec<ChatEntry>,
+}
+
+/// Every `type` a node may send in this protocol version, in declaration order:
+/// the names of [`ServerMessage`]'s variants.
+pub const SERVER_MESSAGE_TYPES: &[&str] = <ServerMessage as VariantNames>::VARIANTS;
+
+/// A message from the node. Field names are camelCase on the wire; the `type`
+/// is the variant's name in kebab-case, for serde and strum alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, VariantNames)]
 #[serde(
     tag = "type",
     rename_all = "kebab-case",
     rename_all_fields = "camelCase"
 )]
+#[strum(serialize_all = "kebab-case")]
 pub enum ServerMessage {
     /// First frame on every socket: the protocol version and the node's id.
     Welcome {
@@ -158,37 +178,15 @@ pub enum ServerMessage {
     Joined {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        room: String,
-        /// Your own peer id.
-        peer: String,
-        /// Your display name as the others see it.
-        name: String,
-        /// The other members, in the order they joined.
-        members: Vec<Member>,
-        ice_servers: Vec<IceServer>,
-        /// Present this in `resume` after a dropped socket to keep your seat.
-        resume_token: String,
-        /// How long the seat is kept after the socket drops.
-        resume_window_ms: u64,
-        /// The room's chat so far, oldest first (bounded by count and age).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        chat: Vec<ChatEntry>,
+        #[serde(flatten)]
+        seat: SeatSnapshot,
     },
     /// Reply to `resume`: the same seat, a fresh view of the room.
     Resumed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        room: String,
-        peer: String,
-        name: String,
-        members: Vec<Member>,
-        ice_servers: Vec<IceServer>,
-        resume_token: String,
-        resume_window_ms: u64,
-        /// The room's chat as it is now: messages sent while the socket was gone
-        /// are among them.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        chat: Vec<ChatEntry>,
+        #[serde(flatten)]
+        seat: SeatSnapshot,
     },
     /// Another peer entered your room.
     PeerJoined { peer: Member },
@@ -250,24 +248,7 @@ impl ServerMessage {
 
     /// The wire `type` of this message.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            ServerMessage::Welcome { .. } => "welcome",
-            ServerMessage::Joined { .. } => "joined",
-            ServerMessage::Resumed { .. } => "resumed",
-            ServerMessage::PeerJoined { .. } => "peer-joined",
-            ServerMessage::PeerLeft { .. } => "peer-left",
-            ServerMessage::Offer { .. } => "offer",
-            ServerMessage::Answer { .. } => "answer",
-            ServerMessage::Candidate { .. } => "candidate",
-            ServerMessage::AppData { .. } => "app-data",
-            ServerMessage::Chat { .. } => "chat",
-            ServerMessage::PeerState { .. } => "peer-state",
-            ServerMessage::Reaction { .. } => "reaction",
-            ServerMessage::Left { .. } => "left",
-            ServerMessage::Pong { .. } => "pong",
-            ServerMessage::Reconnect { .. } => "reconnect",
-            ServerMessage::Error { .. } => "error",
-        }
+        self.into()
     }
 
     /// The `chat` frame of a history entry.
@@ -298,23 +279,25 @@ mod tests {
     fn round_trips_with_camel_case_fields() {
         let msg = ServerMessage::Joined {
             id: Some(RequestId::Number(1)),
-            room: "r".into(),
-            peer: "p1".into(),
-            name: "Ann".into(),
-            members: vec![Member {
-                id: "p0".into(),
-                name: "Bob".into(),
-                user: None,
-                hand: true,
-            }],
-            ice_servers: vec![IceServer {
-                urls: vec!["stun:127.0.0.1:3478".into()],
-                username: None,
-                credential: None,
-            }],
-            resume_token: "t".into(),
-            resume_window_ms: 10_000,
-            chat: Vec::new(),
+            seat: SeatSnapshot {
+                room: "r".into(),
+                peer: "p1".into(),
+                name: "Ann".into(),
+                members: vec![Member {
+                    id: "p0".into(),
+                    name: "Bob".into(),
+                    user: None,
+                    hand: true,
+                }],
+                ice_servers: vec![IceServer {
+                    urls: vec!["stun:127.0.0.1:3478".into()],
+                    username: None,
+                    credential: None,
+                }],
+                resume_token: "t".into(),
+                resume_window_ms: 10_000,
+                chat: Vec::new(),
+            },
         };
         let json = msg.to_json();
         assert!(json.starts_with(r#"{"type":"joined""#), "{json}");
@@ -327,6 +310,30 @@ mod tests {
         );
         let back: ServerMessage = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, msg);
+    }
+
+    /// `joined` and `resumed` as a node sends them: every field, in the order
+    /// clients have always seen. Read and written again, the text must come out
+    /// byte for byte, whatever shape the Rust types take.
+    #[test]
+    fn joined_and_resumed_keep_their_bytes() {
+        let joined = concat!(
+            r#"{"type":"joined","id":1,"room":"daily-standup","peer":"p1","name":"Ann","#,
+            r#""members":[{"id":"p0","name":"Bob","user":"bob","hand":true}],"#,
+            r#""iceServers":[{"urls":["stun:a:3478"]},"#,
+            r#"{"urls":["turn:a:3478"],"username":"1600:p1","credential":"c="}],"#,
+            r#""resumeToken":"daily-standup.p1.s","resumeWindowMs":10000,"#,
+            r#""chat":[{"messageId":"m1","from":"p0","name":"Bob","text":"hi","at":1764000000000}]}"#
+        );
+        let resumed = concat!(
+            r#"{"type":"resumed","id":"r-2","room":"daily-standup","peer":"p1","name":"Ann","#,
+            r#""members":[],"iceServers":[],"resumeToken":"daily-standup.p1.s","resumeWindowMs":0}"#
+        );
+        for (text, kind) in [(joined, "joined"), (resumed, "resumed")] {
+            let message: ServerMessage = serde_json::from_str(text).expect(kind);
+            assert_eq!(message.type_name(), kind);
+            assert_eq!(message.to_json(), text);
+        }
     }
 
     #[test]

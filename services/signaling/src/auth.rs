@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use vc_protocol::ErrorCode;
@@ -79,7 +80,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(settings: &AuthSettings) -> Self {
-        let secret = settings.jwt_secret.as_bytes();
+        let secret = settings.jwt_secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = settings.leeway.as_secs();
         validation.validate_nbf = true;

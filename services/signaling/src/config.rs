@@ -11,7 +11,8 @@ use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 /// Prefix of the node's environment variables.
@@ -214,12 +215,12 @@ pub enum AuthMode {
     Jwt,
 }
 
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     pub mode: AuthMode,
     /// HS256 shared secret, at least 32 bytes, when `mode = "jwt"`.
-    pub jwt_secret: String,
+    pub jwt_secret: Secret,
     /// Expected `iss` claim; empty accepts any issuer.
     pub issuer: String,
     /// Clock skew tolerated on `exp`.
@@ -227,18 +228,7 @@ pub struct AuthSettings {
     pub leeway: Duration,
 }
 
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthSettings")
-            .field("mode", &self.mode)
-            .field("jwt_secret", &redacted(&self.jwt_secret))
-            .field("issuer", &self.issuer)
-            .field("leeway", &self.leeway)
-            .finish()
-    }
-}
-
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IceSettings {
     /// STUN URLs handed to browsers, e.g. `stun:stun.example.org:3478`.
@@ -246,7 +236,7 @@ pub struct IceSettings {
     /// TURN URLs handed to browsers with per-join credentials.
     pub turn_urls: Vec<String>,
     /// Shared secret with the TURN server (coturn `static-auth-secret`).
-    pub turn_secret: String,
+    pub turn_secret: Secret,
     /// Lifetime of minted TURN credentials.
     #[serde(with = "humantime_serde")]
     pub turn_ttl: Duration,
@@ -257,20 +247,9 @@ impl Default for IceSettings {
         Self {
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
-            turn_secret: String::new(),
+            turn_secret: Secret::default(),
             turn_ttl: Duration::from_secs(24 * 3600),
         }
-    }
-}
-
-impl std::fmt::Debug for IceSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IceSettings")
-            .field("stun_urls", &self.stun_urls)
-            .field("turn_urls", &self.turn_urls)
-            .field("turn_secret", &redacted(&self.turn_secret))
-            .field("turn_ttl", &self.turn_ttl)
-            .finish()
     }
 }
 
@@ -278,7 +257,7 @@ impl std::fmt::Debug for IceSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://host:port/db`; empty runs the in-process bus (a single node).
-    pub url: String,
+    pub url: RedisUrl,
     /// Use Redis 7 sharded pub/sub (SSUBSCRIBE/SPUBLISH), for Redis Cluster.
     pub sharded: bool,
     /// `url` names one seed node of a Redis Cluster; commands follow slots.
@@ -297,7 +276,7 @@ pub struct RedisSettings {
 impl Default for RedisSettings {
     fn default() -> Self {
         Self {
-            url: String::new(),
+            url: RedisUrl::default(),
             sharded: false,
             cluster: false,
             heartbeat_interval: Duration::from_secs(3),
@@ -388,11 +367,138 @@ impl TlsSettings {
     }
 }
 
-fn redacted(secret: &str) -> &'static str {
-    if secret.is_empty() {
-        "<unset>"
-    } else {
-        "<redacted>"
+/// What a set secret shows instead of its value.
+const REDACTED: &str = "<redacted>";
+/// What an empty secret shows, and reads back as.
+const UNSET: &str = "<unset>";
+
+/// A secret setting (`auth.jwt_secret`, `ice.turn_secret`). It cannot be logged
+/// or printed by accident: `Debug` and `Serialize` show `"<redacted>"` when it is
+/// set and `"<unset>"` when it is empty, never the value, which only
+/// [`ExposeSecret::expose_secret`] gives, where it is used (signing and checking
+/// tokens, minting TURN credentials). Read from files and the environment like
+/// any string; `"<unset>"` reads back as empty, so that the defaults layer of
+/// [`Settings::load`], itself serialized, stays empty.
+#[derive(Clone, Default)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// Whether the secret has a value.
+    pub fn is_set(&self) -> bool {
+        !self.0.expose_secret().is_empty()
+    }
+
+    fn marker(&self) -> &'static str {
+        if self.is_set() {
+            REDACTED
+        } else {
+            UNSET
+        }
+    }
+}
+
+impl ExposeSecret<str> for Secret {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.into())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value.into())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.marker())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.marker())
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let secret = SecretString::deserialize(deserializer)?;
+        if secret.expose_secret() == UNSET {
+            return Ok(Self::default());
+        }
+        Ok(Self(secret))
+    }
+}
+
+/// `redis.url`. Reads as the whole URL (with [`RedisUrl::as_str`], or as a
+/// `&str`), which connecting needs; `Debug`, `Display` and `Serialize` show it
+/// with its user and password replaced by `<redacted>`, so that logs and
+/// `print-config` never carry them.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL as configured, credentials included.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any credentials replaced by `<redacted>`.
+    pub fn redacted(&self) -> String {
+        match self
+            .0
+            .split_once("://")
+            .and_then(|(scheme, rest)| rest.rsplit_once('@').map(|(_, host)| (scheme, host)))
+        {
+            Some((scheme, host)) => format!("{scheme}://{REDACTED}@{host}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for RedisUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for RedisUrl {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl From<String> for RedisUrl {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.redacted(), f)
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for RedisUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
     }
 }
 
@@ -498,13 +604,13 @@ impl Settings {
                 "must be longer than heartbeat.interval",
             );
         }
-        if self.auth.mode == AuthMode::Jwt && self.auth.jwt_secret.len() < 32 {
+        if self.auth.mode == AuthMode::Jwt && self.auth.jwt_secret.expose_secret().len() < 32 {
             return bad(
                 "auth.jwt_secret",
                 "must be at least 32 bytes when auth.mode is \"jwt\"",
             );
         }
-        if !self.ice.turn_urls.is_empty() && self.ice.turn_secret.is_empty() {
+        if !self.ice.turn_urls.is_empty() && !self.ice.turn_secret.is_set() {
             return bad("ice.turn_secret", "must be set when ice.turn_urls is");
         }
         for url in &self.ice.stun_urls {
@@ -582,20 +688,6 @@ impl Settings {
             return bad("telemetry.log_level", e.to_string());
         }
         Ok(())
-    }
-
-    /// A copy safe to print: secrets replaced by a marker.
-    pub fn redacted(&self) -> Settings {
-        let mut copy = self.clone();
-        for secret in [&mut copy.auth.jwt_secret, &mut copy.ice.turn_secret] {
-            *secret = redacted(secret).to_owned();
-        }
-        if let Some((scheme, rest)) = copy.redis.url.split_once("://") {
-            if let Some((_credentials, host)) = rest.rsplit_once('@') {
-                copy.redis.url = format!("{scheme}://<redacted>@{host}");
-            }
-        }
-        copy
     }
 
     /// Whether a Redis bus is configured (a fleet) or the in-process bus runs.
@@ -718,13 +810,71 @@ mod tests {
         assert!(err.to_string().contains("tls.self_signed_names"), "{err}");
     }
 
+    fn with_secrets() -> Settings {
+        load(&[
+            ("VC_AUTH__MODE", "jwt"),
+            ("VC_AUTH__JWT_SECRET", "super-secret-value-of-32-bytes!!"),
+            ("VC_ICE__TURN_URLS", "turn:t:3478"),
+            ("VC_ICE__TURN_SECRET", "turn-secret"),
+            ("VC_REDIS__URL", "redis://vc:hunter2@redis.internal:6379/0"),
+        ])
+        .expect("loads")
+    }
+
+    #[test]
+    fn secrets_load_from_the_environment_and_are_read_explicitly() {
+        let s = with_secrets();
+        assert_eq!(
+            s.auth.jwt_secret.expose_secret(),
+            "super-secret-value-of-32-bytes!!"
+        );
+        assert_eq!(s.ice.turn_secret.expose_secret(), "turn-secret");
+        assert_eq!(
+            s.redis.url.as_str(),
+            "redis://vc:hunter2@redis.internal:6379/0"
+        );
+        // The defaults layer is serialized too: its empty secrets stay empty.
+        let defaults = load(&[]).expect("defaults");
+        assert!(!defaults.auth.jwt_secret.is_set());
+        assert!(!defaults.ice.turn_secret.is_set());
+        assert!(!defaults.uses_redis());
+    }
+
     #[test]
     fn secrets_do_not_leak_into_debug_output() {
-        let mut s = Settings::default();
-        s.auth.jwt_secret = "super-secret-value-of-32-bytes!!".into();
-        s.ice.turn_secret = "turn-secret".into();
-        let shown = format!("{s:?}");
-        assert!(!shown.contains("super-secret"), "{shown}");
-        assert!(!shown.contains("turn-secret"), "{shown}");
+        let shown = format!("{:?}", with_secrets());
+        for secret in ["super-secret", "turn-secret", "hunter2", "vc:"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("jwt_secret: <redacted>"), "{shown}");
+        assert!(
+            shown.contains(r#"url: "redis://<redacted>@redis.internal:6379/0""#),
+            "{shown}"
+        );
+        let shown = format!("{:?}", Settings::default());
+        assert!(shown.contains("turn_secret: <unset>"), "{shown}");
+    }
+
+    #[test]
+    fn secrets_do_not_leak_into_serialized_settings() {
+        let printed = serde_json::to_value(with_secrets()).expect("serializes");
+        assert_eq!(printed["auth"]["jwt_secret"], "<redacted>");
+        assert_eq!(printed["ice"]["turn_secret"], "<redacted>");
+        assert_eq!(
+            printed["redis"]["url"],
+            "redis://<redacted>@redis.internal:6379/0"
+        );
+        let printed = serde_json::to_value(Settings::default()).expect("serializes");
+        assert_eq!(printed["auth"]["jwt_secret"], "<unset>");
+        assert_eq!(printed["redis"]["url"], "");
+    }
+
+    #[test]
+    fn redis_urls_without_credentials_show_as_they_are() {
+        let url = RedisUrl::from("redis://redis.internal:6379/0");
+        assert_eq!(url.to_string(), "redis://redis.internal:6379/0");
+        let url = RedisUrl::from("rediss://:pw@h:6380");
+        assert_eq!(url.to_string(), "rediss://<redacted>@h:6380");
+        assert_eq!(&*url, "rediss://:pw@h:6380");
     }
 }

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
 use sha1::Sha1;
 use vc_protocol::IceServer;
 
-use crate::config::IceSettings;
+use crate::config::{IceSettings, Secret};
 
 /// Builds `iceServers` for a peer. TURN credentials follow the TURN REST
 /// convention that coturn's `use-auth-secret` checks: the username is
@@ -18,7 +19,7 @@ use crate::config::IceSettings;
 pub struct IceServers {
     stun: Vec<String>,
     turn: Vec<String>,
-    secret: Vec<u8>,
+    secret: Secret,
     ttl: Duration,
 }
 
@@ -27,7 +28,7 @@ impl IceServers {
         Self {
             stun: settings.stun_urls.clone(),
             turn: settings.turn_urls.clone(),
-            secret: settings.turn_secret.as_bytes().to_vec(),
+            secret: settings.turn_secret.clone(),
             ttl: settings.turn_ttl,
         }
     }
@@ -46,7 +47,10 @@ impl IceServers {
             let username = format!("{}:{peer}", now_unix + self.ttl.as_secs());
             servers.push(IceServer {
                 urls: self.turn.clone(),
-                credential: Some(turn_password(&self.secret, &username)),
+                credential: Some(turn_password(
+                    self.secret.expose_secret().as_bytes(),
+                    &username,
+                )),
                 username: Some(username),
             });
         }

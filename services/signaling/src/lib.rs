@@ -9,6 +9,7 @@
 pub mod allocator;
 pub mod auth;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod envelope;
 #[cfg(test)]
@@ -18,6 +19,7 @@ pub mod frame_guard;
 pub mod fuzzing;
 pub mod held_seats;
 pub mod ice;
+pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;
@@ -30,6 +32,7 @@ pub mod redis_backend;
 pub mod rooms;
 pub mod router;
 pub mod routes;
+pub mod seat_timers;
 pub mod session;
 pub mod startup;
 pub mod telemetry;

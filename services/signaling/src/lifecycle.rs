@@ -1,11 +1,15 @@
 //! The node's life: running, draining, stopping. One watch channel that every
-//! session and background task listens to, so that shutdown is a single broadcast.
+//! session and background task listens to, so that shutdown is a single broadcast;
+//! the live-session count, which the drain waits on; and the tracker of the
+//! background tasks, which shutdown awaits once they have heard `Stopping`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Interval;
+use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -36,7 +40,9 @@ pub async fn next_tick(ticker: &mut Interval, phase: &mut watch::Receiver<Phase>
 #[derive(Clone)]
 pub struct Lifecycle {
     phase: Arc<watch::Sender<Phase>>,
-    sessions: Arc<AtomicUsize>,
+    /// Live sockets: a watch, so that a drain wakes when the last one goes.
+    sessions: Arc<watch::Sender<usize>>,
+    tasks: TaskTracker,
 }
 
 impl Default for Lifecycle {
@@ -49,7 +55,8 @@ impl Lifecycle {
     pub fn new() -> Self {
         Self {
             phase: Arc::new(watch::channel(Phase::Running).0),
-            sessions: Arc::new(AtomicUsize::new(0)),
+            sessions: Arc::new(watch::channel(0).0),
+            tasks: TaskTracker::new(),
         }
     }
 
@@ -78,24 +85,52 @@ impl Lifecycle {
 
     /// Counts a live socket until the guard drops.
     pub fn session_guard(&self) -> SessionGuard {
-        self.sessions.fetch_add(1, Ordering::SeqCst);
+        self.sessions.send_modify(|n| *n += 1);
         SessionGuard {
             sessions: Arc::clone(&self.sessions),
         }
     }
 
     pub fn sessions(&self) -> usize {
-        self.sessions.load(Ordering::SeqCst)
+        *self.sessions.borrow()
+    }
+
+    /// Returns as soon as no session is left, or once `limit` has passed: true
+    /// if none is.
+    pub async fn sessions_ended_within(&self, limit: Duration) -> bool {
+        let mut sessions = self.sessions.subscribe();
+        // The lifecycle owns the sender, so the channel cannot close meanwhile.
+        let none_left = async move { sessions.wait_for(|n| *n == 0).await.is_ok() };
+        tokio::time::timeout(limit, none_left)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Runs a background task that ends once the phase is `Stopping`, tracked
+    /// so that shutdown can await it.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Returns as soon as every task from [`Lifecycle::spawn`] has ended, or
+    /// once `limit` has passed: true if all have. Call it once the phase is
+    /// `Stopping`, which is what ends them.
+    pub async fn tasks_ended_within(&self, limit: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
     }
 }
 
 pub struct SessionGuard {
-    sessions: Arc<AtomicUsize>,
+    sessions: Arc<watch::Sender<usize>>,
 }
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        self.sessions.fetch_sub(1, Ordering::SeqCst);
+        self.sessions.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -123,5 +158,60 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(life.sessions(), 0);
+    }
+
+    // On tokio's paused clock, time moves only to the next timer: a wait woken
+    // by the last guard shows exactly the time the guard was dropped at, where a
+    // polling wait would show the next poll.
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_sessions_ends_when_the_last_one_goes() {
+        let life = Lifecycle::new();
+        let (a, b) = (life.session_guard(), life.session_guard());
+        let started = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            drop(a);
+            tokio::time::sleep(Duration::from_millis(837)).await;
+            drop(b);
+        });
+        assert!(life.sessions_ended_within(Duration::from_secs(30)).await);
+        assert_eq!(started.elapsed(), Duration::from_millis(1237));
+        assert_eq!(life.sessions(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_sessions_returns_at_once_when_there_are_none() {
+        let life = Lifecycle::new();
+        drop(life.session_guard());
+        let started = tokio::time::Instant::now();
+        assert!(life.sessions_ended_within(Duration::from_secs(30)).await);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_sessions_gives_up_at_its_limit() {
+        let life = Lifecycle::new();
+        let _stays = life.session_guard();
+        let started = tokio::time::Instant::now();
+        assert!(!life.sessions_ended_within(Duration::from_secs(30)).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tracked_tasks_are_awaited_until_they_hear_stopping() {
+        let life = Lifecycle::new();
+        for _ in 0..3 {
+            let mut phase = life.subscribe();
+            life.spawn(async move {
+                phase.wait_for(|p| *p == Phase::Stopping).await.ok();
+            });
+        }
+        let started = tokio::time::Instant::now();
+        assert!(!life.tasks_ended_within(Duration::from_secs(5)).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        life.advance(Phase::Stopping);
+        assert!(life.tasks_ended_within(Duration::from_secs(5)).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
     }
 }

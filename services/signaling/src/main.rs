@@ -93,7 +93,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::PrintConfig => {
-            println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
+            // Secrets serialize as markers, never as their values.
+            println!("{}", serde_json::to_string_pretty(&settings)?);
             Ok(())
         }
         Command::HealthCheck { port, https } => health_check(

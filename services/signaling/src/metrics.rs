@@ -8,7 +8,8 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use vc_protocol::{CallReport, CandidateType, ErrorCode, IceOutcome};
+use strum::VariantArray;
+use vc_protocol::{BroadcastKind, CallReport, CandidateType, ErrorCode, IceOutcome, RelayKind};
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -315,10 +316,11 @@ impl Metrics {
         for path in ["same_node", "cross_node"] {
             self.relay_latency.with_label_values(&[path]);
         }
-        for outcome in ["connected", "failed"] {
-            for candidate in ["host", "srflx", "prflx", "relay", "unknown"] {
+        for &outcome in IceOutcome::VARIANTS {
+            let candidates = CandidateType::VARIANTS.iter().map(|c| c.as_str());
+            for candidate in candidates.chain([UNKNOWN_CANDIDATE]) {
                 self.client_ice_outcomes
-                    .with_label_values(&[outcome, candidate]);
+                    .with_label_values(&[outcome.as_str(), candidate]);
             }
         }
     }
@@ -347,19 +349,11 @@ impl Metrics {
             self.client_rtt.observe(ms / 1000.0);
         }
         if let (true, Some(outcome)) = (report.is_final, report.outcome) {
-            let outcome = match outcome {
-                IceOutcome::Connected => "connected",
-                IceOutcome::Failed => "failed",
-            };
-            let candidate = match report.candidate_type {
-                Some(CandidateType::Host) => "host",
-                Some(CandidateType::Srflx) => "srflx",
-                Some(CandidateType::Prflx) => "prflx",
-                Some(CandidateType::Relay) => "relay",
-                None => "unknown",
-            };
+            let candidate = report
+                .candidate_type
+                .map_or(UNKNOWN_CANDIDATE, CandidateType::as_str);
             self.client_ice_outcomes
-                .with_label_values(&[outcome, candidate])
+                .with_label_values(&[outcome.as_str(), candidate])
                 .inc();
         }
     }
@@ -374,6 +368,9 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 }
+
+/// The `candidate_type` label of an ICE outcome whose report named none.
+const UNKNOWN_CANDIDATE: &str = "unknown";
 
 /// Labels of `vc_sessions_closed_total`.
 pub const CLOSE_REASONS: [&str; 11] = [
@@ -406,16 +403,11 @@ pub fn join_outcome(code: ErrorCode) -> &'static str {
 
 /// Maps a relayed `type` to the static label used in metrics.
 pub fn relay_kind(message: &str) -> &'static str {
-    match message {
-        "offer" => "offer",
-        "answer" => "answer",
-        "candidate" => "candidate",
-        "app-data" => "app-data",
-        "chat" => "chat",
-        "peer-state" => "peer-state",
-        "reaction" => "reaction",
-        _ => "other",
-    }
+    message
+        .parse::<RelayKind>()
+        .map(RelayKind::as_str)
+        .or_else(|_| message.parse::<BroadcastKind>().map(BroadcastKind::as_str))
+        .unwrap_or("other")
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use tracing::warn;
 use vc_protocol::{LeaveReason, Member, RoomName};
 
 use crate::bus::{Bus, BusError};
+use crate::clock::unix_us;
 use crate::envelope::{Envelope, Event};
 use crate::metrics::Metrics;
-use crate::rooms::unix_us;
 use crate::vocabulary::{NodeId, PeerId};
 
 pub struct Publisher {

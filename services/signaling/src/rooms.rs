@@ -8,29 +8,31 @@
 //! join race-free: the node subscribes to the room before presence gives out the
 //! seat, so no event about the room can fall between the snapshot and the stream.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Weak};
 
-use rand::Rng;
 use thiserror::Error;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 use vc_protocol::{
-    is_reaction, validate_chat_text, ChatEntry, ChatTextError, DisplayName, ErrorCode, LeaveReason,
-    Member, NameError, RequestId, RoomName, ServerMessage, REACTIONS,
+    is_reaction, validate_chat_text, BroadcastKind, ChatEntry, ChatTextError, DisplayName,
+    ErrorCode, LeaveReason, Member, NameError, RelayKind, RequestId, RoomName, SeatSnapshot,
+    ServerMessage, REACTIONS,
 };
 
 use crate::auth::Authenticator;
 use crate::bus::Bus;
+use crate::clock::{duration_ms, unix_ms};
 use crate::config::Settings;
 use crate::envelope::Event;
 use crate::held_seats::HeldSeats;
 use crate::ice::IceServers;
+use crate::ids::random_hex;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbound, SessionHandle};
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::publisher::Publisher;
 use crate::router::Router;
+use crate::seat_timers::{Free, Freeing, SeatTimers, FREE_RETRY};
 use crate::vocabulary::{ConnId, NodeId, PeerId, MAX_HEX_ID};
 
 /// A request the node turned down: the code and text of the `error` frame.
@@ -60,22 +62,6 @@ impl Refusal {
             format!("{what}: the cluster bus is unavailable, try again shortly"),
         )
     }
-}
-
-/// How long a presence call that frees a seat waits before it is tried again.
-const FREE_RETRY: Duration = Duration::from_secs(1);
-
-/// Most seats that wait at once for presence to come back and free them, so that
-/// a long outage cannot grow the node's memory without bound.
-const MAX_PENDING_FREES: usize = 10_000;
-
-/// How [`Rooms::free`] frees a seat.
-#[derive(Debug, Clone, Copy)]
-enum Freeing {
-    /// `LEAVE`, then `peer-left` with this reason.
-    Leave(LeaveReason),
-    /// `EXPIRE` of a parked seat, then `peer-left` with the reason it was parked with.
-    Expire,
 }
 
 /// The seat a session holds: what it needs to relay, leave or park.
@@ -112,36 +98,53 @@ pub struct Rooms {
     auth: Authenticator,
     ice: IceServers,
     metrics: Arc<Metrics>,
-    /// Seats whose freeing waits for presence to answer again.
-    pending_frees: AtomicUsize,
+    /// Parked seats until their window passes, and seats whose freeing failed.
+    timers: SeatTimers,
 }
 
 impl Rooms {
-    pub fn new(
+    /// The room service, with its seat timers running on `lifecycle` until the
+    /// node stops.
+    pub fn start(
         node_id: NodeId,
         settings: Arc<Settings>,
         router: Arc<Router>,
         bus: Arc<dyn Bus>,
         presence: Arc<dyn Presence>,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            publisher: Arc::new(Publisher::new(
-                node_id.clone(),
-                Arc::clone(&bus),
-                Arc::clone(&metrics),
-            )),
-            held: Arc::new(HeldSeats::new()),
-            metrics,
-            auth: Authenticator::new(&settings.auth),
-            ice: IceServers::new(&settings.ice),
-            node_id,
-            settings,
-            router,
-            bus,
-            presence,
-            pending_frees: AtomicUsize::new(0),
-        }
+        lifecycle: &Lifecycle,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|rooms: &Weak<Self>| {
+            let rooms = rooms.clone();
+            // Weak: the task must not keep the service alive, nor the service
+            // the task, whose command channel closes when the service goes.
+            let free: Free = Arc::new(move |seat, freeing| {
+                let rooms = rooms.clone();
+                Box::pin(async move {
+                    match rooms.upgrade() {
+                        Some(rooms) => rooms.free_once(&seat, freeing).await,
+                        None => true,
+                    }
+                })
+            });
+            Self {
+                publisher: Arc::new(Publisher::new(
+                    node_id.clone(),
+                    Arc::clone(&bus),
+                    Arc::clone(&metrics),
+                )),
+                held: Arc::new(HeldSeats::new()),
+                metrics,
+                auth: Authenticator::new(&settings.auth),
+                ice: IceServers::new(&settings.ice),
+                node_id,
+                settings,
+                router,
+                bus,
+                presence,
+                timers: SeatTimers::start(lifecycle, free),
+            }
+        })
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -166,9 +169,13 @@ impl Rooms {
         Arc::clone(&self.held)
     }
 
+    pub fn seat_timers(&self) -> &SeatTimers {
+        &self.timers
+    }
+
     /// Seats a session in a room; the `joined` reply is queued on `handle`.
     pub async fn join(
-        self: &Arc<Self>,
+        &self,
         req: JoinRequest<'_>,
         conn: &ConnId,
         handle: SessionHandle,
@@ -242,14 +249,13 @@ impl Rooms {
         let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
         let reply = ServerMessage::Joined {
             id: req.id,
-            room: seat.room.to_string(),
-            peer: seat.peer.to_string(),
-            name: record.name.to_string(),
-            members: others.clone(),
-            ice_servers: self.ice.for_peer(seat.peer.as_str(), unix_ms() / 1000),
-            resume_token: resume_token(&seat.room, &seat.peer, &record.resume_secret),
-            resume_window_ms: duration_ms(self.settings.resume.window),
-            chat,
+            seat: self.snapshot(
+                &seat,
+                &record.name,
+                others.clone(),
+                resume_token(&seat.room, &seat.peer, &record.resume_secret),
+                chat,
+            ),
         };
         // Announce before activating: if the bus refuses the announcement the
         // client never sees `joined`, and frames others send meanwhile are held.
@@ -278,7 +284,7 @@ impl Rooms {
 
     /// Gives a session back a parked seat; the `resumed` reply is queued on `handle`.
     pub async fn resume(
-        self: &Arc<Self>,
+        &self,
         id: Option<RequestId>,
         token: &str,
         conn: &ConnId,
@@ -316,6 +322,7 @@ impl Rooms {
                     conn: record.conn.clone(),
                     grant_expires_ms: record.grant_expires_ms,
                 };
+                self.timers.cancel(room, peer, &record.conn);
                 self.free(&seat, Freeing::Expire).await;
             }
             return Err(Refusal::new(
@@ -350,7 +357,12 @@ impl Rooms {
             now_ms: unix_ms(),
         };
         let (record, others) = match self.presence.resume(&claim).await {
-            Ok(found) => found,
+            Ok(found) => {
+                // The seat left the parked connection: its timer would find
+                // another one there.
+                self.timers.cancel(room, peer, claim.from_conn);
+                found
+            }
             Err(e) => {
                 self.release(&seat).await;
                 return Err(match e {
@@ -369,14 +381,7 @@ impl Rooms {
         let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
         let reply = ServerMessage::Resumed {
             id,
-            room: seat.room.to_string(),
-            peer: seat.peer.to_string(),
-            name: record.name.to_string(),
-            members: others.clone(),
-            ice_servers: self.ice.for_peer(seat.peer.as_str(), unix_ms() / 1000),
-            resume_token: token.to_owned(),
-            resume_window_ms: duration_ms(self.settings.resume.window),
-            chat,
+            seat: self.snapshot(&seat, &record.name, others.clone(), token.to_owned(), chat),
         };
         if !self.router.activate(
             &seat.room,
@@ -404,35 +409,61 @@ impl Rooms {
         Ok(seat)
     }
 
+    /// The body of `joined` and `resumed`: the seat, the room as it is now, and
+    /// TURN credentials minted for it.
+    fn snapshot(
+        &self,
+        seat: &Seat,
+        name: &DisplayName,
+        members: Vec<Member>,
+        resume_token: String,
+        chat: Vec<ChatEntry>,
+    ) -> SeatSnapshot {
+        SeatSnapshot {
+            room: seat.room.to_string(),
+            peer: seat.peer.to_string(),
+            name: name.to_string(),
+            members,
+            ice_servers: self.ice.for_peer(seat.peer.as_str(), unix_ms() / 1000),
+            resume_token,
+            resume_window_ms: duration_ms(self.settings.resume.window),
+            chat,
+        }
+    }
+
     /// Relays a finished frame to `to`, if it is another member of the room.
     /// `to` is the client's text: one that is not a peer id names nobody.
     pub async fn relay(
         &self,
         seat: &Seat,
         to: &str,
-        message: &'static str,
+        kind: RelayKind,
         frame: String,
     ) -> Result<(), Refusal> {
         let to = PeerId::parse(to)
             .ok()
             .filter(|to| *to != seat.peer && self.router.is_member(&seat.room, to))
             .ok_or_else(|| {
+                // The id is the client's own input: echoed, but cut short.
                 Refusal::new(
                     ErrorCode::UnknownPeer,
-                    format!("peer \"{}\" is not in your room", truncate(to, 32)),
+                    format!(
+                        "peer \"{}\" is not in your room",
+                        to.chars().take(32).collect::<String>()
+                    ),
                 )
             })?;
         let event = Event::Relay {
             from: seat.peer.clone(),
             to,
-            message: message.to_owned(),
+            message: kind.to_string(),
             frame,
         };
         self.publish(&seat.room, event).await.map_err(|e| {
             warn!(room = %seat.room, error = %e, "relay not delivered");
-            Refusal::unavailable(message)
+            Refusal::unavailable(kind.as_str())
         })?;
-        debug!(kind = message, "relayed");
+        debug!(kind = kind.as_str(), "relayed");
         Ok(())
     }
 
@@ -460,7 +491,7 @@ impl Rooms {
         })?;
         let event = Event::Broadcast {
             from: seat.peer.clone(),
-            message: "chat".to_owned(),
+            message: BroadcastKind::Chat.to_string(),
             frame: ServerMessage::chat(&entry).to_json(),
             chat: Some(entry.message_id),
         };
@@ -494,7 +525,7 @@ impl Rooms {
         }
         let event = Event::Broadcast {
             from: seat.peer.clone(),
-            message: "peer-state".to_owned(),
+            message: BroadcastKind::PeerState.to_string(),
             frame: ServerMessage::PeerState {
                 peer: seat.peer.to_string(),
                 hand,
@@ -518,7 +549,7 @@ impl Rooms {
         }
         let event = Event::Broadcast {
             from: seat.peer.clone(),
-            message: "reaction".to_owned(),
+            message: BroadcastKind::Reaction.to_string(),
             frame: ServerMessage::Reaction {
                 from: seat.peer.to_string(),
                 emoji: emoji.to_owned(),
@@ -572,14 +603,15 @@ impl Rooms {
     }
 
     /// Frees the seat now and tells the room why.
-    pub async fn leave(self: &Arc<Self>, seat: &Seat, reason: LeaveReason) {
+    pub async fn leave(&self, seat: &Seat, reason: LeaveReason) {
         self.router.remove(&seat.room, &seat.peer, &seat.conn);
+        self.timers.cancel(&seat.room, &seat.peer, &seat.conn);
         self.free(seat, Freeing::Leave(reason)).await;
         self.unsubscribe(&seat.room).await;
     }
 
     /// Keeps the seat for `resume.window`, then frees it unless it was resumed.
-    pub async fn park(self: &Arc<Self>, seat: Seat, reason: LeaveReason) {
+    pub async fn park(&self, seat: Seat, reason: LeaveReason) {
         self.router.remove(&seat.room, &seat.peer, &seat.conn);
         self.unsubscribe(&seat.room).await;
         let window = self.settings.resume.window;
@@ -607,36 +639,17 @@ impl Rooms {
                 Freeing::Leave(reason)
             }
         };
-        let rooms = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(window).await;
-            rooms.free(&seat, freeing).await;
-        });
+        self.timers.park(seat, freeing, window);
     }
 
     /// Frees the seat in presence if `seat.conn` still holds it, and tells the
-    /// room when it did. While presence fails, tries again every [`FREE_RETRY`]
-    /// in the background: a seat left behind would outlive its socket on a node
+    /// room when it did. While presence fails, the seat timers try again every
+    /// [`FREE_RETRY`]: a seat left behind would outlive its socket on a node
     /// that is alive, where no sweep frees it.
-    async fn free(self: &Arc<Self>, seat: &Seat, freeing: Freeing) {
-        if self.free_once(seat, freeing).await {
-            return;
+    async fn free(&self, seat: &Seat, freeing: Freeing) {
+        if !self.free_once(seat, freeing).await {
+            self.timers.retry(seat.clone(), freeing);
         }
-        if self.pending_frees.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_FREES {
-            self.pending_frees.fetch_sub(1, Ordering::Relaxed);
-            error!(room = %seat.room, "too many seats waiting to be freed: this one stays until the node restarts");
-            return;
-        }
-        let (rooms, seat) = (Arc::clone(self), seat.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(FREE_RETRY).await;
-                if rooms.free_once(&seat, freeing).await {
-                    break;
-                }
-            }
-            rooms.pending_frees.fetch_sub(1, Ordering::Relaxed);
-        });
     }
 
     /// One try of [`Rooms::free`]: true once presence has answered.
@@ -717,33 +730,6 @@ fn parse_resume_token(token: &str) -> Option<(RoomName, PeerId, &str)> {
     hex.then_some((room, peer, secret))
 }
 
-/// `bytes` random bytes as lowercase hex.
-pub fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
-pub fn unix_ms() -> u64 {
-    unix_us() / 1000
-}
-
-pub fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 #[path = "rooms_tests.rs"]
 mod rooms_tests;
@@ -764,13 +750,5 @@ mod tests {
         assert_eq!(parse_resume_token("bad room.0a.ff"), None);
         assert_eq!(parse_resume_token("r.zz.ff"), None);
         assert_eq!(parse_resume_token("r.0a."), None);
-    }
-
-    #[test]
-    fn random_ids_are_hex_of_the_asked_length() {
-        let id = random_hex(8);
-        assert_eq!(id.len(), 16);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(random_hex(8), random_hex(8));
     }
 }

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use vc_protocol::{ErrorCode, LeaveReason, Member, ServerMessage};
+use vc_protocol::{ErrorCode, LeaveReason, Member, RelayKind, ServerMessage};
 
 use super::{JoinRequest, Refusal, Rooms, Seat};
+use crate::auth::Authenticator;
 use crate::bus::fake::BusHub;
-use crate::config::{RoomSettings, Settings};
+use crate::config::{AuthMode, RoomSettings, Settings};
 use crate::envelope::Event;
 use crate::faults::{FaultPlan, Op};
+use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
 use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::presence::fake::FakePresence;
@@ -33,12 +35,14 @@ struct Fleet {
     settings: Arc<Settings>,
 }
 
-/// One node: its room core, its router, and the faults of its bus and presence.
+/// One node: its room core, its router, the faults of its bus and presence, and
+/// the lifecycle its seat timers stop with.
 struct Node {
     id: NodeId,
     rooms: Arc<Rooms>,
     router: Arc<Router>,
     faults: Arc<FaultPlan>,
+    lifecycle: Lifecycle,
 }
 
 impl Fleet {
@@ -63,19 +67,22 @@ impl Fleet {
             .hub
             .attach(&id, Arc::clone(&router) as _, Arc::clone(&faults));
         let presence = FakePresence::new(Arc::clone(&self.store), Arc::clone(&faults));
-        let rooms = Arc::new(Rooms::new(
+        let lifecycle = Lifecycle::new();
+        let rooms = Rooms::start(
             id.clone(),
             Arc::clone(&self.settings),
             Arc::clone(&router),
             Arc::new(bus),
             Arc::new(presence),
             metrics,
-        ));
+            &lifecycle,
+        );
         Node {
             id,
             rooms,
             router,
             faults,
+            lifecycle,
         }
     }
 
@@ -133,6 +140,18 @@ impl Node {
             .await
     }
 
+    async fn join_with_token(&self, client: &Client, token: &str) -> Result<Seat, Refusal> {
+        let request = JoinRequest {
+            id: None,
+            room: room(ROOM),
+            name: "Guest",
+            token: Some(token),
+        };
+        self.rooms
+            .join(request, &client.conn, client.handle.clone())
+            .await
+    }
+
     /// Joins in a task of its own, for a join that a gate stops midway.
     fn spawn_join(&self, client: &Client, name: &str) -> JoinHandle<Result<Seat, Refusal>> {
         self.spawn_join_room(client, ROOM, name)
@@ -177,12 +196,26 @@ impl Node {
             sdp: sdp.to_owned(),
         };
         self.rooms
-            .relay(from, to.as_str(), "offer", frame.to_json())
+            .relay(from, to.as_str(), RelayKind::Offer, frame.to_json())
             .await
     }
 
     fn stats(&self) -> RouterStats {
         self.router.stats()
+    }
+
+    /// Returns once the seat timers count `n` seats waiting, which is also how a
+    /// test knows the timers have taken what it just asked of them.
+    async fn timers_hold(&self, n: usize) {
+        let mut waiting = self.rooms.seat_timers().waiting();
+        let counted = tokio::time::timeout(Duration::from_secs(10), waiting.wait_for(|w| *w == n))
+            .await
+            .map(|seen| seen.map(|w| *w));
+        assert!(
+            matches!(counted, Ok(Ok(_))),
+            "the seat timers never held {n} seats (now {})",
+            *self.rooms.seat_timers().waiting().borrow()
+        );
     }
 }
 
@@ -226,8 +259,9 @@ impl Client {
     /// thing this client was sent since the last look.
     fn token(&mut self) -> String {
         match self.received().as_slice() {
-            [ServerMessage::Joined { resume_token, .. }
-            | ServerMessage::Resumed { resume_token, .. }] => resume_token.clone(),
+            [ServerMessage::Joined { seat, .. } | ServerMessage::Resumed { seat, .. }] => {
+                seat.resume_token.clone()
+            }
             other => panic!("expected one joined or resumed frame, got {other:?}"),
         }
     }
@@ -248,8 +282,8 @@ fn ids(members: &[Member]) -> String {
 /// One frame as a line: its type and what identifies it.
 fn line(message: &ServerMessage) -> String {
     match message {
-        ServerMessage::Joined { members, .. } => format!("joined [{}]", ids(members)),
-        ServerMessage::Resumed { members, .. } => format!("resumed [{}]", ids(members)),
+        ServerMessage::Joined { seat, .. } => format!("joined [{}]", ids(&seat.members)),
+        ServerMessage::Resumed { seat, .. } => format!("resumed [{}]", ids(&seat.members)),
         ServerMessage::PeerJoined { peer } => format!("peer-joined {}", peer.id),
         ServerMessage::PeerLeft { peer, reason } => format!("peer-left {peer} {reason:?}"),
         ServerMessage::Offer { from, sdp } => format!("offer from {from}: {sdp}"),
@@ -543,8 +577,8 @@ async fn a_failed_announcement_is_taken_back_from_whoever_saw_the_seat() {
     let c = n1.join(&cat, "Cat").await.expect("cat joins");
     let listed = cat.received();
     assert!(
-        matches!(listed.as_slice(), [ServerMessage::Joined { members, .. }]
-            if members.iter().map(|m| m.id.as_str()).eq([a.peer.as_str(), bob_peer.as_str()])),
+        matches!(listed.as_slice(), [ServerMessage::Joined { seat, .. }]
+            if seat.members.iter().map(|m| m.id.as_str()).eq([a.peer.as_str(), bob_peer.as_str()])),
         "{listed:?}"
     );
     // Then Bob's announcement fails.
@@ -932,6 +966,7 @@ async fn a_parked_seat_expires_after_the_window_with_one_departure() {
     let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
     let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
     n1.rooms.park(a.clone(), LeaveReason::TimedOut).await;
+    n1.timers_hold(1).await;
 
     let seat = fleet.seat(&a.peer).await.expect("ann's seat is kept");
     assert_eq!(seat.parked.map(|p| p.reason), Some(LeaveReason::TimedOut));
@@ -941,8 +976,10 @@ async fn a_parked_seat_expires_after_the_window_with_one_departure() {
     assert!(bob.saw().is_empty(), "nothing before the window has passed");
     tokio::time::sleep(Duration::from_millis(2)).await;
     assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::TimedOut)]);
+    n1.timers_hold(0).await;
     tokio::time::sleep(window * 3).await;
     assert!(bob.saw().is_empty());
+    assert_eq!(n1.faults.count(Op::PresenceExpire), 1, "fired once");
     assert_eq!(fleet.published(is_peer_left(&a)), 1);
     assert_eq!(fleet.members().await, [b.peer.as_str()]);
     assert!(!n1.router.is_member(&room(ROOM), &a.peer));
@@ -995,6 +1032,164 @@ async fn a_seat_parked_twice_is_announced_gone_once() {
     assert_eq!(fleet.hub.subscriptions("n1", ROOM), 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_resume_on_the_parking_node_cancels_the_timer() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.timers_hold(1).await;
+    tokio::time::sleep(window / 2).await;
+    n1.resume(&again, &token)
+        .await
+        .expect("resumes inside the window");
+    n1.timers_hold(0).await;
+    tokio::time::sleep(window * 3).await;
+
+    assert_eq!(again.saw(), [resumed(&[&b])]);
+    assert!(bob.saw().is_empty(), "no flap");
+    assert_eq!(
+        n1.faults.count(Op::PresenceExpire),
+        0,
+        "the timer never fired"
+    );
+    let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+    assert_eq!((seat.conn.as_str(), seat.parked), ("a2", None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_seat_whose_grant_has_ended_is_freed_at_the_resume_and_its_timer_cancelled() {
+    let mut settings = Settings::default();
+    settings.auth.mode = AuthMode::Jwt;
+    settings.auth.jwt_secret = "a-secret-of-at-least-thirty-two-bytes".into();
+    // Enough to let a token whose grant ended this second in: the wall clock
+    // does not move on tokio's paused one.
+    settings.auth.leeway = Duration::from_secs(3600);
+    let fleet = Fleet::with(settings);
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let auth = Authenticator::new(&fleet.settings.auth);
+    let ends_now = auth.mint(ROOM, "ann", None, Duration::ZERO).expect("mints");
+    let lasts = auth
+        .mint(ROOM, "bob", None, Duration::from_secs(3600))
+        .expect("mints");
+    let (mut ann, mut bob, again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let a = n1
+        .join_with_token(&ann, &ends_now)
+        .await
+        .expect("ann joins");
+    let resume_token = ann.token();
+    n1.join_with_token(&bob, &lasts).await.expect("bob joins");
+    bob.saw();
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.timers_hold(1).await;
+    assert_eq!(
+        code(n1.resume(&again, &resume_token).await),
+        ErrorCode::AuthExpired
+    );
+    n1.timers_hold(0).await;
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::Disconnected)]);
+    tokio::time::sleep(window * 3).await;
+
+    assert!(bob.saw().is_empty());
+    assert_eq!(
+        n1.faults.count(Op::PresenceExpire),
+        1,
+        "freed by the resume only"
+    );
+    assert_eq!(fleet.published(is_peer_left(&a)), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_leave_of_an_older_socket_keeps_the_newer_sockets_timer() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    let newer = n1.resume(&again, &token).await.expect("resumes");
+    again.saw();
+    n1.rooms.park(newer, LeaveReason::TimedOut).await;
+    n1.timers_hold(1).await;
+    // The first socket's session ends after the second took the seat over.
+    n1.rooms.leave(&a, LeaveReason::Left).await;
+    n1.timers_hold(1).await;
+    assert!(bob.saw().is_empty(), "the leave found another connection");
+    tokio::time::sleep(window + Duration::from_millis(1)).await;
+
+    assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::TimedOut)]);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_parked_seats_wait_in_one_queue_and_each_expires_once() {
+    let mut settings = Settings::default();
+    settings.rooms.capacity = 64;
+    let fleet = Fleet::with(settings);
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let mut bob = Client::new("b0");
+    let b = n1.join(&bob, "Bob").await.expect("bob joins");
+    bob.saw();
+    let mut parked = Vec::new();
+    for i in 0..50 {
+        let client = Client::new(&format!("c{i}"));
+        let seat = n1.join(&client, "Guest").await.expect("joins");
+        parked.push(seat);
+    }
+    bob.saw();
+    for seat in &parked {
+        n1.rooms.park(seat.clone(), LeaveReason::Disconnected).await;
+    }
+    n1.timers_hold(50).await;
+    tokio::time::sleep(window + Duration::from_millis(1)).await;
+    n1.timers_hold(0).await;
+    tokio::time::sleep(window * 3).await;
+
+    // Due at the same instant, freed side by side: in no particular order.
+    let mut expected: Vec<String> = parked
+        .iter()
+        .map(|seat| peer_left(seat, LeaveReason::Disconnected))
+        .collect();
+    let mut saw = bob.saw();
+    expected.sort();
+    saw.sort();
+    assert_eq!(saw, expected);
+    assert_eq!(n1.faults.count(Op::PresenceExpire), 50);
+    assert_eq!(fleet.members().await, [b.peer.as_str()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_seat_timers_end_when_the_node_stops_with_seats_parked() {
+    let fleet = Fleet::new();
+    let window = fleet.settings.resume.window;
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.timers_hold(1).await;
+    n1.lifecycle.advance(Phase::Stopping);
+    let started = tokio::time::Instant::now();
+    assert!(
+        n1.lifecycle.tasks_ended_within(window).await,
+        "the task ended"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "at once, not by a timeout"
+    );
+    // What is parked now stays for the other nodes' sweep, as when the process exits.
+    n1.rooms.park(b.clone(), LeaveReason::Disconnected).await;
+    tokio::time::sleep(window * 3).await;
+
+    assert_eq!(n1.faults.count(Op::PresenceExpire), 0);
+    assert!(fleet.seat(&a.peer).await.is_some());
+    assert!(fleet.seat(&b.peer).await.is_some());
+}
+
 // Presence failing when a seat is to be freed: tried again until it answers, so
 // that no seat outlives its socket on a node that is alive.
 
@@ -1035,16 +1230,25 @@ async fn a_failed_expiry_is_tried_again_until_presence_answers() {
     n1.faults.fail_next(Op::PresenceExpire);
     tokio::time::sleep(window + Duration::from_millis(1)).await;
     assert!(bob.saw().is_empty());
+    assert_eq!(n1.faults.count(Op::PresenceExpire), 1);
+    // Waiting again, for its next try.
+    n1.timers_hold(1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(bob.saw().is_empty());
     assert!(fleet.seat(&a.peer).await.is_some());
+    assert_eq!(n1.faults.count(Op::PresenceExpire), 2);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     assert_eq!(bob.saw(), [peer_left(&a, LeaveReason::Disconnected)]);
     assert_eq!(fleet.members().await, [b.peer.as_str()]);
     assert_eq!(n1.faults.count(Op::PresenceExpire), 3);
+    n1.timers_hold(0).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(n1.faults.count(Op::PresenceExpire), 3);
+    assert_eq!(
+        n1.faults.count(Op::PresenceExpire),
+        3,
+        "no try after success"
+    );
     assert_eq!(fleet.published(is_peer_left(&a)), 1);
 }
 

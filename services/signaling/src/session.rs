@@ -14,17 +14,18 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, debug_span, info_span, Instrument};
 use vc_protocol::{
-    parse_client_message, ClientMessage, ErrorCode, LeaveReason, RequestId, RoomName,
+    parse_client_message, ClientMessage, ErrorCode, LeaveReason, RelayKind, RequestId, RoomName,
     ServerMessage, PROTOCOL_REVISION, PROTOCOL_VERSION,
 };
 
+use crate::clock::unix_us;
 use crate::frame_guard::{Violation, ViolationCell};
 use crate::lifecycle::Phase;
 use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
 use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::ratelimit::{Strikes, TokenBucket};
-use crate::rooms::{unix_us, JoinRequest, Refusal, Seat};
+use crate::rooms::{JoinRequest, Refusal, Seat};
 use crate::telemetry;
 use crate::vocabulary::ConnId;
 
@@ -441,7 +442,7 @@ impl Session {
                     from: seat.peer.to_string(),
                     sdp,
                 };
-                relay(&rooms, seat, &to, "offer", frame.to_json()).await?;
+                relay(&rooms, seat, &to, RelayKind::Offer, frame.to_json()).await?;
             }
             ClientMessage::Answer { to, sdp, .. } => {
                 let seat = self.seat()?;
@@ -449,7 +450,7 @@ impl Session {
                     from: seat.peer.to_string(),
                     sdp,
                 };
-                relay(&rooms, seat, &to, "answer", frame.to_json()).await?;
+                relay(&rooms, seat, &to, RelayKind::Answer, frame.to_json()).await?;
             }
             ClientMessage::Candidate { to, candidate, .. } => {
                 let seat = self.seat()?;
@@ -457,7 +458,7 @@ impl Session {
                     from: seat.peer.to_string(),
                     candidate,
                 };
-                relay(&rooms, seat, &to, "candidate", frame.to_json()).await?;
+                relay(&rooms, seat, &to, RelayKind::Candidate, frame.to_json()).await?;
             }
             ClientMessage::AppData { to, data, .. } => {
                 let seat = self.seat()?;
@@ -465,7 +466,7 @@ impl Session {
                     from: seat.peer.to_string(),
                     data,
                 };
-                relay(&rooms, seat, &to, "app-data", frame.to_json()).await?;
+                relay(&rooms, seat, &to, RelayKind::AppData, frame.to_json()).await?;
             }
             ClientMessage::Leave { id } => {
                 let seat = self.seat.take().ok_or_else(not_joined)?;
@@ -662,14 +663,14 @@ async fn relay(
     rooms: &crate::rooms::Rooms,
     seat: &Seat,
     to: &str,
-    kind: &'static str,
+    kind: RelayKind,
     frame: String,
 ) -> Result<(), Refusal> {
     let span = debug_span!(
         parent: None,
         "relay",
         node = %rooms.node_id(),
-        kind,
+        kind = kind.as_str(),
         trace_id = tracing::field::Empty
     );
     telemetry::record_trace_id(&span);

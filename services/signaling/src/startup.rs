@@ -5,12 +5,12 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::{dev::Server, web, App, HttpServer};
 use thiserror::Error;
 use tokio::sync::Notify;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::bus::memory::{MemoryBus, MemoryHistory};
 use crate::bus::Bus;
@@ -92,14 +92,15 @@ impl Application {
                 None,
             )
         };
-        let rooms = Arc::new(Rooms::new(
+        let rooms = Rooms::start(
             node_id.clone(),
             Arc::clone(&settings),
             router,
             bus,
             presence,
             Arc::clone(&metrics),
-        ));
+            &lifecycle,
+        );
         if let Some(backend) = &redis {
             backend.start(rooms.publisher(), rooms.held_seats(), &lifecycle);
         }
@@ -330,23 +331,26 @@ fn metrics_listener(node: &Arc<Node>, addr: &str) -> Result<(u16, Server), Start
     Ok((port, server))
 }
 
-/// Drain (only with a fleet to move to), then close every socket with 1001.
+/// Drain (only with a fleet to move to), then close every socket with 1001 and
+/// let the background tasks finish, within `server.shutdown_timeout`.
 async fn shut_down(node: &Node) {
     let settings = &node.settings;
+    let life = &node.lifecycle;
     if settings.uses_redis() && !settings.drain.timeout.is_zero() {
-        node.lifecycle.advance(Phase::Draining);
-        info!(sessions = node.lifecycle.sessions(), "draining");
-        wait_for_sessions(node, settings.drain.timeout).await;
+        life.advance(Phase::Draining);
+        info!(sessions = life.sessions(), "draining");
+        life.sessions_ended_within(settings.drain.timeout).await;
     }
-    node.lifecycle.advance(Phase::Stopping);
-    info!(sessions = node.lifecycle.sessions(), "closing sockets");
-    wait_for_sessions(node, settings.server.shutdown_timeout).await;
-}
-
-async fn wait_for_sessions(node: &Node, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while node.lifecycle.sessions() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    life.advance(Phase::Stopping);
+    info!(sessions = life.sessions(), "closing sockets");
+    let stopping = Instant::now();
+    let limit = settings.server.shutdown_timeout;
+    life.sessions_ended_within(limit).await;
+    if !life
+        .tasks_ended_within(limit.saturating_sub(stopping.elapsed()))
+        .await
+    {
+        warn!("background tasks still running at the shutdown timeout");
     }
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use thiserror::Error;
 use vc_protocol::{check_token, NameError};
 
-use crate::rooms::random_hex;
+use crate::ids::random_hex;
 
 /// Longest peer or connection id, in hex digits. Minted ones have 16.
 pub const MAX_HEX_ID: usize = 64;

@@ -536,7 +536,7 @@ async fn ice_servers_carry_turn_credentials_for_the_peer() {
     let (expiry, peer) = username.split_once(':').expect("expiry:peer");
     assert_eq!(peer, client.peer);
     let expiry: u64 = expiry.parse().expect("unix seconds");
-    let now = vc_signaling::rooms::unix_ms() / 1000;
+    let now = vc_signaling::clock::unix_ms() / 1000;
     assert!(expiry > now + 3600, "expiry {expiry} vs now {now}");
     assert_eq!(
         servers[1]["credential"],

@@ -77,12 +77,12 @@ async fn a_relay_across_nodes_is_one_trace_and_logs_keep_secrets() {
     let url = redis.url();
     let a = spawn_node(|s| {
         s.node.id = "trace-a".into();
-        s.redis.url = url.clone();
+        s.redis.url = url.clone().into();
     })
     .await;
     let b = spawn_node(|s| {
         s.node.id = "trace-b".into();
-        s.redis.url = url.clone();
+        s.redis.url = url.clone().into();
     })
     .await;
 

@@ -2,14 +2,21 @@
 // the local media they send. Knows nothing of the DOM; the UI listens to it.
 //
 // Events (CustomEvent, data in `detail`):
-// - `signaling` {state, retryInMs}: connected, reconnecting, ...
+// - `signaling` {state, retryInMs, refused, mediaFlowing}: the socket's state
+//   (connected, reconnecting, ...), whether the node refuses what this side sends
+//   for now (its bus is down: the library sends it again later), and whether
+//   media flows with any peer; see `connection`
 // - `peer-added` {link, arrived}: `arrived` when the peer just entered the room
 // - `peer-changed` {link}, `peer-removed` {peerId, name, reason}
 // - `stats` {peerId, summary}: every STATS_INTERVAL_MS per connected peer
 // - `rejoined`: the seat was lost and taken again; every peer starts over
 // - `chat` {message}: a chat message to show (the history at join, then each new
 //   one, own ones included); `chat-failed` {message, code}: an own one was refused
-// - `hand` {peerId, name, hand}: someone's hand went up or down (`local` for this side)
+// - `hand` {peerId, name, hand, failed?}: someone's hand went up or down (`local`
+//   for this side; `failed` when this side's change did not reach the others)
+// - `state-undelivered` {peerId, name}: this side's mute/camera/screen state did
+//   not reach a peer in time; it is sent again, and reaches them once the node
+//   delivers again
 // - `reaction` {peerId, emoji}: a passing reaction (`local` for this side's own)
 // - `ended` {reason, error?}: `left`, or `lost` when the room could not be re-entered
 
@@ -54,6 +61,14 @@ export class Call extends EventTarget {
   #ownChat = new Map();
   #handRaised = false;
   #handRequest = null;
+  /** Whether this side changed its hand since joining: then a resume says it again. */
+  #handChanged = false;
+  /** Each peer's hand as last shown, so that a state told again is no news. */
+  #shownHands = new Map();
+  #signalingState = { state: 'idle' };
+  #connectionTold = null;
+  /** Peers already told (by a notice) that a state did not reach them, until delivery is back. */
+  #undeliveredTold = new Set();
 
   /**
    * @param {object} options
@@ -102,7 +117,15 @@ export class Call extends EventTarget {
   async join() {
     const client = this.#client;
     const on = (type, handler) => this.#unsubscribers.push(client.on(type, handler));
-    on('state', (detail) => this.#emit('signaling', detail));
+    on('state', (detail) => {
+      this.#signalingState = detail;
+      this.#emitConnection();
+    });
+    on('delivery', ({ state }) => {
+      if (state === 'ok') this.#undeliveredTold.clear();
+      this.#emitConnection();
+    });
+    on('undelivered', (detail) => this.#onUndelivered(detail));
     on('peer-joined', ({ peer }) => this.#addPeer(peer.id, peer.name, { arrived: true }));
     on('peer-left', ({ peer, reason }) => this.#removePeer(peer, reason));
     on('offer', (message) => this.#linkFrom(message).handleDescription({ type: 'offer', sdp: message.sdp }));
@@ -186,6 +209,28 @@ export class Call extends EventTarget {
     this.#safetyCodes.delete(peerId);
   }
 
+  /**
+   * What the status line shows: the socket's `state` (and `retryInMs` while it
+   * waits to reconnect), whether the node `refused` this side's last messages for
+   * now, and whether media is flowing with any peer meanwhile (`mediaFlowing`).
+   */
+  get connection() {
+    return {
+      ...this.#signalingState,
+      refused: this.#client.delivery.state === 'refused',
+      mediaFlowing: [...this.#links.values()].some((link) => link.connectionState === 'connected'),
+    };
+  }
+
+  // Told only when it changed: peer state changes come often and mostly change nothing here.
+  #emitConnection() {
+    const connection = this.connection;
+    const key = JSON.stringify(connection);
+    if (key === this.#connectionTold) return;
+    this.#connectionTold = key;
+    this.#emit('signaling', connection);
+  }
+
   /** Whether the node has chat, raised hands and reactions (protocol revision 2). */
   get roomMessages() {
     return this.#client.revision >= 2;
@@ -236,6 +281,7 @@ export class Call extends EventTarget {
   /** Raises or lowers this side's hand for everyone. */
   setHand(hand) {
     this.#handRaised = Boolean(hand);
+    this.#handChanged = true;
     this.#handRequest = this.#client.setHand(this.#handRaised);
     this.#emit('hand', { peerId: 'local', name: this.#displayName, hand: this.#handRaised });
   }
@@ -278,24 +324,47 @@ export class Call extends EventTarget {
     const link = this.#links.get(peerId);
     if (!link) return;
     this.#emit('peer-changed', { link });
-    this.#emit('hand', { peerId, name: link.name, hand: Boolean(hand) });
+    // A peer says its state again after a reconnect: news only when it changed.
+    const raised = Boolean(hand);
+    if (this.#shownHands.get(peerId) === raised) return;
+    this.#shownHands.set(peerId, raised);
+    this.#emit('hand', { peerId, name: link.name, hand: raised });
   }
 
   #onError(error) {
-    const own = this.#ownChat.get(error.requestId);
+    if (!this.#ownRequestFailed(error.requestId, error.code)) console.warn('signaling:', error.code, error.message);
+  }
+
+  // An own chat message or hand change that did not go out; false for anything else.
+  #ownRequestFailed(requestId, code) {
+    const own = this.#ownChat.get(requestId);
     if (own) {
-      this.#ownChat.delete(error.requestId);
+      this.#ownChat.delete(requestId);
       own.failed = true;
-      this.#emit('chat-failed', { message: own, code: error.code });
-      return;
+      this.#emit('chat-failed', { message: own, code });
+      return true;
     }
-    if (error.requestId !== undefined && error.requestId === this.#handRequest) {
-      // Not raised after all: show what the others see.
+    if (requestId !== undefined && requestId === this.#handRequest) {
+      // Not changed after all: show what the others see.
       this.#handRaised = !this.#handRaised;
-      this.#emit('hand', { peerId: 'local', name: this.#displayName, hand: this.#handRaised, failed: error.code });
-      return;
+      this.#emit('hand', { peerId: 'local', name: this.#displayName, hand: this.#handRaised, failed: code });
+      return true;
     }
-    console.warn('signaling:', error.code, error.message);
+    return false;
+  }
+
+  // The library gave a message up: the node refused it for too long.
+  #onUndelivered({ message, requestId, code }) {
+    if (this.#ownRequestFailed(requestId, code)) return;
+    if (message.type !== 'app-data') return;
+    const link = this.#links.get(message.to);
+    if (!link) return;
+    // The peer must end up seeing this side's state: say so once, and keep trying.
+    if (!this.#undeliveredTold.has(link.peerId)) {
+      this.#undeliveredTold.add(link.peerId);
+      this.#emit('state-undelivered', { peerId: link.peerId, name: link.name });
+    }
+    this.#sendLocalState(link.peerId);
   }
 
   /** The safety code of the connection to `peerId`, once negotiated; see safety-code.js. */
@@ -332,7 +401,11 @@ export class Call extends EventTarget {
       media: this.#media,
     });
     this.#links.set(peerId, link);
-    link.addEventListener('state', () => this.#emit('peer-changed', { link }));
+    this.#shownHands.set(peerId, this.handOf(peerId));
+    link.addEventListener('state', () => {
+      this.#emit('peer-changed', { link });
+      this.#emitConnection();
+    });
     link.addEventListener('remote-state', () => this.#emit('peer-changed', { link }));
     // Media stopped flowing: the signaling socket may be on the same dead network.
     link.addEventListener('ice-disconnected', () => this.#client.checkNow());
@@ -367,6 +440,7 @@ export class Call extends EventTarget {
     this.#earlyAppData.delete(peerId);
     if (!link) return;
     this.#links.delete(peerId);
+    this.#shownHands.delete(peerId);
     this.#emit('peer-removed', { peerId, name: link.name, reason });
     this.#capBitrates();
     await this.#sendFinalReport(link);
@@ -392,7 +466,7 @@ export class Call extends EventTarget {
 
   #sendLocalState(peerId, extra = {}) {
     try {
-      this.#client.sendAppData(peerId, { ...this.#media.state, ...extra });
+      this.#client.sendAppData(peerId, { ...this.#media.state, ...extra }, { state: true });
     } catch (err) {
       if (err?.name !== 'SignalingError') throw err;
     }
@@ -426,6 +500,9 @@ export class Call extends EventTarget {
       link.recoverAfterSignalingGap({ networkMayHaveChanged: !cleanClose });
       this.#sendLocalState(member.id, { askBack: true });
     }
+    // The seat keeps the hand, but a change sent just before the socket went may
+    // not have reached the node.
+    if (this.#handChanged && this.roomMessages) this.#handRequest = this.#client.setHand(this.#handRaised);
   }
 
   // A new peer id: the others see a new peer, so every connection starts over.

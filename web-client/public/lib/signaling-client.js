@@ -8,6 +8,22 @@
 // see WebSocket ping frames), so that a socket on a network that went away is
 // noticed in seconds rather than when TCP gives up. It has no DOM dependency: pass
 // a WebSocket constructor to run it outside a browser.
+//
+// What it sends to peers and to the room (offer, answer, candidate, app-data,
+// chat, call-state, reaction) carries a request id, so that a refusal names the
+// message it answers. A message the node refuses for now (`unavailable`: its bus
+// is down; `draining`) is kept and sent again, in the order first sent; what
+// comes later for the same target (a peer, or the room) queues behind it, and a
+// newer state (`call-state`, an app-data sent with `{state: true}`) replaces a
+// held older one. It goes again after a backoff, at once when a later message is
+// known to have got through, and after a resume. The first retry is one message
+// followed by a `ping`: its `pong` proves the node took it (the node answers in
+// order), and only then does the rest follow. A message still refused 30 s after
+// it was first sent, or past 200 held, is given up: `undelivered` tells the page.
+// `delivery` tells whether the node refuses now, so that a page can say so
+// rather than "connected".
+
+import { HeldMessages, ROOM_TARGET } from './held-messages.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -35,10 +51,29 @@ const TRANSIENT_CODES = new Set(['disconnected', 'timeout', 'draining', 'unavail
 /** Messages queued while the socket is down; older ones are dropped past this. */
 const OUTBOX_LIMIT = 500;
 
+/** Refusals after which a message is kept and sent again: the node cannot deliver for now. */
+const REFUSED_FOR_NOW = new Set(['unavailable', 'draining']);
+
+/**
+ * How refused messages are sent again: the wait before the next try (doubling
+ * from `initialMs` up to `maxMs`), and when they are given up: first sent more
+ * than `maxAgeMs` ago, or more than `maxHeld` of them.
+ */
+export const DEFAULT_REDELIVERY = Object.freeze({ initialMs: 500, maxMs: 4000, maxAgeMs: 30_000, maxHeld: 200 });
+
+/** Sent messages remembered for a refusal that may still come; older ones count as taken. */
+const SENT_MEMORY = 1000;
+
+/** How long sends in a burst wait for the one `ping` that confirms them all. */
+const CONFIRM_DELAY_MS = 50;
+
 const RELAY_TYPES = ['offer', 'answer', 'candidate', 'app-data'];
 
 /** Messages the node delivers from another member to the whole room. */
 const ROOM_TYPES = ['chat', 'reaction'];
+
+/** What is kept and sent again when refused: what goes to peers and to the whole room. */
+const REDELIVERED_TYPES = new Set([...RELAY_TYPES, ...ROOM_TYPES, 'call-state']);
 
 /** The reactions the node relays (protocol revision 2). */
 export const REACTIONS = Object.freeze(['👍', '👏', '😂', '😮', '❤️', '🎉']);
@@ -107,8 +142,11 @@ class Link {
     this.welcome = null;
     this.pending = new Map();
     this.closed = deferred();
-    /** Ids of this socket's pings, so that an older node's `unknown-type` reply is not reported. */
-    this.pings = new Set();
+    /**
+     * This socket's pings, so that an older node's `unknown-type` reply is not
+     * reported: id to the count of sends before it, which its reply proves taken.
+     */
+    this.pings = new Map();
     /** The liveness check waiting for a sign of life, if any; any frame ends it. */
     this.probeTimer = null;
   }
@@ -156,7 +194,23 @@ export class SignalingClient {
   /** The close event of the last socket in use that ended, for the next `resumed`. */
   #lastLoss = null;
   #joinRequest = null;
+  /** What waits for a socket: {message, target, stateKey, since} (target null: not redelivered). */
   #outbox = [];
+
+  #redelivery;
+  #held;
+  /** Messages sent and not yet known taken or refused, by id: {entry, link, sendNo}. */
+  #sent = new Map();
+  #sends = 0;
+  /** The one message sent again as a test of the node, and the `ping` behind it. */
+  #probe = null;
+  #redeliveryTimer = null;
+  #redeliveryAttempt = 0;
+  #confirmTimer = null;
+  /** Whether the node's last word on a message was a refusal for now. */
+  #refused = false;
+  /** The last `delivery` told, so that only changes are. */
+  #lastDelivery = null;
 
   /**
    * @param {string} url the node's WebSocket URL, e.g. `wss://call.example.org/ws`
@@ -167,6 +221,8 @@ export class SignalingClient {
    * @param {{intervalMs?: number, timeoutMs?: number}} [options.liveness] how often to `ping` the
    *   node while connected (0: only when {@link checkNow} asks), and how long a check waits for any
    *   frame before the socket is dropped and the session resumed on a new one
+   * @param {{initialMs?: number, maxMs?: number, maxAgeMs?: number, maxHeld?: number}} [options.redelivery]
+   *   when refused messages are sent again and given up (see {@link DEFAULT_REDELIVERY})
    * @param {() => number} [options.random] source of jitter, for tests
    */
   constructor(url, options = {}) {
@@ -179,6 +235,8 @@ export class SignalingClient {
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.#liveness = { ...DEFAULT_LIVENESS, ...options.liveness };
     this.#random = options.random ?? Math.random;
+    this.#redelivery = { ...DEFAULT_REDELIVERY, ...options.redelivery };
+    this.#held = new HeldMessages(this.#redelivery);
     // A rejected connect() that nobody awaits must not crash the host.
     this.#connectedOnce.promise.catch(() => {});
   }
@@ -226,6 +284,15 @@ export class SignalingClient {
   }
 
   /**
+   * Whether what this client sends gets through: `state` is `refused` from a
+   * refusal for now until a message is known taken again, else `ok`; `held` is
+   * how many refused messages wait to be sent again.
+   */
+  get delivery() {
+    return { state: this.#refused ? 'refused' : 'ok', held: this.#held.size };
+  }
+
+  /**
    * Subscribes to an event; returns a function that unsubscribes. Events:
    * - `state` {state, attempt?, retryInMs?}
    * - `welcome`, `joined`: the node's messages
@@ -239,7 +306,12 @@ export class SignalingClient {
    * - `peer-joined`, `peer-left`, `offer`, `answer`, `candidate`, `app-data`
    * - `chat`, `reaction`, `peer-state`: what members say to the whole room
    * - `reconnect`: the node drains; the client moves by itself
-   * - `error`: a SignalingError not tied to a request of this client
+   * - `delivery` {state, held}: see {@link delivery}; on every change
+   * - `undelivered` {message, requestId, code, reason}: a message given up, `reason`
+   *   `expired` (refused for longer than the age bound) or `overflow` (too many
+   *   waiting); `code` is the last refusal (`disconnected` for the outbox)
+   * - `error`: a SignalingError not tied to a request of this client; refusals for
+   *   now of messages this client sends again are not reported here
    */
   on(type, listener) {
     if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
@@ -306,6 +378,7 @@ export class SignalingClient {
     const session = this.#session;
     this.#session = null;
     this.#outbox = [];
+    this.#forgetRedelivery();
     this.#joinRequest?.result.reject(new SignalingError('closed', 'left before the join completed'));
     this.#joinRequest = null;
     if (!session || this.#state !== ConnectionState.CONNECTED) return;
@@ -327,6 +400,7 @@ export class SignalingClient {
     this.#connectedOnce.reject(new SignalingError('closed', 'the client was closed'));
     clearTimeout(this.#retryTimer);
     this.#retryWake?.();
+    this.#forgetRedelivery();
     this.#stopLiveness();
     for (const link of this.#liveLinks) link.close(CLOSE_NORMAL, 'bye');
     this.#setState(ConnectionState.CLOSED);
@@ -349,7 +423,7 @@ export class SignalingClient {
     const link = this.#link;
     if (this.#state !== ConnectionState.CONNECTED || !link?.isOpen || link.probeTimer) return;
     const id = this.#nextRequestId++;
-    link.pings.add(id);
+    link.pings.set(id, this.#sends);
     link.probeTimer = setTimeout(() => {
       link.probeTimer = null;
       this.#abandon(link, 'no pong');
@@ -409,21 +483,27 @@ export class SignalingClient {
     }
   }
 
+  // The relays return their request id, as the room-wide messages do.
+
   sendOffer(to, sdp) {
-    this.#sendInSession({ type: 'offer', to, sdp });
+    return this.#sendInSession({ type: 'offer', to, sdp });
   }
 
   sendAnswer(to, sdp) {
-    this.#sendInSession({ type: 'answer', to, sdp });
+    return this.#sendInSession({ type: 'answer', to, sdp });
   }
 
   /** `candidate` is an RTCIceCandidateInit, or null for the end of candidates. */
   sendCandidate(to, candidate) {
-    this.#sendInSession({ type: 'candidate', to, candidate: candidate ?? null });
+    return this.#sendInSession({ type: 'candidate', to, candidate: candidate ?? null });
   }
 
-  sendAppData(to, data) {
-    this.#sendInSession({ type: 'app-data', to, data });
+  /**
+   * `data` is any JSON value. With `state: true` it is this side's whole state for
+   * that peer: held for a retry, a newer one replaces it.
+   */
+  sendAppData(to, data, { state = false } = {}) {
+    return this.#sendInSession({ type: 'app-data', to, data }, { state });
   }
 
   /** Sends a call-quality summary: {final, iceConnectedMs, outcome, candidateType, rttMs}. */
@@ -433,13 +513,17 @@ export class SignalingClient {
 
   /**
    * Takes back the messages of `type` for peer `to` that wait in the outbox (sent
-   * while the socket was down) and returns how many. A listener of `resumed` calls
-   * it for what the gap made stale, before the outbox goes out.
+   * while the socket was down) or to be sent again (refused), and returns how many.
+   * A listener of `resumed` calls it for what the gap made stale, before the
+   * outbox goes out.
    */
   discardQueued(to, type) {
+    const stale = ({ message }) => message.to === to && message.type === type;
     const before = this.#outbox.length;
-    this.#outbox = this.#outbox.filter((message) => message.to !== to || message.type !== type);
-    return before - this.#outbox.length;
+    this.#outbox = this.#outbox.filter((entry) => !stale(entry));
+    const discarded = before - this.#outbox.length + this.#held.discard(stale);
+    if (discarded) this.#emitDelivery();
+    return discarded;
   }
 
   /**
@@ -462,29 +546,180 @@ export class SignalingClient {
   }
 
   #sendRoomWide(message) {
-    const id = this.#nextRequestId++;
-    this.#sendInSession({ ...message, id });
-    return id;
+    return this.#sendInSession(message, { state: message.type === 'call-state' });
   }
 
-  #sendInSession(message) {
+  // Returns the request id of what is redelivered, else undefined.
+  #sendInSession(message, { state = false } = {}) {
     if (!this.#session) {
       throw new SignalingError('not-joined', `cannot send ${message.type} outside a room`);
     }
-    if (this.#state === ConnectionState.CONNECTED && !this.#holdOutgoing && this.#link.isOpen) {
-      this.#link.send(message);
-      return;
+    const entry = { message, target: null, stateKey: null, since: Date.now() };
+    if (REDELIVERED_TYPES.has(message.type)) {
+      entry.message = { ...message, id: this.#nextRequestId++ };
+      entry.target = message.to ?? ROOM_TARGET;
+      entry.stateKey = state ? `${message.type}:${entry.target}` : null;
     }
-    // Kept for the resumed session: the peers' negotiations go on meanwhile.
-    this.#outbox.push(message);
-    if (this.#outbox.length > OUTBOX_LIMIT) this.#outbox.shift();
+    if (entry.target !== null && this.#held.holds(entry.target)) {
+      // Behind what waits for the same target, so that the peer sees the order sent.
+      this.#hold(entry);
+    } else if (this.#canSend()) {
+      this.#transmit(entry);
+    } else {
+      // Kept for the resumed session: the peers' negotiations go on meanwhile.
+      this.#outbox.push(entry);
+      if (this.#outbox.length > OUTBOX_LIMIT) this.#giveUp([this.#outbox.shift()], 'overflow');
+    }
+    return entry.message.id;
+  }
+
+  #canSend() {
+    return this.#state === ConnectionState.CONNECTED && !this.#holdOutgoing && Boolean(this.#link?.isOpen);
   }
 
   #flushOutbox() {
     const queued = this.#outbox;
     this.#outbox = [];
     if (!this.#session) return;
-    for (const message of queued) this.#link.send(message);
+    for (const entry of queued) {
+      if (entry.target !== null && this.#held.holds(entry.target)) this.#hold(entry);
+      else this.#transmit(entry);
+    }
+    this.#redeliver();
+  }
+
+  #transmit(entry, link = this.#link) {
+    link.send(entry.message);
+    if (entry.target === null) return;
+    this.#sends += 1;
+    const id = entry.message.id;
+    this.#sent.delete(id);
+    this.#sent.set(id, { entry, link, sendNo: this.#sends });
+    // Long taken or refused by now: a refusal comes back within a round trip.
+    if (this.#sent.size > SENT_MEMORY) this.#sent.delete(this.#sent.keys().next().value);
+    if (this.#refused) this.#confirmSoon();
+  }
+
+  // While the node refuses, a `ping` after what was sent tells soon whether it got through.
+  #confirmSoon() {
+    if (this.#confirmTimer) return;
+    this.#confirmTimer = setTimeout(() => {
+      this.#confirmTimer = null;
+      if (this.#canSend()) this.#ping(this.#link);
+    }, CONFIRM_DELAY_MS);
+    this.#confirmTimer?.unref?.();
+  }
+
+  #ping(link) {
+    const id = this.#nextRequestId++;
+    link.pings.set(id, this.#sends);
+    link.send({ type: 'ping', id });
+    return id;
+  }
+
+  #hold(entry) {
+    this.#giveUp(this.#held.hold(entry), 'overflow');
+    this.#emitDelivery();
+  }
+
+  #giveUp(entries, reason) {
+    for (const { message, target, code } of entries) {
+      if (target === null) continue;
+      this.#emit('undelivered', { message, requestId: message.id, code: code ?? 'disconnected', reason });
+    }
+  }
+
+  #emitDelivery() {
+    const delivery = this.delivery;
+    const last = this.#lastDelivery;
+    if (last && last.state === delivery.state && last.held === delivery.held) return;
+    this.#lastDelivery = delivery;
+    this.#emit('delivery', delivery);
+  }
+
+  // The node refused `entry` for now: keep it, and try again after a backoff.
+  #refusedForNow(entry, code) {
+    entry.code = code;
+    if (this.#probe?.entry === entry) this.#probe = null;
+    this.#refused = true;
+    this.#hold(entry);
+    this.#scheduleRedelivery();
+  }
+
+  #scheduleRedelivery() {
+    if (this.#redeliveryTimer || this.#held.size === 0) return;
+    const { initialMs, maxMs } = this.#redelivery;
+    const delay = backoffDelay(this.#redeliveryAttempt, { initialMs, maxMs, factor: 2, jitter: 0.2 }, this.#random);
+    this.#redeliveryAttempt += 1;
+    this.#redeliveryTimer = setTimeout(() => {
+      this.#redeliveryTimer = null;
+      this.#redeliver();
+    }, delay);
+    this.#redeliveryTimer?.unref?.();
+  }
+
+  // Sends the oldest held message and a `ping` behind it; the rest follows the `pong`.
+  #redeliver() {
+    clearTimeout(this.#redeliveryTimer);
+    this.#redeliveryTimer = null;
+    this.#giveUp(this.#held.expire(Date.now(), this.#redelivery.maxAgeMs), 'expired');
+    this.#emitDelivery();
+    if (this.#held.size === 0 || this.#probe || !this.#session || !this.#canSend()) return;
+    const entry = this.#held.shift();
+    const link = this.#link;
+    this.#transmit(entry, link);
+    this.#probe = { entry, link, pingId: this.#ping(link) };
+    this.#emitDelivery();
+  }
+
+  // A `pong` (or an older node's refusal of `ping`): the node has read everything
+  // sent before the `ping`, and would have refused it by now.
+  #onPong(link, id) {
+    const sendsBefore = link.pings.get(id);
+    link.pings.delete(id);
+    let taken = 0;
+    for (const [sentId, sent] of this.#sent) {
+      if (sent.link !== link || sent.sendNo > sendsBefore) continue;
+      this.#sent.delete(sentId);
+      taken += 1;
+    }
+    if (this.#probe?.pingId === id) {
+      this.#probe = null;
+      this.#redeliveryAttempt = 0;
+      for (const entry of this.#held.takeAll()) this.#transmit(entry, link);
+    }
+    if (!taken) return;
+    if (this.#held.size > 0) {
+      this.#redeliver();
+    } else if (this.#refused && ![...this.#sent.values()].some((sent) => sent.link === link)) {
+      // Nothing refused waits and nothing sent is in doubt: the node delivers again.
+      this.#refused = false;
+      this.#redeliveryAttempt = 0;
+    }
+    this.#emitDelivery();
+  }
+
+  // What was sent on a socket that ended is in doubt: it is not sent again, but a
+  // message being tried again is, since it was refused once already.
+  #forgetLink(link) {
+    for (const [id, sent] of this.#sent) if (sent.link === link) this.#sent.delete(id);
+    if (this.#probe?.link === link) {
+      this.#giveUp(this.#held.hold(this.#probe.entry), 'overflow');
+      this.#probe = null;
+    }
+  }
+
+  #forgetRedelivery() {
+    this.#held.takeAll();
+    this.#sent.clear();
+    this.#probe = null;
+    clearTimeout(this.#redeliveryTimer);
+    this.#redeliveryTimer = null;
+    clearTimeout(this.#confirmTimer);
+    this.#confirmTimer = null;
+    this.#redeliveryAttempt = 0;
+    this.#refused = false;
+    this.#emitDelivery();
   }
 
   // The connection loop: one turn per socket, until close().
@@ -571,6 +806,7 @@ export class SignalingClient {
       clearTimeout(link.probeTimer);
       const error = new SignalingError('disconnected', `the socket closed (code ${event?.code ?? 'none'})`);
       this.#liveLinks.delete(link);
+      this.#forgetLink(link);
       link.closed.resolve(event);
       for (const request of link.pending.values()) {
         clearTimeout(request.timer);
@@ -588,8 +824,9 @@ export class SignalingClient {
 
   #onMessage(link, message) {
     if (link !== this.#link && link !== this.#handoverLink) return;
-    if (message.id !== undefined && link.pings.delete(message.id)) {
+    if (message.id !== undefined && link.pings.has(message.id)) {
       // `pong`, or `unknown-type` from a node older than `ping`: alive either way.
+      this.#onPong(link, message.id);
       return;
     }
     if (message.id !== undefined && link.pending.has(message.id)) {
@@ -604,15 +841,29 @@ export class SignalingClient {
       return;
     }
     switch (message.type) {
-      case 'error':
+      case 'error': {
+        const sent = message.id === undefined ? undefined : this.#sent.get(message.id);
+        if (sent) this.#sent.delete(message.id);
+        if (sent && this.#session && REFUSED_FOR_NOW.has(message.code)) {
+          this.#refusedForNow(sent.entry, message.code);
+          break;
+        }
+        if (sent && this.#probe?.entry === sent.entry) {
+          // Refused for good (the peer left, say): the next one is the test now.
+          this.#probe = null;
+          queueMicrotask(() => this.#redeliver());
+        }
         this.#emit('error', new SignalingError(message.code, message.message, message.id));
         break;
+      }
       case 'peer-joined':
         this.#session?.members.set(message.peer.id, message.peer);
         this.#emit('peer-joined', message);
         break;
       case 'peer-left':
         this.#session?.members.delete(message.peer);
+        // The node would refuse them now: the peer is gone.
+        if (this.#held.discard(({ target }) => target === message.peer)) this.#emitDelivery();
         this.#emit('peer-left', message);
         break;
       case 'peer-state': {
@@ -703,6 +954,7 @@ export class SignalingClient {
     }
     // What was queued belongs to negotiations of the old peer id.
     this.#outbox = [];
+    this.#forgetRedelivery();
     try {
       const joined = await this.#request(link, joinMessage(session.params));
       this.#adoptSession(joined, session.params);

@@ -202,8 +202,9 @@ export function ensureNodeBinary() {
   return NODE_BIN;
 }
 
-export async function startRedis(stack) {
-  const port = await freePort();
+/** A redis-server with no persistence; `port` to start one again where the nodes expect it, empty. */
+export async function startRedis(stack, { port: fixedPort } = {}) {
+  const port = fixedPort ?? (await freePort());
   const dir = stack.tempDir('redis');
   const service = new Service(
     stack,

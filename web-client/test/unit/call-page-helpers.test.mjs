@@ -31,3 +31,17 @@ test('safety codes: the same on both sides, different when a fingerprint differs
   assert.equal(await safetyCode(b, a), code);
   assert.notEqual(await safetyCode(a, 'sha-256 FF:EE:DD:CD'), code);
 });
+
+test('the status line: never "Connected" while changes are refused, never "Connection lost" over a working call', async () => {
+  const { signalingStatus } = await import('../../public/js/ui/messages.js');
+  assert.deepEqual(signalingStatus({ state: 'connected' }), { label: 'Connected', tone: 'ok' });
+  const refused = signalingStatus({ state: 'connected', refused: true, mediaFlowing: true });
+  assert.equal(refused.tone, 'warn');
+  assert.match(refused.label, /^Your call continues\. The server isn’t passing changes on right now\. Changes you make will reach the others when it’s back\.$/);
+  assert.doesNotMatch(signalingStatus({ state: 'connected', refused: true }).label, /call continues/, 'no call to speak of');
+
+  const away = signalingStatus({ state: 'reconnecting', retryInMs: 4000, mediaFlowing: true });
+  assert.equal(away.tone, 'warn');
+  assert.match(away.label, /^Your call continues\. The server can’t be reached right now\./);
+  assert.match(signalingStatus({ state: 'reconnecting', retryInMs: 4000 }).label, /^Connection lost/, 'without media, the connection is lost');
+});

@@ -30,6 +30,8 @@ export function makeClient(options = {}) {
     'reaction',
     'peer-state',
     'reconnect',
+    'delivery',
+    'undelivered',
     'error',
   ]) {
     client.on(type, (detail) => events.push({ type, detail }));
@@ -49,6 +51,22 @@ export function joinedReply(join, overrides = {}) {
     members: [{ id: 'p-bob', name: 'Bob' }],
     iceServers: [{ urls: ['stun:stun.test:3478'] }],
     resumeToken: `${join.room}.p-self.token-1`,
+    resumeWindowMs: 10000,
+    ...overrides,
+  };
+}
+
+/** The node's reply to `resume`: the same seat, a fresh token. */
+export function resumedReply(resume, overrides = {}) {
+  return {
+    type: 'resumed',
+    id: resume.id,
+    room: 'standup',
+    peer: 'p-self',
+    name: 'Ann',
+    members: [{ id: 'p-bob', name: 'Bob' }],
+    iceServers: [{ urls: ['stun:stun.test:3478'] }],
+    resumeToken: 'standup.p-self.token-2',
     resumeWindowMs: 10000,
     ...overrides,
   };

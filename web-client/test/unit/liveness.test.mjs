@@ -3,23 +3,9 @@ import assert from 'node:assert/strict';
 
 import { DEFAULT_LIVENESS } from '../../public/lib/signaling-client.js';
 import { eventually } from './fake-network.mjs';
-import { joinedClient } from './helpers.mjs';
+import { joinedClient, resumedReply } from './helpers.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function resumedReply(resume) {
-  return {
-    type: 'resumed',
-    id: resume.id,
-    room: 'standup',
-    peer: 'p-self',
-    name: 'Ann',
-    members: [{ id: 'p-bob', name: 'Bob' }],
-    iceServers: [],
-    resumeToken: 'standup.p-self.token-2',
-    resumeWindowMs: 10000,
-  };
-}
 
 test('the defaults check every 5 s and wait 3 s', () => {
   assert.deepEqual({ ...DEFAULT_LIVENESS }, { intervalMs: 5000, timeoutMs: 3000 });
@@ -69,7 +55,7 @@ test('a silent socket is dropped and the seat resumed on a new one, without wait
   next.welcome('node-b');
   const resume = await next.next('resume');
   assert.equal(resume.token, 'standup.p-self.token-1');
-  next.send(resumedReply(resume));
+  next.send(resumedReply(resume, { iceServers: [] }));
   await eventually(() => client.state === 'connected', { message: 'connected again' });
   assert.equal(client.peerId, 'p-self');
   assert.equal(eventsOf('resumed').length, 1);
@@ -128,7 +114,7 @@ test('checkNow pings at once, once however often it is called, and drops the soc
   assert.equal(await server.closed, 4000, 'closed as reconnecting, so the seat is kept');
   const next = await network.nextConnection();
   next.welcome();
-  next.send(resumedReply(await next.next('resume')));
+  next.send(resumedReply(await next.next('resume'), { iceServers: [] }));
   await eventually(() => client.state === 'connected', { message: 'connected' });
   await client.close();
 });
@@ -142,7 +128,7 @@ test('checkNow between sockets ends the backoff wait', async () => {
   client.checkNow();
   const next = await network.nextConnection(500);
   next.welcome();
-  next.send(resumedReply(await next.next('resume')));
+  next.send(resumedReply(await next.next('resume'), { iceServers: [] }));
   await eventually(() => client.state === 'connected', { message: 'connected' });
   await client.close();
 });
@@ -157,7 +143,7 @@ test('a request unanswered on a dead socket moves on without its close event', a
   // The close never completes on the dead socket; the client does not wait for it.
   const next = await network.nextConnection(1000);
   next.welcome();
-  next.send(resumedReply(await next.next('resume')));
+  next.send(resumedReply(await next.next('resume'), { iceServers: [] }));
   await eventually(() => client.state === 'connected', { message: 'connected' });
   assert.equal(dead.closeCode, null, 'its close is still under way');
   await client.close();

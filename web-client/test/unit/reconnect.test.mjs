@@ -2,22 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { eventually } from './fake-network.mjs';
-import { joinedClient, joinedReply, makeClient } from './helpers.mjs';
-
-function resumedReply(resume, overrides = {}) {
-  return {
-    type: 'resumed',
-    id: resume.id,
-    room: 'standup',
-    peer: 'p-self',
-    name: 'Ann',
-    members: [{ id: 'p-bob', name: 'Bob' }],
-    iceServers: [{ urls: ['stun:stun.test:3478'] }],
-    resumeToken: 'standup.p-self.token-2',
-    resumeWindowMs: 10000,
-    ...overrides,
-  };
-}
+import { joinedClient, joinedReply, makeClient, resumedReply } from './helpers.mjs';
 
 test('after a drop the client reconnects and resumes as the same peer', async () => {
   const { network, client, server, states, eventsOf } = await joinedClient();

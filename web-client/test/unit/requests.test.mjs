@@ -71,17 +71,19 @@ test('a second join while in a room is refused locally', async () => {
   await client.close();
 });
 
-test('relays carry the target and incoming relays are emitted with their sender', async () => {
+test('relays carry the target and a request id, and incoming relays are emitted with their sender', async () => {
   const { client, server, eventsOf } = await joinedClient();
-  client.sendOffer('p-bob', 'v=0 offer');
+  const offerId = client.sendOffer('p-bob', 'v=0 offer');
   client.sendCandidate('p-bob', { candidate: 'candidate:1 1 udp 1 192.0.2.1 4000 typ host', sdpMid: '0' });
-  client.sendCandidate('p-bob', null);
+  const endId = client.sendCandidate('p-bob', null);
   client.sendAppData('p-bob', { audio: false, video: true });
   client.sendReport({ final: false, rttMs: 1.5, candidateType: 'host', outcome: 'connected' });
 
-  assert.deepEqual(await server.next('offer'), { type: 'offer', to: 'p-bob', sdp: 'v=0 offer' });
+  // The id lets a refusal name the message it answers (docs/protocol.md).
+  assert.deepEqual(await server.next('offer'), { type: 'offer', to: 'p-bob', sdp: 'v=0 offer', id: offerId });
   assert.equal((await server.next('candidate')).candidate.sdpMid, '0');
-  assert.deepEqual(await server.next('candidate'), { type: 'candidate', to: 'p-bob', candidate: null });
+  assert.deepEqual(await server.next('candidate'), { type: 'candidate', to: 'p-bob', candidate: null, id: endId });
+  assert.notEqual(offerId, endId);
   assert.deepEqual((await server.next('app-data')).data, { audio: false, video: true });
   assert.equal((await server.next('report')).report.rttMs, 1.5);
 

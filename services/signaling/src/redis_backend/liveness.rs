@@ -11,11 +11,11 @@ use vc_protocol::RoomName;
 use super::connection::{Connections, RedisConn};
 use super::presence::parse_reason;
 use super::{keys, scripts};
+use crate::clock::unix_ms;
 use crate::config::RedisSettings;
 use crate::lifecycle::Phase;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
-use crate::rooms::unix_ms;
 use crate::vocabulary::{NodeId, PeerId};
 
 /// Refreshes this node's liveness key and registration.

@@ -12,7 +12,16 @@ import { copyText, createInviteLink } from './invite-link.js';
 import { bestGrid } from './layout.js';
 import { REACTIONS } from '../../lib/signaling-client.js';
 import { ChatPanel } from './chat-panel.js';
-import { REACTION_NAMES, connectionBadge, connectionProblem, mediaProblemMessage, peerLeftText, signalingStatus } from './messages.js';
+import {
+  REACTION_NAMES,
+  connectionBadge,
+  connectionProblem,
+  handFailedText,
+  mediaProblemMessage,
+  peerLeftText,
+  signalingStatus,
+  undeliveredStateText,
+} from './messages.js';
 import { PeoplePanel } from './people-panel.js';
 import { VideoTile } from './tile.js';
 import { Toasts } from './toasts.js';
@@ -163,6 +172,7 @@ export class CallView {
     this.#listen(call, 'chat', ({ detail }) => this.#onChat(detail.message));
     this.#listen(call, 'chat-failed', ({ detail }) => this.#chat.failed(detail.message, detail.code));
     this.#listen(call, 'hand', ({ detail }) => this.#onHand(detail));
+    this.#listen(call, 'state-undelivered', ({ detail }) => this.#toasts.show(undeliveredStateText(detail.name), { tone: 'warn' }));
     this.#listen(call, 'reaction', ({ detail }) => this.#onReaction(detail));
     this.#listen(media, 'change', () => this.#renderLocal());
     this.#listen(document, 'keydown', (event) => this.#onKey(event));
@@ -174,7 +184,7 @@ export class CallView {
     for (const message of call.chat) this.#chat.show(message);
     this.#unread = call.chat.filter((message) => !message.own).length;
     this.#renderUnread();
-    this.#renderSignaling({ state: call.client.state });
+    this.#renderSignaling(call.connection);
     this.#renderLocal();
     this.#layout();
   }
@@ -375,7 +385,8 @@ export class CallView {
         label: hand ? 'Lower hand' : 'Raise hand',
         title: `${hand ? 'Lower' : 'Raise'} your hand (H)`,
       });
-      if (failed) this.#toasts.show('Your hand could not be raised: try again in a moment', { tone: 'warn' });
+      // The change that failed was the opposite of what is shown now.
+      if (failed) this.#toasts.show(handFailedText(!hand), { tone: 'warn' });
     } else {
       this.#tiles.get(peerId)?.setHand(hand);
       if (hand) this.#toasts.show(`${name} raised their hand`);
@@ -535,6 +546,7 @@ export class CallView {
     this.#statusPill.textContent = label;
     this.#statusPill.dataset.tone = tone;
     this.#statusPill.dataset.state = detail.state;
+    this.#statusPill.dataset.delivery = detail.refused ? 'refused' : 'ok';
     // A working connection needs no word; trouble does.
     this.#statusPill.hidden = tone === 'ok';
   }

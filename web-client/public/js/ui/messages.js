@@ -81,13 +81,21 @@ function seconds(ms) {
   return Math.max(1, Math.round(ms / 1000));
 }
 
+const CALL_CONTINUES = 'Your call continues.';
+const CHANGES_WAIT = 'Changes you make will reach the others when it\u2019s back.';
+
 /**
  * The signaling status shown in the call's top bar, with a tone for its colour:
- * `ok`, `warn` or `bad`.
+ * `ok`, `warn` or `bad`. Signaling and media are apart: while media flows with a
+ * peer (`mediaFlowing`), a server that cannot be reached or refuses to pass
+ * changes on (`refused`) is told as such, never as a lost connection; and never
+ * as "Connected" while it refuses.
  */
-export function signalingStatus({ state, retryInMs }) {
+export function signalingStatus({ state, retryInMs, refused = false, mediaFlowing = false }) {
+  const call = mediaFlowing ? `${CALL_CONTINUES} ` : '';
   switch (state) {
     case 'connected':
+      if (refused) return { label: `${call}The server isn\u2019t passing changes on right now. ${CHANGES_WAIT}`, tone: 'warn' };
       return { label: 'Connected', tone: 'ok' };
     case 'connecting':
       if (retryInMs !== undefined) {
@@ -95,6 +103,7 @@ export function signalingStatus({ state, retryInMs }) {
       }
       return { label: 'Connecting\u2026', tone: 'warn' };
     case 'reconnecting':
+      if (mediaFlowing) return { label: `${call}The server can\u2019t be reached right now. ${CHANGES_WAIT}`, tone: 'warn' };
       if (retryInMs !== undefined && retryInMs >= 1500) {
         return { label: `Connection lost \u2014 retrying in ${seconds(retryInMs)} s`, tone: 'bad' };
       }
@@ -104,6 +113,16 @@ export function signalingStatus({ state, retryInMs }) {
     default:
       return { label: 'Starting\u2026', tone: 'warn' };
   }
+}
+
+/** Why an own hand change did not reach the others; `raising` is what was tried. */
+export function handFailedText(raising) {
+  return `Your hand could not be ${raising ? 'raised' : 'lowered'}: try again in a moment`;
+}
+
+/** A peer may not see this side's latest microphone, camera or screen change yet. */
+export function undeliveredStateText(name) {
+  return `${name} may not see your latest microphone or camera change yet. It will reach them when the server is back.`;
 }
 
 /** A short notice when someone leaves. */
