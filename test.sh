@@ -21,6 +21,8 @@ install_missing_packages() {
   command -v turnserver >/dev/null || wanted+=(coturn)
   command -v promtool >/dev/null || wanted+=(prometheus)
   command -v curl >/dev/null || wanted+=(curl)
+  # The scripts read the fleet launcher's JSON (services/fleet/fleet.bash) with it.
+  command -v jq >/dev/null || wanted+=(jq)
   command -v valgrind >/dev/null || wanted+=(valgrind)
   # make: the node's default allocator, jemalloc (tikv-jemalloc-sys), is built with it.
   command -v make >/dev/null || wanted+=(make)

@@ -7,62 +7,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v redis-server >/dev/null || { echo "redis-server is missing (apt-get install redis-server)" >&2; exit 1; }
-command -v jq >/dev/null || { echo "jq is missing (apt-get install jq)" >&2; exit 1; }
+source services/fleet/fleet.bash
 
-echo "building vc-load and vc-signaling (debug)"
-cargo build -q -p vc-load -p vc-signaling
+echo "building vc-load, vc-signaling and vc-fleet (debug)"
+fleet_build -p vc-load
 LOAD=target/debug/vc-load
-NODE=target/debug/vc-signaling
 
 WORK=$(mktemp -d)
-PIDS=()
+FLEET_PID=""
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ -n "$FLEET_PID" ] && fleet_stop "$FLEET_PID"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# A port nothing listens on, from a range away from the ephemeral ports.
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 10000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-}
-
-wait_for() { # what, seconds, command...
-  local what=$1 seconds=$2
-  shift 2
-  for _ in $(seq $((seconds * 10))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for $what" >&2
-  return 1
-}
-
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-  --dir "$WORK" --logfile "$WORK/redis.log" &
-PIDS+=($!)
-wait_for "redis" 10 redis-cli -p "$REDIS_PORT" ping
-
-URLS=()
-for id in smoke-a smoke-b; do
-  port=$(free_port)
-  VC_SERVER__HOST=127.0.0.1 VC_SERVER__PORT=$port VC_SERVER__WORKERS=1 VC_NODE__ID=$id \
-    VC_REDIS__URL="redis://127.0.0.1:$REDIS_PORT" VC_TELEMETRY__LOG_LEVEL=warn \
-    "$NODE" >"$WORK/$id.log" 2>&1 &
-  PIDS+=($!)
-  wait_for "node $id" 30 curl -sf "http://127.0.0.1:$port/readyz"
-  URLS+=(--url "ws://127.0.0.1:$port/ws")
-done
+# Redis and two nodes on free loopback ports, up and ready.
+fleet_start "$WORK/fleet.json" --ids smoke-a,smoke-b --log-dir "$WORK" \
+  --set VC_SERVER__WORKERS=1 --set VC_TELEMETRY__LOG_LEVEL=warn
+mapfile -t URLS < <(fleet_get '.nodes[] | "--url", .ws')
 
 passed=0
 failed=0

@@ -5,7 +5,9 @@
 #   deploy/local/cluster.sh status   show what runs where
 # Ports (override with the environment): LB_PORT=8080 for the load balancer,
 # NODE_PORTS="8081 8082 8083", REDIS_PORT=6380. PROFILE=debug skips the release
-# build. State, logs and pid files live in target/local-cluster/.
+# build. VC_* variables set here reach every node as settings. Redis and the
+# nodes are one vc-fleet (services/fleet) left running in the background; its
+# JSON, logs and pid files live in target/local-cluster/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,19 +18,19 @@ PROFILE=${PROFILE:-release}
 STATE=${STATE:-$PWD/target/local-cluster}
 NGINX=${NGINX:-/usr/sbin/nginx}
 
-binary() { echo "$PWD/target/$PROFILE/vc-signaling"; }
+FLEET_PROFILE=$PROFILE
+source services/fleet/fleet.bash
 
-start_redis() {
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --daemonize yes --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log"
-}
-
-start_node() {
-  local index=$1 port=$2
-  VC_SERVER__HOST=127.0.0.1 VC_SERVER__PORT=$port VC_NODE__ID="local-$index" \
-    VC_REDIS__URL="redis://127.0.0.1:$REDIS_PORT" \
-    nohup "$(binary)" >"$STATE/node-$index.log" 2>&1 &
-  echo $! >"$STATE/node-$index.pid"
+# Redis and one node per port, named local-1, local-2, …, outliving this script.
+start_fleet() {
+  local ids="" ports="" sets=() index=1 port var
+  for port in $NODE_PORTS; do ids+=${ids:+,}local-$index; ports+=${ports:+,}$port; index=$((index + 1)); done
+  for var in $(compgen -e); do [[ $var == VC_* ]] && sets+=(--set "$var=${!var}"); done
+  # As nohup would: the fleet stays up when the terminal goes.
+  trap '' HUP
+  fleet_start "$STATE/fleet.json" --ids "$ids" --node-ports "$ports" --redis-port "$REDIS_PORT" \
+    --log-dir "$STATE" --grace 10 "${sets[@]}" </dev/null
+  echo "$FLEET_PID" >"$STATE/fleet.pid"
 }
 
 write_nginx_conf() {
@@ -80,13 +82,13 @@ wait_http() {
   done
 }
 
-stop_pidfile() {
+stop_pidfile() { # file [tenths of a second before SIGKILL]
   local file=$1
   [ -f "$file" ] || return 0
   local pid; pid=$(cat "$file")
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 "${2:-100}"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$file"
@@ -94,11 +96,9 @@ stop_pidfile() {
 
 up() {
   mkdir -p "$STATE"
-  if [ "$PROFILE" = release ]; then cargo build --release -p vc-signaling; else cargo build -p vc-signaling; fi
-  start_redis
-  local index=1
-  for port in $NODE_PORTS; do start_node $index "$port"; index=$((index + 1)); done
-  for port in $NODE_PORTS; do wait_http "http://127.0.0.1:$port/readyz"; done
+  fleet_build
+  # The fleet is up (every node ready) once it has printed its addresses.
+  start_fleet
   write_nginx_conf
   "$NGINX" -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf"
   wait_http "http://127.0.0.1:$LB_PORT/readyz"
@@ -107,8 +107,8 @@ up() {
 
 down() {
   stop_pidfile "$STATE/nginx/nginx.pid"
-  for file in "$STATE"/node-*.pid; do [ -e "$file" ] && stop_pidfile "$file"; done
-  stop_pidfile "$STATE/redis.pid"
+  # The fleet stops its nodes (SIGTERM, 10 s to drain) and Redis.
+  stop_pidfile "$STATE/fleet.pid" 150
   echo "cluster down"
 }
 

@@ -3,20 +3,20 @@
 #
 #   1. promtool checks the rules, the scrape config and the rules' unit tests;
 #      the dashboards' structure is checked (check_dashboards.py static);
-#   2. the local three-node cluster (deploy/local/cluster.sh, debug build) and a
-#      Prometheus scraping it every second start on free loopback ports;
+#   2. three nodes on one Redis (a vc-fleet, services/fleet, debug build) and a
+#      Prometheus scraping them every second start on free loopback ports;
 #   3. vc-load mixed and traffic.py drive calls, errors, rate limiting, resumes
 #      and client reports for about 20 s; meanwhile every query of every
 #      dashboard panel must return data and every alert rule must be loaded,
 #      healthy and evaluate (check_dashboards.py live);
-#   4. faults, with calls held across the nodes: Redis stops and returns, then a
-#      node is killed; the bus panels' series move (disconnection, refusals,
+#   4. faults, with calls held across the nodes: Redis is killed and returns
+#      empty, then a node is killed (both through the fleet's stdin); the bus panels' series move (disconnection, refusals,
 #      resubscriptions, swept seats) and Prometheus raises VcBusDisconnected,
 #      VcNodeDown and VcNodeLost from the real rules;
 #   5. everything is stopped again, also on failure.
 #
 # Needs prometheus and promtool (Debian's `prometheus` package, installed when
-# missing), redis-server, nginx, curl, cargo and python3. Takes about a minute;
+# missing), redis-server, curl, cargo, jq and python3. Takes about a minute;
 # ends with `N passed, M failed`. TRAFFIC_SECONDS (20) sets the traffic phase,
 # DASHBOARDS another folder of dashboards to check.
 set -uo pipefail
@@ -62,45 +62,38 @@ run "promtool check config deploy/prometheus/prometheus.yml" promtool check conf
 run "promtool test rules (alert unit tests)" promtool test rules "$HERE/tests/video-caller.test.yml"
 count_lines "$(python3 "$HERE/check_dashboards.py" static "$DASHBOARDS")"
 
-# -- 2. cluster and Prometheus ----------------------------------------------------
+# -- 2. fleet and Prometheus -------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vc-prometheus-test.XXXXXX")
-read -r LB_PORT REDIS_PORT PROM_PORT N1 N2 N3 < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(6)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-)
-export LB_PORT REDIS_PORT NODE_PORTS="$N1 $N2 $N3" PROFILE=debug STATE=$WORK/cluster
+PROM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+source "$ROOT/services/fleet/fleet.bash"
 PROM_PID=""
 TRAFFIC_PID=""
+LOAD_PID=""
 cleanup() {
   [ -n "$TRAFFIC_PID" ] && kill "$TRAFFIC_PID" 2>/dev/null
-  [ -n "${VC_LOAD_PID:-}" ] && kill "$VC_LOAD_PID" 2>/dev/null
+  [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
   if [ -n "$PROM_PID" ] && kill -0 "$PROM_PID" 2>/dev/null; then
     kill -TERM "$PROM_PID" 2>/dev/null
     for _ in $(seq 1 50); do kill -0 "$PROM_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$PROM_PID" 2>/dev/null
   fi
-  deploy/local/cluster.sh down >/dev/null 2>&1
+  [ -n "${FLEET_PID:-}" ] && fleet_stop "$FLEET_PID"
   rm -rf "$WORK"
 }
 trap 'cleanup; finish' EXIT
 trap 'exit 130' INT TERM
 
-# The nodes inherit these: pings every second, so that ping RTTs and timed-out
-# sessions show within the test; liveness and reconnection fast enough for the
-# fault phase.
-export VC_HEARTBEAT__INTERVAL=1s VC_HEARTBEAT__TIMEOUT=4s
-export VC_REDIS__HEARTBEAT_INTERVAL=1s VC_REDIS__NODE_TTL=5s VC_REDIS__MAX_BACKOFF=1s
-if out=$(deploy/local/cluster.sh up 2>&1); then
-  pass "local cluster up (nodes $NODE_PORTS)"
+# Pings every second, so that ping RTTs and timed-out sessions show within the
+# test; liveness and reconnection fast enough for the fault phase.
+if out=$(fleet_build 2>&1) && fleet_coproc --ids local-1,local-2,local-3 --log-dir "$WORK/fleet" \
+  --set VC_HEARTBEAT__INTERVAL=1s --set VC_HEARTBEAT__TIMEOUT=4s \
+  --set VC_REDIS__HEARTBEAT_INTERVAL=1s --set VC_REDIS__NODE_TTL=5s --set VC_REDIS__MAX_BACKOFF=1s; then
+  read -r N1 N2 N3 < <(fleet_get '[.nodes[].port] | map(tostring) | join(" ")')
+  NODE_PORTS="$N1 $N2 $N3"
+  pass "three nodes and Redis up (nodes $NODE_PORTS)"
 else
-  fail "local cluster up"; printf '%s\n' "$out" | tail -20 | sed 's/^/    /'
-  for log in "$STATE"/node-*.log; do [ -f "$log" ] && tail -5 "$log" | sed "s|^|    $(basename "$log"): |"; done
+  fail "three nodes and Redis up"; printf '%s\n' "$out" | tail -20 | sed 's/^/    /'
+  for log in "$WORK"/fleet/*.log; do [ -f "$log" ] && tail -5 "$log" | sed "s|^|    $(basename "$log"): |"; done
   exit 1
 fi
 
@@ -152,12 +145,12 @@ pass "Prometheus (127.0.0.1:$PROM_PORT) scrapes the three nodes"
 # The project's load generator (vc-load mixed) when it builds, and traffic.py,
 # which covers on its own every series the dashboards show (and a few cases
 # vc-load leaves out: full rooms, oversized frames, sockets that stop answering).
-VC_LOAD_PID=""
+LOAD_PID=""
 if out=$(cargo build -q -p vc-load 2>&1) && [ -x target/debug/vc-load ]; then
   target/debug/vc-load mixed --url "ws://127.0.0.1:$N1/ws" --url "ws://127.0.0.1:$N2/ws" \
     --url "ws://127.0.0.1:$N3/ws" --duration "${TRAFFIC_SECONDS}s" --quiet \
     --json "$WORK/vc-load.json" >/dev/null 2>"$WORK/vc-load.err" &
-  VC_LOAD_PID=$!
+  LOAD_PID=$!
 else
   echo "# vc-load did not build, traffic.py alone drives the nodes:"; printf '%s\n' "$out" | tail -5 | sed 's/^/#   /'
 fi
@@ -175,13 +168,13 @@ else
   fail "traffic"; sed 's/^/    /' "$WORK/traffic.json" "$WORK/traffic.err"
 fi
 TRAFFIC_PID=""
-if [ -n "$VC_LOAD_PID" ]; then
-  if wait "$VC_LOAD_PID"; then
+if [ -n "$LOAD_PID" ]; then
+  if wait "$LOAD_PID"; then
     pass "vc-load mixed ran: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(", ".join(f"{k} {v}" for k, v in r.get("succeeded", {}).items()))' "$WORK/vc-load.json")"
   else
     fail "vc-load mixed"; cat "$WORK/vc-load.json" "$WORK/vc-load.err" 2>/dev/null | tail -30 | sed 's/^/    /'
   fi
-  VC_LOAD_PID=""
+  LOAD_PID=""
 fi
 
 # -- 4. faults ------------------------------------------------------------------------
@@ -191,23 +184,21 @@ python3 "$HERE/traffic.py" --port "$N1" --port "$N2" --port "$N3" --hold 40 \
 TRAFFIC_PID=$!
 await_ 10 "calls held on every node" 'count(vc_rooms{job="video-caller"} >= 2) == 3'
 
-# Redis goes away (the cluster's own instance, by its pid file) and comes back
-# with nothing in it, as after a restart.
-kill -TERM "$(cat "$STATE/redis.pid")"
+# Redis goes away and comes back with nothing in it, as after a crash.
+fleet_do kill redis >/dev/null || fail "vc-fleet: kill redis"
 await_ 10 "Redis down: VcBusDisconnected raised for all three nodes" \
   'count(ALERTS{alertname="VcBusDisconnected"}) == 3'
 await_ 10 "Redis down: relays refused with unavailable" \
   'sum(increase(vc_messages_rejected_total{code="unavailable"}[1m])) > 0'
 await_ 5 "Redis down: bus errors counted" 'sum(increase(vc_bus_errors_total[1m])) > 0'
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-  --daemonize yes --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log"
+fleet_do restart redis --empty >/dev/null || fail "vc-fleet: restart redis --empty"
 await_ 15 "Redis back: every node connected and resubscribed" \
   'count((vc_bus_connected == 1) and (increase(vc_bus_resubscriptions_total[1m]) > 0)) == 3'
 await_ 10 "Redis back: VcBusDisconnected cleared" \
   'absent(ALERTS{alertname="VcBusDisconnected"})'
 
 # A node dies without draining: Prometheus misses it, the others sweep its seats.
-kill -KILL "$(cat "$STATE/node-3.pid")"
+fleet_do kill local-3 >/dev/null || fail "vc-fleet: kill local-3"
 await_ 10 "node killed: VcNodeDown raised for it" \
   "count(ALERTS{alertname=\"VcNodeDown\", instance=\"127.0.0.1:$N3\"}) == 1"
 await_ 15 "node killed: its seats swept, VcNodeLost firing" \

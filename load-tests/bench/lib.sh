@@ -1,6 +1,6 @@
-# Shared by the benchmark scripts: free ports, starting Redis, vc-signaling
-# nodes and Socket.IO baseline nodes, CPU accounting, and teardown on exit.
-# Source it; it sets `set -euo pipefail` and a trap.
+# Shared by the benchmark scripts: free ports, starting Redis and vc-signaling
+# nodes (through vc-fleet, services/fleet) and Socket.IO baseline nodes, CPU
+# accounting, and teardown on exit. Source it; it sets `set -euo pipefail` and a trap.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -8,6 +8,8 @@ OUT=${BENCH_OUT:-$ROOT/target/bench}
 mkdir -p "$OUT"
 LOAD=$ROOT/target/release/vc-load
 NODE=$ROOT/target/release/vc-signaling
+FLEET_PROFILE=release
+source "$ROOT/services/fleet/fleet.bash"
 BASELINE=$ROOT/load-tests/baselines/socketio
 BENCH_PIDS=()
 URLS=()
@@ -29,10 +31,11 @@ trap bench_cleanup EXIT
 # default one, and runs that binary, kept as $OUT/bin/vc-signaling-<allocator>.
 build() {
   if [ -n "${BENCH_ALLOCATOR:-}" ]; then
-    [ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$LOAD" ] || (cd "$ROOT" && cargo build --release -q -p vc-load)
+    [ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$LOAD" ] && [ -x "$FLEET_BIN" ] ||
+      (cd "$ROOT" && cargo build --release -q -p vc-load -p vc-fleet)
     NODE=$(build_node "$BENCH_ALLOCATOR")
   else
-    (cd "$ROOT" && cargo build --release -q -p vc-load -p vc-signaling)
+    fleet_build -p vc-load
   fi
 }
 
@@ -90,35 +93,42 @@ wait_ready() { # url seconds
   return 1
 }
 
-REDIS_PORT=""
-start_redis() {
-  REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --logfile "$OUT/redis-$REDIS_PORT.log" &
-  BENCH_PIDS+=($!)
-  local i
-  for i in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "redis did not start" >&2
-  return 1
-}
-
 # Throughput benchmarks raise the per-session rate limit: a relay pair sends far
 # more than a browser's 50 messages a second.
 RUST_ENV=(VC_SERVER__HOST=127.0.0.1 VC_TELEMETRY__LOG_LEVEL=warn
   VC_LIMITS__MESSAGES_PER_SECOND=1000000 VC_LIMITS__MESSAGE_BURST=1000000
   VC_ROOMS__CAPACITY=16)
 
+# fleet ARGS...: a vc-fleet in the background, stopped by bench_cleanup;
+# logs in $OUT (<node id>.log, redis-<port>.log).
+fleet() {
+  local settings=() setting
+  for setting in "${RUST_ENV[@]}"; do settings+=(--set "$setting"); done
+  [ -n "${BENCH_WORKERS:-}" ] && settings+=(--set VC_SERVER__WORKERS="$BENCH_WORKERS")
+  fleet_start "$OUT/fleet-$BASHPID-${#BENCH_PIDS[@]}.json" --node-bin "$NODE" --log-dir "$OUT" "${settings[@]}" "$@"
+  BENCH_PIDS+=("$FLEET_PID")
+}
+
+# Adds the fleet's nodes to URLS and NODE_PIDS.
+add_fleet_nodes() {
+  local line
+  while read -r line; do URLS+=(--url "$line"); done < <(fleet_get '.nodes[].ws')
+  while read -r line; do NODE_PIDS+=("$line"); done < <(fleet_get '.nodes[].pid')
+}
+
+REDIS_PORT=""
+REDIS_URL=""
+start_redis() {
+  fleet --nodes 0 --redis standalone
+  REDIS_PORT=$(fleet_get '.redis.ports[0]')
+  REDIS_URL=$(fleet_get '.redis.url')
+}
+
 start_rust_node() { # id [redis]
-  local id=$1 port
-  port=$(free_port)
-  local env=("${RUST_ENV[@]}" VC_SERVER__PORT="$port" VC_NODE__ID="$id")
-  [ -n "${2:-}" ] && env+=(VC_REDIS__URL="redis://127.0.0.1:$REDIS_PORT")
-  [ -n "${BENCH_WORKERS:-}" ] && env+=(VC_SERVER__WORKERS="$BENCH_WORKERS")
-  env "${env[@]}" "$NODE" >"$OUT/node-$id.log" 2>&1 &
-  BENCH_PIDS+=($!)
-  NODE_PIDS+=($!)
-  wait_ready "http://127.0.0.1:$port/readyz" 30
-  URLS+=(--url "ws://127.0.0.1:$port/ws")
+  local redis=(--redis none)
+  [ -n "${2:-}" ] && redis=(--redis-url "$REDIS_URL")
+  fleet --ids "$1" "${redis[@]}"
+  add_fleet_nodes
 }
 
 start_sio_node() { # id [redis]
@@ -137,12 +147,19 @@ start_sio_node() { # id [redis]
 start_cluster() {
   URLS=()
   NODE_PIDS=()
-  local impl=$1 nodes=$2
-  if [ "$nodes" -gt 1 ]; then start_redis; fi
-  local n
-  for n in $(seq "$nodes"); do
-    if [ "$nodes" -gt 1 ]; then "start_${impl}_node" "$impl-$n" redis; else "start_${impl}_node" "$impl-$n"; fi
-  done
+  local impl=$1 nodes=$2 n
+  if [ "$impl" = rust ]; then
+    # One fleet: Redis (with more than one node) and the nodes.
+    local redis=none
+    [ "$nodes" -gt 1 ] && redis=standalone
+    fleet --nodes "$nodes" --id-prefix rust- --redis "$redis"
+    add_fleet_nodes
+  else
+    if [ "$nodes" -gt 1 ]; then start_redis; fi
+    for n in $(seq "$nodes"); do
+      if [ "$nodes" -gt 1 ]; then start_sio_node "sio-$n" redis; else start_sio_node "sio-$n"; fi
+    done
+  fi
   MODE=plain
   [ "$impl" = sio ] && MODE=socketio
   return 0

@@ -8,30 +8,23 @@
 //! cargo build --release -p vc-signaling
 //! cargo run --release -p vc-signaling --example fleet_timings -- [messages] [rate per second]
 //! ```
-//! Needs `redis-server` on the PATH. Prints one table; nothing is asserted.
+//! Needs `redis-server` on the PATH; FLEET_NODE_BIN picks another node binary.
+//! Prints one table; nothing is asserted.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "test code: a failed expectation should stop the test with its message"
 )]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+use vc_fleet::{Backing, Data, Logs, Node, NodeSpec, Redis};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -40,53 +33,17 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
+/// A node with the rate limits out of the way, on `redis` or on its own bus.
+fn node(bin: &str, id: &str, redis: Option<&Redis>) -> Node {
+    let mut spec = NodeSpec::new(id, bin)
+        .set("VC_LIMITS__MESSAGES_PER_SECOND", "100000")
+        .set("VC_LIMITS__MESSAGE_BURST", "100000")
+        .set("VC_TELEMETRY__LOG_LEVEL", "error");
+    spec.logs = Logs::Discard;
+    if let Some(redis) = redis {
+        spec.env.extend(redis.node_env());
     }
-}
-
-fn redis(port: u16) -> Proc {
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("redis-server: {e}"));
-    wait_tcp(port);
-    Proc(child)
-}
-
-fn node(bin: &str, id: &str, port: u16, redis_port: Option<u16>) -> Proc {
-    let mut command = Command::new(bin);
-    command
-        .env("VC_SERVER__HOST", "127.0.0.1")
-        .env("VC_SERVER__PORT", port.to_string())
-        .env("VC_NODE__ID", id)
-        .env("VC_LIMITS__MESSAGES_PER_SECOND", "100000")
-        .env("VC_LIMITS__MESSAGE_BURST", "100000")
-        .env("VC_TELEMETRY__LOG_LEVEL", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(redis_port) = redis_port {
-        command.env("VC_REDIS__URL", format!("redis://127.0.0.1:{redis_port}"));
-    }
-    let child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("{bin}: {e} (cargo build --release -p vc-signaling)"));
-    wait_tcp(port);
-    Proc(child)
-}
-
-fn wait_tcp(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    Node::start(spec).unwrap_or_else(|e| panic!("{e} (cargo build --release -p vc-signaling)"))
 }
 
 async fn join(port: u16, room: &str, name: &str) -> (Socket, String) {
@@ -154,17 +111,18 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let count: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5000);
     let rate: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(500.0);
-    let bin = std::env::var("NODE_BIN").unwrap_or_else(|_| "target/release/vc-signaling".into());
+    let bin =
+        std::env::var("FLEET_NODE_BIN").unwrap_or_else(|_| "target/release/vc-signaling".into());
 
     println!("relay latency, {count} app-data messages at {rate}/s, milliseconds:");
     println!("{:<34} {:>8} {:>8} {:>8}", "path", "p50", "p99", "max");
-    let single_port = free_port();
-    let single = node(&bin, "single", single_port, None);
-    let redis_port = free_port();
-    let mut redis_proc = Some(redis(redis_port));
-    let (p1, p2) = (free_port(), free_port());
-    let _n1 = node(&bin, "n1", p1, Some(redis_port));
-    let mut n2 = Some(node(&bin, "n2", p2, Some(redis_port)));
+    let single = node(&bin, "single", None);
+    let single_port = single.port;
+    let mut redis = Redis::start_with(Backing::Standalone, None, Logs::Discard)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let n1 = node(&bin, "n1", Some(&redis));
+    let mut n2 = node(&bin, "n2", Some(&redis));
+    let (p1, p2) = (n1.port, n2.port);
     for (label, a_port, b_port) in [
         ("one node, in-process bus", single_port, single_port),
         ("one node of a Redis fleet", p1, p1),
@@ -190,7 +148,7 @@ async fn main() {
     let (_victim, _) = join(p2, "crash", "Victim").await;
     next(&mut watcher).await; // peer-joined
     let killed = Instant::now();
-    drop(n2.take());
+    n2.kill();
     loop {
         let message = next(&mut watcher).await;
         if message["type"] == "peer-left" {
@@ -205,14 +163,13 @@ async fn main() {
 
     // Redis killed and restarted at once: how long until a relay across nodes
     // succeeds again.
-    let p3 = free_port();
-    let _n3 = node(&bin, "n3", p3, Some(redis_port));
+    let n3 = node(&bin, "n3", Some(&redis));
+    let p3 = n3.port;
     let (mut a, _) = join(p1, "outage", "A").await;
     let (mut b, b_id) = join(p3, "outage", "B").await;
     next(&mut a).await;
     let down = Instant::now();
-    drop(redis_proc.take());
-    redis_proc = Some(redis(redis_port));
+    redis.restart(Data::Empty).unwrap_or_else(|e| panic!("{e}"));
     let restarted = down.elapsed();
     let recovered = loop {
         let frame = json!({"type": "app-data", "to": b_id, "data": "probe"});
@@ -236,5 +193,4 @@ async fn main() {
         recovered.as_secs_f64(),
         restarted.as_secs_f64()
     );
-    drop(redis_proc);
 }

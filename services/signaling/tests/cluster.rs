@@ -11,17 +11,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::fleet::{Backing, NodeProcess, RedisServer};
+use common::fleet::{fleet, Backing, Keys, Node};
 use common::{member_ids, Client, Event};
 use serde_json::json;
-
-fn fleet(backing: Backing, count: usize, env: &[(&str, &str)]) -> (RedisServer, Vec<NodeProcess>) {
-    let redis = RedisServer::start(backing);
-    let nodes = (0..count)
-        .map(|i| NodeProcess::start(&format!("node-{i}"), &redis, env))
-        .collect();
-    (redis, nodes)
-}
+use vc_fleet::Data;
 
 /// Every fleet test runs twice: on a standalone Redis with plain pub/sub, and on a
 /// three-shard Redis Cluster with sharded pub/sub.
@@ -61,7 +54,7 @@ on_every_backing!(
     chat_sent_while_someone_joins_on_another_node_arrives_exactly_once_in_order,
 );
 
-async fn negotiate_across(a: &NodeProcess, b: &NodeProcess, room: &str) {
+async fn negotiate_across(a: &Node, b: &Node, room: &str) {
     let (mut ann, _) = Client::joined(&a.ws_url(), room, "Ann").await;
     let (mut bob, joined) = Client::joined(&b.ws_url(), room, "Bob").await;
     assert_eq!(member_ids(&joined), [ann.peer.clone()]);
@@ -237,16 +230,18 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again(backing: B
     redis.kill();
     let down_at = Instant::now();
     for node in &nodes {
-        node.wait_ready(false, Duration::from_secs(10));
+        node.wait_ready(false, Duration::from_secs(10))
+            .expect("readiness falls");
     }
     // Sessions stay connected; what cannot be delivered is refused, not lost.
     ann.send(json!({"type": "offer", "id": 1, "to": bob.peer, "sdp": "v=0"}))
         .await;
     assert_eq!(ann.expect_error("unavailable").await["id"], 1);
 
-    redis.restart();
+    redis.restart(Data::Empty).expect("redis restarts");
     for node in &nodes {
-        node.wait_ready(true, Duration::from_secs(20));
+        node.wait_ready(true, Duration::from_secs(20))
+            .expect("readiness returns");
     }
     let recovered = down_at.elapsed();
     ann.send(json!({"type": "offer", "to": bob.peer, "sdp": "v=0 after"}))
@@ -316,7 +311,9 @@ async fn a_draining_node_hands_its_clients_to_the_others(backing: Backing) {
         }
     }
     nodes[1].terminate();
-    nodes[1].wait_ready(false, Duration::from_secs(5));
+    nodes[1]
+        .wait_ready(false, Duration::from_secs(5))
+        .expect("a draining node is not ready");
     // A draining node takes no new sockets: the load balancer sends them on.
     assert!(tokio_tungstenite::connect_async(nodes[1].ws_url())
         .await
@@ -339,7 +336,9 @@ async fn a_draining_node_hands_its_clients_to_the_others(backing: Backing) {
         old.close(4000).await;
         moved.push(new);
     }
-    let took = nodes[1].wait_exit(Duration::from_secs(15));
+    let took = nodes[1]
+        .wait_exit(Duration::from_secs(15))
+        .expect("the drained node exits cleanly");
     assert!(
         took < Duration::from_secs(10),
         "drain waited for its timeout: {took:?}"

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::fleet::{Backing, RedisServer};
+use common::fleet::Backing;
 use common::{spawn_node, Client};
 use opentelemetry::trace::SpanId;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
@@ -73,7 +73,7 @@ async fn a_relay_across_nodes_is_one_trace_and_logs_keep_secrets() {
         logs.clone(),
     );
 
-    let redis = RedisServer::start(Backing::Standalone);
+    let redis = common::fleet::redis(Backing::Standalone);
     let url = redis.url();
     let a = spawn_node(|s| {
         s.node.id = "trace-a".into();

@@ -1,10 +1,11 @@
-// Everything the browser tests start: signaling nodes, Redis, nginx, coturn,
-// Chromium and Firefox ESR, each on a free loopback port (or inside an emulated
-// network's namespace, see netlab.mjs), each stopped by the test's `after`
-// hook even when the test failed. Plus helpers that read media statistics from
+// Everything the browser tests start: signaling nodes and Redis (through the
+// vc-fleet launcher, services/fleet), nginx, coturn, Chromium and Firefox ESR,
+// each on a free loopback port (or inside an emulated network's namespace, see
+// netlab.mjs), each stopped by the test's `after` hook even when the test failed. Plus helpers that read media statistics from
 // the pages, since "an element exists" proves nothing about a call.
 
 import { spawn, spawnSync } from 'node:child_process';
+import readline from 'node:readline';
 import https from 'node:https';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -17,6 +18,7 @@ import puppeteer from 'puppeteer-core';
 
 export const REPO_ROOT = path.resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const NODE_BIN = process.env.E2E_NODE_BIN ?? path.join(REPO_ROOT, 'target/debug/vc-signaling');
+const FLEET_BIN = process.env.E2E_FLEET_BIN ?? path.join(REPO_ROOT, 'target/debug/vc-fleet');
 const NGINX = process.env.E2E_NGINX ?? '/usr/sbin/nginx';
 /** The browsers the tests start. */
 export const CHROMIUM = process.env.E2E_CHROMIUM ?? '/usr/bin/chromium';
@@ -150,16 +152,6 @@ export class Service {
   }
 }
 
-async function httpStatus(url) {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
-    await response.arrayBuffer();
-    return response.status;
-  } catch {
-    return 0;
-  }
-}
-
 /** Status of an HTTPS GET that trusts any certificate: for readiness only. */
 function httpsStatus(url) {
   return new Promise((resolve) => {
@@ -190,31 +182,148 @@ async function waitUntilListening(port, service, timeoutMs = 10_000) {
 
 let binaryChecked = false;
 
-/** Builds the node once if its binary is missing (a fresh checkout). */
+/** Builds the node and the fleet launcher once if a binary is missing (a fresh checkout). */
 export function ensureNodeBinary() {
   if (binaryChecked) return NODE_BIN;
-  if (!existsSync(NODE_BIN)) {
-    if (process.env.E2E_NODE_BIN) throw new Error(`E2E_NODE_BIN points at ${NODE_BIN}, which does not exist`);
-    const build = spawnSync('cargo', ['build', '-p', 'vc-signaling'], { cwd: REPO_ROOT, stdio: 'inherit' });
-    if (build.status !== 0) throw new Error('cargo build -p vc-signaling failed');
+  for (const [variable, binary] of [
+    ['E2E_NODE_BIN', NODE_BIN],
+    ['E2E_FLEET_BIN', FLEET_BIN],
+  ]) {
+    if (process.env[variable] && !existsSync(binary)) throw new Error(`${variable} points at ${binary}, which does not exist`);
+  }
+  if (!existsSync(NODE_BIN) || !existsSync(FLEET_BIN)) {
+    const build = spawnSync('cargo', ['build', '-p', 'vc-signaling', '-p', 'vc-fleet'], { cwd: REPO_ROOT, stdio: 'inherit' });
+    if (build.status !== 0) throw new Error('cargo build -p vc-signaling -p vc-fleet failed');
   }
   binaryChecked = true;
   return NODE_BIN;
 }
 
+/**
+ * One vc-fleet process: it prints what it started as a JSON line, answers each
+ * command line on its stdin with a JSON line, reports node exits as events,
+ * and stops everything when its stdin closes (at cleanup, or when this
+ * process dies).
+ */
+class FleetProcess {
+  constructor(stack, name, args) {
+    this.name = name;
+    this.dir = stack.tempDir(name);
+    this.logPath = path.join(this.dir, 'fleet.log');
+    this.child = spawn(FLEET_BIN, ['--log-dir', this.dir, '--node-bin', NODE_BIN, ...args], {
+      cwd: REPO_ROOT,
+      stdio: ['pipe', 'pipe', openSync(this.logPath, 'a')],
+    });
+    this.nodeExits = new Map();
+    this.answers = [];
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => resolve(code ?? signal));
+      this.child.on('error', (err) => resolve(err.message));
+    });
+    this.started = new Promise((resolve, reject) => {
+      const lines = readline.createInterface({ input: this.child.stdout });
+      lines.once('line', (line) => {
+        const description = JSON.parse(line);
+        if (description.error) reject(new Error(`${name}: ${description.error}`));
+        else resolve(description);
+        lines.on('line', (next) => this.#receive(JSON.parse(next)));
+      });
+      this.exited.then((code) => reject(new Error(`${name}: vc-fleet exited (${code}):\n${readTail(this.logPath)}`)));
+    });
+    // Whatever ends the fleet ends its nodes.
+    this.exited.then((code) => {
+      for (const done of this.nodeExits.values()) done(`fleet exited (${code})`);
+    });
+    stack.defer(() => this.stop());
+  }
+
+  #receive(message) {
+    if (message.event === 'exited') this.nodeExits.get(message.node)?.(message.status);
+    else if ('command' in message) this.answers.shift()?.(message);
+  }
+
+  /** Sends one command line; resolves with its answer, rejects when it is not ok. */
+  command(line) {
+    return new Promise((resolve, reject) => {
+      this.answers.push((answer) => (answer.ok ? resolve(answer) : reject(new Error(`${line}: ${answer.error}`))));
+      this.child.stdin.write(`${line}\n`);
+    });
+  }
+
+  /** Closes stdin: the fleet stops what it started and exits; SIGKILL after `graceMs`. */
+  async stop(graceMs = 10_000) {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.stdin.end();
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+function readTail(file, lines = 30) {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/** A node of a fleet, with the part of Service's interface the tests use. */
+class FleetNode {
+  constructor(fleet, id, pid) {
+    this.fleet = fleet;
+    this.name = `node-${id}`;
+    this.id = id;
+    this.pid = pid;
+    this.logPath = path.join(fleet.dir, `${id}.log`);
+    this.exitCode = null;
+    this.exited = new Promise((resolve) => {
+      fleet.nodeExits.set(id, (status) => {
+        this.exitCode ??= status;
+        resolve(this.exitCode);
+      });
+    });
+  }
+
+  get alive() {
+    return this.exitCode === null;
+  }
+
+  logTail(lines = 30) {
+    return readTail(this.logPath, lines);
+  }
+
+  /** SIGKILL, or SIGTERM for a drain; resolves once the fleet has done it. */
+  async kill(signal = 'SIGKILL') {
+    if (!this.alive) return;
+    if (signal === 'SIGTERM') {
+      await this.fleet.command(`term ${this.id}`);
+    } else if (signal === 'SIGKILL') {
+      const { status } = await this.fleet.command(`kill ${this.id}`);
+      this.fleet.nodeExits.get(this.id)?.(status ?? 'SIGKILL');
+    } else {
+      throw new Error(`a fleet node takes SIGTERM or SIGKILL, not ${signal}`);
+    }
+  }
+
+  /** Sends `signal` and waits for the exit; SIGKILL after `graceMs`. */
+  async stop(signal = 'SIGTERM', graceMs = 5000) {
+    if (!this.alive) return this.exitCode;
+    await this.kill(signal);
+    const timer = setTimeout(() => this.kill('SIGKILL').catch(() => {}), graceMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
 /** A redis-server with no persistence; `port` to start one again where the nodes expect it, empty. */
-export async function startRedis(stack, { port: fixedPort } = {}) {
-  const port = fixedPort ?? (await freePort());
-  const dir = stack.tempDir('redis');
-  const service = new Service(
-    stack,
-    'redis',
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { dir },
-  );
-  await waitUntilListening(port, service);
-  return { port, url: `redis://127.0.0.1:${port}`, service };
+export async function startRedis(stack, { port } = {}) {
+  ensureNodeBinary();
+  const fixed = port === undefined ? [] : ['--redis-port', String(port)];
+  const fleet = new FleetProcess(stack, 'redis', ['--redis', 'standalone', '--nodes', '0', ...fixed]);
+  const { redis } = await fleet.started;
+  return { port: redis.ports[0], url: redis.url, service: fleet };
 }
 
 /**
@@ -226,37 +335,81 @@ export async function startRedis(stack, { port: fixedPort } = {}) {
  *   (`serve --lan`); https: the node speaks TLS (readiness is checked over HTTPS);
  *   host: a netlab.mjs Host to run in, listening on its address (then `port` is required)
  */
-export async function startNode(stack, { id, redisUrl, port: fixedPort, env = {}, args = [], https: tls = false, host }) {
-  const binary = ensureNodeBinary();
-  if (host && (fixedPort === undefined || tls)) throw new Error('a node in a namespace needs a fixed port, and speaks HTTP');
-  const port = fixedPort ?? (await freePort());
-  const address = host?.address ?? '127.0.0.1';
+export async function startNode(stack, options) {
+  ensureNodeBinary();
+  const settings = {
+    VC_RESUME__WINDOW: '10s',
+    VC_TELEMETRY__LOG_LEVEL: 'warn',
+    ...(options.redisUrl ? { VC_REDIS__URL: options.redisUrl } : {}),
+    ...(options.env ?? {}),
+  };
+  return options.host ? startNodeInNamespace(stack, options, settings) : startFleetNode(stack, options, settings);
+}
+
+/** A node on loopback: a fleet of one, its own Redis or none. */
+async function startFleetNode(stack, { id, port: fixedPort, args = [], https: tls = false }, settings) {
+  const fleet = new FleetProcess(stack, `node-${id}`, [
+    '--redis',
+    'none',
+    '--ids',
+    id,
+    ...(fixedPort === undefined ? [] : ['--node-ports', String(fixedPort)]),
+    ...Object.entries(settings).flatMap(([key, value]) => ['--set', `${key}=${value}`]),
+    // A node speaking TLS is checked over HTTPS below.
+    '--ready',
+    tls ? 'tcp' : 'http',
+    '--ready-timeout',
+    '20',
+    '--',
+    ...args,
+  ]);
+  let description;
+  try {
+    description = await fleet.started;
+  } catch (err) {
+    throw new Error(`${err.message}\n${readTail(path.join(fleet.dir, `${id}.log`))}`);
+  }
+  const { port, pid } = description.nodes[0];
+  const service = new FleetNode(fleet, id, pid);
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  if (tls) {
+    await waitFor(
+      async () => {
+        if (!service.alive) throw new Error(`node ${id} exited (${service.exitCode}):\n${service.logTail()}`);
+        return (await httpsStatus(`${url}/readyz`)) === 200;
+      },
+      { timeoutMs: 20_000, message: `node ${id} to be ready` },
+    );
+  }
+  return { id, port, url, service };
+}
+
+/**
+ * A node inside a netlab.mjs namespace, started by the host itself: only the
+ * host can run a program in its namespace and reach its address, so the
+ * launcher, which checks readiness from here, cannot start it.
+ */
+async function startNodeInNamespace(stack, { id, port, args = [], https: tls = false, host }, settings) {
+  if (port === undefined || tls) throw new Error('a node in a namespace needs a fixed port, and speaks HTTP');
   // The node reads every VC_* variable as a setting and refuses unknown ones:
   // only the settings given here reach it, whatever the caller's environment.
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('VC_')));
-  const options = {
+  const service = host.spawn(stack, `node-${id}`, NODE_BIN, args, {
     cwd: REPO_ROOT,
     ownEnv: true,
     env: {
       ...inherited,
-      VC_SERVER__HOST: address,
+      VC_SERVER__HOST: host.address,
       VC_SERVER__PORT: String(port),
       VC_NODE__ID: id,
-      VC_RESUME__WINDOW: '10s',
-      VC_TELEMETRY__LOG_LEVEL: 'warn',
-      ...(redisUrl ? { VC_REDIS__URL: redisUrl } : {}),
-      ...env,
+      ...settings,
     },
-  };
-  const service = host
-    ? host.spawn(stack, `node-${id}`, binary, args, options)
-    : new Service(stack, `node-${id}`, binary, args, options);
-  const url = `${tls ? 'https' : 'http'}://${address}:${port}`;
-  const status = host ? (u) => host.httpStatus(u) : tls ? httpsStatus : httpStatus;
+  });
+  const url = `http://${host.address}:${port}`;
   await waitFor(
     async () => {
       if (!service.alive) throw new Error(`node ${id} exited (${service.exitCode}):\n${service.logTail()}`);
-      return (await status(`${url}/readyz`)) === 200;
+      return (await host.httpStatus(`${url}/readyz`)) === 200;
     },
     { timeoutMs: 20_000, message: `node ${id} to be ready` },
   );
