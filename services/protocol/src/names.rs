@@ -2,14 +2,12 @@
 //! names travel in URLs and Redis keys, display names end up in other people's
 //! browsers. A [`RoomName`] or a [`DisplayName`] is one that passed its checks.
 
-use std::borrow::Borrow;
-use std::fmt;
 use std::sync::Arc;
 
 use icu_normalizer::ComposingNormalizerBorrowed;
 use icu_properties::props::{BidiControl, DefaultIgnorableCodePoint, GeneralCategory};
 use icu_properties::{CodePointMapData, CodePointSetData};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 use thiserror::Error;
 
 /// Longest room name, in characters.
@@ -87,43 +85,6 @@ impl TryFrom<String> for RoomName {
     }
 }
 
-impl Serialize for RoomName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl fmt::Display for RoomName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for RoomName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Lets maps keyed by room be read with a `&str`.
-impl Borrow<str> for RoomName {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for RoomName {
-    fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
-    }
-}
-
-impl PartialEq<&str> for RoomName {
-    fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
-    }
-}
-
 /// A display name, checked and normalized: 1 to 64 characters of any script, in
 /// NFC, with something to see, and nothing that could make it look like
 /// something else: no control characters, no text direction controls, no line
@@ -173,35 +134,54 @@ impl TryFrom<String> for DisplayName {
     }
 }
 
-impl Serialize for DisplayName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
+/// What every checked text type shares, for a type with `fn as_str(&self) ->
+/// &str`: it serializes as its plain string, shows as it, reads as a `&str`
+/// (maps keyed by it are read with one), and compares with one. Used by the
+/// node's ids too, so that all of them behave alike.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! text_impls {
+    ($name:ty) => {
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl ::std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
 }
 
-impl fmt::Display for DisplayName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for DisplayName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for DisplayName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for DisplayName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
+text_impls!(RoomName);
+text_impls!(DisplayName);
 
 /// The character rules of display names, without their length: text shown to
 /// other people that must show something and cannot disguise itself.
