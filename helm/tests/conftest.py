@@ -26,7 +26,7 @@ PRODUCTION_VALUES = CHART / "ci" / "production-values.yaml"
 COMPOSE_FILE = REPO / "deploy" / "docker-compose.yml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
-NODE_BINARY = Path(os.environ.get("VC_NODE_BIN", REPO / "target" / "debug" / "vc-signaling"))
+NODE_BINARY = Path(os.environ.get("FLEET_NODE_BIN", REPO / "target" / "debug" / "vc-signaling"))
 
 RELEASE = "vc"
 NAMESPACE = "rtc"

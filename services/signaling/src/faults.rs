@@ -32,6 +32,7 @@ pub enum Op {
     PresenceExpire,
     PresenceSeat,
     PresenceMembers,
+    PresenceCount,
     PresenceSetHand,
 }
 

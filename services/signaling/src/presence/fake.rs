@@ -119,7 +119,7 @@ impl Presence for FakePresence {
 
     async fn count(&self, room: &RoomName) -> Result<usize, PresenceError> {
         self.faults
-            .run(Op::PresenceMembers, injected, self.store.count(room))
+            .run(Op::PresenceCount, injected, self.store.count(room))
             .await
     }
 
