@@ -2,7 +2,7 @@
 // are kept by the signaling client and sent again, in order, until they get
 // through or a bound is passed; `delivery` and `undelivered` tell the page.
 
-import { test } from 'node:test';
+import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { DEFAULT_REDELIVERY } from '../../public/lib/signaling-client.js';
@@ -12,9 +12,20 @@ import { joinedClient, resumedReply } from './helpers.mjs';
 // No liveness pings: every `ping` in these tests is the client's own test of delivery.
 const FAST = { initialMs: 20, maxMs: 40 };
 
+/** What each test opened, closed after it whether it passed or not, so that a failed test cannot keep the file running. */
+const opened = [];
+afterEach(async () => {
+  for (const { client, box } of opened.splice(0)) {
+    box.stop();
+    await client.close().catch(() => {});
+  }
+});
+
 async function joined(redelivery = {}) {
   const setup = await joinedClient({ liveness: { intervalMs: 0 }, redelivery: { ...FAST, ...redelivery } });
-  return { ...setup, box: mailbox(setup.server) };
+  const box = mailbox(setup.server);
+  opened.push({ client: setup.client, box });
+  return { ...setup, box };
 }
 
 const refuse = (server, message, code = 'unavailable') =>
@@ -28,8 +39,9 @@ const refuse = (server, message, code = 'unavailable') =>
 function mailbox(server) {
   const messages = [];
   const pings = [];
+  let stopped = false;
   (async () => {
-    for (;;) {
+    while (!stopped) {
       const message = await server.received.next(200).catch(() => null);
       if (!message && server.closeCode !== null) return;
       if (!message) continue;
@@ -51,6 +63,9 @@ function mailbox(server) {
     },
     get pending() {
       return messages.length;
+    },
+    stop() {
+      stopped = true;
     },
   };
 }
