@@ -46,6 +46,7 @@ on_every_backing!(
     a_burst_across_nodes_arrives_in_order,
     a_killed_node_s_peers_leave_within_the_bound_and_leave_no_ghosts,
     a_redis_restart_flips_readiness_then_negotiation_works_again,
+    an_empty_redis_gets_a_moved_seat_back_from_the_node_holding_it_not_from_the_node_that_parked_it,
     resume_on_another_node_without_a_flap_and_expiry_after_the_window,
     a_draining_node_hands_its_clients_to_the_others,
     a_forged_resume_on_another_node_changes_nothing,
@@ -264,6 +265,58 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again(backing: B
         );
     }
     println!("cross-node negotiation down for {recovered:?} (including the test's own restart)");
+}
+
+/// After a resume on another node, the node that parked the seat still holds its
+/// parked copy until the window passes. When Redis comes back empty, the resync
+/// of that node must not win over the node the person is attached to, whichever
+/// resyncs first; here the parking node is made to go first.
+async fn an_empty_redis_gets_a_moved_seat_back_from_the_node_holding_it_not_from_the_node_that_parked_it(
+    backing: Backing,
+) {
+    let (mut redis, nodes) = fleet(backing, 2, &[("VC_RESUME__WINDOW", "60s")]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "moved", "Ann").await;
+    let (bob, _) = Client::joined(&nodes[1].ws_url(), "moved", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    let (bob_id, token) = (bob.peer.clone(), bob.resume_token.clone());
+    bob.drop_connection();
+    let mut bob = Client::connect(&nodes[0].ws_url()).await;
+    bob.send(json!({"type": "resume", "token": token})).await;
+    bob.recv_type("resumed").await;
+
+    redis.kill();
+    for node in &nodes {
+        node.wait_ready(false, Duration::from_secs(10))
+            .expect("readiness falls");
+    }
+    let holder = nodes[0].pid().expect("node-1 runs").to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, holder.as_str()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} {holder}");
+    };
+    // The attached node sleeps while the parking node writes its seats back.
+    signal("-STOP");
+    redis.restart(Data::Empty).expect("redis restarts");
+    let parked_first = nodes[1].wait_ready(true, Duration::from_secs(20));
+    signal("-CONT");
+    parked_first.expect("the parking node resyncs");
+    nodes[0]
+        .wait_ready(true, Duration::from_secs(20))
+        .expect("the attached node resyncs");
+
+    let record = redis
+        .hget("vc:{moved}:members", &bob_id)
+        .await
+        .expect("Bob's seat is written back");
+    let record: serde_json::Value = serde_json::from_str(&record).expect("a seat record");
+    assert_eq!(record["node"], nodes[0].id.as_str(), "{record}");
+    assert!(record["parked"].is_null(), "the seat is attached: {record}");
+    ann.send(json!({"type": "offer", "to": bob_id, "sdp": "v=0 after"}))
+        .await;
+    assert_eq!(bob.recv_type("offer").await["sdp"], "v=0 after");
 }
 
 async fn resume_on_another_node_without_a_flap_and_expiry_after_the_window(backing: Backing) {

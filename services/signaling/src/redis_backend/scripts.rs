@@ -105,15 +105,23 @@ return record.parked.reason
 });
 
 /// `KEYS[1]` members hash. ARGV: peer, record JSON. Writes the record back after an
-/// outage unless another connection has taken the seat meanwhile.
+/// outage unless another connection has taken the seat meanwhile. An attached seat
+/// wins over a parked one of another connection whichever is written back first:
+/// the node that parked a seat resumed elsewhere keeps its parked copy until the
+/// window passes, and after an empty restart that copy must not take the seat from
+/// the node the person is on.
 /// Reply: 0 untouched, 1 rewritten, 2 re-created (it was gone: swept by another
 /// node during a partition, or lost by a Redis restart).
 pub static REASSERT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if raw and cjson.decode(raw).conn ~= cjson.decode(ARGV[2]).conn then
-  return 0
+if raw then
+  local held = cjson.decode(raw)
+  local mine = cjson.decode(ARGV[2])
+  if held.conn ~= mine.conn and (type(held.parked) ~= 'table' or type(mine.parked) == 'table') then
+    return 0
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if raw then return 1 end

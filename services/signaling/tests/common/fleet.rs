@@ -50,6 +50,7 @@ pub trait Keys {
     async fn hkeys(&self, key: &str) -> Vec<String>;
     async fn exists(&self, key: &str) -> bool;
     async fn llen(&self, key: &str) -> usize;
+    async fn hget(&self, key: &str, field: &str) -> Option<String>;
 }
 
 impl Keys for Redis {
@@ -69,6 +70,13 @@ impl Keys for Redis {
     async fn llen(&self, key: &str) -> usize {
         let mut cmd = redis::cmd("LLEN");
         cmd.arg(key);
+        query(self, cmd).await
+    }
+
+    /// One field of a hash, if it is there.
+    async fn hget(&self, key: &str, field: &str) -> Option<String> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(key).arg(field);
         query(self, cmd).await
     }
 }
