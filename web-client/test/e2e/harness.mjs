@@ -580,10 +580,15 @@ export class Caller {
    */
   async join() {
     await fillInput(this.page, '#display-name', this.name);
-    await this.page.waitForFunction(() => window.__vc?.media?.audioTrack || window.__vc?.media?.problems?.audio);
+    // Generous: three pages with camera previews on two busy cores have taken
+    // over 20 s to get from the click to the call screen.
+    await waitFor(() => this.page.evaluate(() => Boolean(window.__vc?.media?.audioTrack || window.__vc?.media?.problems?.audio)), {
+      timeoutMs: 45_000,
+      message: `${this.name}'s microphone, or the reason there is none`,
+    });
     const clickedAt = Date.now();
     await this.page.click('#join-button');
-    await this.page.waitForSelector('.call', { timeout: 20_000 });
+    await this.page.waitForSelector('.call', { timeout: 45_000 });
     this.joinedAt = clickedAt;
     return clickedAt;
   }
