@@ -349,7 +349,7 @@ test('three people: pin and speaker view put one person on stage; joins and leav
   await cleo.join();
   await waitFor(async () => (await announced())?.includes('Cleo Park joined'), { message: 'the join announced' });
   assert.equal(await ann.page.evaluate(() => document.querySelector('.toasts').getAttribute('aria-live')), 'polite');
-  await waitForMediaFromAll(ann, 2, { timeoutMs: 40_000 });
+  await waitForMediaFromAll(ann, 2, { timeoutMs: 90_000 });
 
   const stage = () =>
     ann.page.evaluate(() => ({
