@@ -17,6 +17,7 @@ use vc_signaling::startup::{Application, ShutdownHandle};
 
 pub mod fleet;
 pub mod raw;
+pub mod sequenced;
 
 /// Longest wait for a message that should come.
 pub const PATIENCE: Duration = Duration::from_secs(5);

@@ -1,0 +1,502 @@
+//! The chaos test: K peers in one room over three real node processes and a
+//! real Redis (standalone, then a Cluster) send each other numbered `app-data`
+//! at a steady rate while the test drops client sockets, SIGKILLs and restarts
+//! nodes, drains nodes with SIGTERM, and kills and restarts Redis with and
+//! without its data, one disruption at a time, in an order drawn from a printed
+//! seed (`CHAOS_SEED` replays it). At the end, for every ordered pair of peers,
+//! what the receiver's client library processed must be what the sender's had
+//! confirmed taken: nothing lost, nothing twice, in order; a pair whose client
+//! was told of a loss (`replay: incomplete`, a failed resume, a message given
+//! up) is counted apart. `CHAOS_SECS` sets how long disruptions go on (default
+//! 40 s per backing); docs/testing.md, "The chaos test", says more.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on what they set up"
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fleet::{self, Backing, Node, Redis};
+use common::sequenced::{Command, Fate, Ledger, Peer, PeerHandle, Shared};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+use vc_fleet::Data;
+
+mod standalone {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sequenced_messages_survive_every_disruption() {
+        super::chaos(super::Backing::Standalone).await;
+    }
+}
+
+mod redis_cluster {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sequenced_messages_survive_every_disruption() {
+        super::chaos(super::Backing::Cluster).await;
+    }
+}
+
+const NODES: usize = 3;
+/// How long the whole run may take past its disruptions before it fails.
+const SETTLE_LIMIT: Duration = Duration::from_secs(40);
+/// Nothing arriving for this long after the sending stopped means what is
+/// missing will not come.
+const QUIET: Duration = Duration::from_secs(5);
+/// How long the fleet may take to be whole again after a disruption.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
+/// Node settings: the documented defaults for the resume window and the
+/// liveness TTL, quick heartbeats so that an outage is noticed at once.
+const NODE_ENV: [(&str, &str); 3] = [
+    ("VC_RESUME__WINDOW", "10s"),
+    ("VC_REDIS__NODE_TTL", "3s"),
+    ("VC_DRAIN__TIMEOUT", "10s"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    DropSocket,
+    KillNode,
+    DrainNode,
+    RedisKept,
+    RedisEmpty,
+}
+
+const KINDS: [Kind; 5] = [
+    Kind::DropSocket,
+    Kind::KillNode,
+    Kind::DrainNode,
+    Kind::RedisKept,
+    Kind::RedisEmpty,
+];
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::DropSocket => "socket dropped",
+            Kind::KillNode => "node SIGKILLed, restarted",
+            Kind::DrainNode => "node drained (SIGTERM), restarted",
+            Kind::RedisKept => "Redis killed, restarted with data",
+            Kind::RedisEmpty => "Redis killed, restarted empty",
+        }
+    }
+}
+
+struct Plan {
+    secs: u64,
+    seed: u64,
+    peers: usize,
+    every: Duration,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let number = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u64>().ok());
+        Plan {
+            secs: number("CHAOS_SECS").unwrap_or(40),
+            seed: number("CHAOS_SEED").unwrap_or_else(|| rand::rng().random()),
+            peers: number("CHAOS_PEERS").map_or(6, |p| p as usize).clamp(2, 8),
+            every: Duration::from_millis(number("CHAOS_INTERVAL_MS").unwrap_or(250)),
+        }
+    }
+}
+
+/// One disruption as it happened.
+struct Disruption {
+    kind: Kind,
+    start: Instant,
+    /// When the fleet was whole again.
+    end: Instant,
+}
+
+struct Chaos {
+    backing: Backing,
+    rng: StdRng,
+    redis: Redis,
+    nodes: Vec<Node>,
+    shared: Arc<Shared>,
+    peers: Vec<PeerHandle>,
+    log: Vec<Disruption>,
+}
+
+async fn chaos(backing: Backing) {
+    let plan = Plan::from_env();
+    println!(
+        "chaos | {backing:?} | seed {} (CHAOS_SEED={} replays the order) | {} s of disruptions, {} peers on {NODES} nodes, one message to each other peer every {:?}",
+        plan.seed, plan.seed, plan.secs, plan.peers, plan.every
+    );
+    let mut rng = StdRng::seed_from_u64(plan.seed);
+    let redis = fleet::redis(backing);
+    let nodes: Vec<Node> = (0..NODES)
+        .map(|i| fleet::node(&format!("node-{i}"), &redis, &NODE_ENV))
+        .collect();
+    let urls = nodes.iter().map(Node::ws_url).collect();
+    let shared = Arc::new(Shared::new("chaos", urls, plan.peers));
+    let mut peers = Vec::new();
+    for i in 0..plan.peers {
+        let peer_rng = StdRng::seed_from_u64(rng.random());
+        let peer = Peer::spawn(shared.clone(), i, i % NODES, peer_rng)
+            .await
+            .expect("peer joins");
+        peers.push(peer);
+    }
+    // Every node's mirror of the room has every member before anyone sends.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut chaos = Chaos {
+        backing,
+        rng,
+        redis,
+        nodes,
+        shared,
+        peers,
+        log: Vec::new(),
+    };
+    for peer in &chaos.peers {
+        peer.commands.send(Command::StartSending(plan.every)).ok();
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(plan.secs);
+    let mut bag: Vec<Kind> = Vec::new();
+    while Instant::now() < deadline {
+        let gap = Duration::from_millis(chaos.rng.random_range(1000..2500));
+        tokio::time::sleep(gap).await;
+        if bag.is_empty() {
+            bag = KINDS.to_vec();
+            bag.shuffle(&mut chaos.rng);
+        }
+        let kind = bag.pop().expect("a kind");
+        chaos.disrupt(kind).await;
+    }
+    let disrupted_for = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for peer in &chaos.peers {
+        peer.commands.send(Command::StopSending).ok();
+    }
+    // Settled: nothing waits or is in flight, and everything the node took has
+    // arrived; or nothing has arrived for a while (what is missing is lost).
+    let settle_start = Instant::now();
+    let mut last_count = 0;
+    let mut last_change = Instant::now();
+    let settled = loop {
+        let idle = chaos.peers.iter().all(|p| p.status.borrow().idle);
+        let (complete, count) = {
+            let ledger = chaos.shared.ledger();
+            (ledger.settled(), ledger.received_count())
+        };
+        if count != last_count {
+            (last_count, last_change) = (count, Instant::now());
+        }
+        if idle && (complete || last_change.elapsed() > QUIET) {
+            break true;
+        }
+        if settle_start.elapsed() > SETTLE_LIMIT {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let settle_took = settle_start.elapsed();
+    for peer in &chaos.peers {
+        peer.commands.send(Command::Finish).ok();
+    }
+    for peer in chaos.peers.drain(..) {
+        tokio::time::timeout(Duration::from_secs(5), peer.task)
+            .await
+            .ok();
+    }
+    let ledger = chaos.shared.ledger();
+    let verdict = Verdict::of(&ledger, &chaos.log);
+    println!(
+        "{}",
+        verdict.table(chaos.backing, &plan, disrupted_for, settle_took, &ledger)
+    );
+    assert!(
+        settled,
+        "messages still waiting to be sent {SETTLE_LIMIT:?} after the disruptions"
+    );
+    assert!(
+        ledger.unexpected.is_empty(),
+        "unexpected: {:#?}",
+        ledger.unexpected
+    );
+    verdict.assert_within_bounds();
+}
+
+impl Chaos {
+    async fn disrupt(&mut self, kind: Kind) {
+        let start = Instant::now();
+        match kind {
+            Kind::DropSocket => {
+                let peer = self.rng.random_range(0..self.peers.len());
+                self.peers[peer].commands.send(Command::DropSocket).ok();
+            }
+            Kind::KillNode => {
+                let node = self.rng.random_range(0..NODES);
+                self.shared.set_live(node, false);
+                self.nodes[node].kill();
+                let down = Duration::from_millis(self.rng.random_range(300..1500));
+                tokio::time::sleep(down).await;
+                let restarted = tokio::task::block_in_place(|| self.nodes[node].restart());
+                restarted.expect("the node starts again");
+                self.shared.set_live(node, true);
+            }
+            Kind::DrainNode => {
+                let node = self.rng.random_range(0..NODES);
+                self.shared.set_live(node, false);
+                self.nodes[node].terminate();
+                let exited = tokio::task::block_in_place(|| {
+                    self.nodes[node].wait_exit(Duration::from_secs(20))
+                });
+                exited.expect("the drained node exits cleanly");
+                let restarted = tokio::task::block_in_place(|| self.nodes[node].restart());
+                restarted.expect("the node starts again");
+                self.shared.set_live(node, true);
+            }
+            Kind::RedisKept | Kind::RedisEmpty => {
+                let data = if kind == Kind::RedisKept {
+                    // What Redis holds at the kill, on disk for the restart.
+                    for port in self.redis.ports().to_vec() {
+                        save(port).await;
+                    }
+                    Data::Kept
+                } else {
+                    Data::Empty
+                };
+                self.shared.redis_down.store(true, Ordering::SeqCst);
+                self.redis.kill();
+                let down = Duration::from_millis(self.rng.random_range(1000..3000));
+                tokio::time::sleep(down).await;
+                let restarted = tokio::task::block_in_place(|| self.redis.restart(data));
+                restarted.expect("redis starts again");
+                self.wait_nodes_ready();
+                self.shared.redis_down.store(false, Ordering::SeqCst);
+            }
+        }
+        self.wait_whole().await;
+        self.log.push(Disruption {
+            kind,
+            start,
+            end: Instant::now(),
+        });
+    }
+
+    fn wait_nodes_ready(&self) {
+        tokio::task::block_in_place(|| {
+            for node in &self.nodes {
+                node.wait_ready(true, RECOVERY_LIMIT)
+                    .expect("the node is ready again");
+            }
+        });
+    }
+
+    /// Every node ready and every peer back in the room.
+    async fn wait_whole(&self) {
+        self.wait_nodes_ready();
+        let since = Instant::now();
+        // A dropped socket is noticed by its peer's task, not at once here.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while !self.peers.iter().all(|p| p.status.borrow().connected) {
+            assert!(
+                since.elapsed() < RECOVERY_LIMIT,
+                "peers still out of the room after {RECOVERY_LIMIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `SAVE` on one Redis server: a kill right after loses nothing it held.
+async fn save(port: u16) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test reaches redis");
+    redis::cmd("SAVE")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("redis saves");
+}
+
+/// Figures of one kind of disruption (or of none: "calm").
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    count: usize,
+    lost: usize,
+    duplicated: usize,
+    reordered: usize,
+    in_doubt_lost: usize,
+}
+
+#[derive(Debug, Default)]
+struct Verdict {
+    by_kind: BTreeMap<Option<Kind>, Tally>,
+    sent: usize,
+    confirmed: usize,
+    received: usize,
+    lost: usize,
+    duplicated: usize,
+    reordered: usize,
+    in_doubt: usize,
+    in_doubt_lost: usize,
+    given_up: usize,
+    told_pairs: usize,
+    past_bounds_lost: usize,
+    outage_messages: usize,
+    outage_longest: Duration,
+    longest: Duration,
+}
+
+impl Verdict {
+    fn of(ledger: &Ledger, log: &[Disruption]) -> Verdict {
+        let mut v = Verdict::default();
+        for d in log {
+            v.by_kind.entry(Some(d.kind)).or_default().count += 1;
+        }
+        // A message sent from a moment before a disruption began until the
+        // fleet was whole again counts against that disruption.
+        let kind_at = |at: Instant| {
+            log.iter()
+                .find(|d| at + Duration::from_millis(500) >= d.start && at <= d.end)
+                .map(|d| d.kind)
+        };
+        let peers = ledger.sent.len();
+        for from in 0..peers {
+            for to in 0..peers {
+                let sent = &ledger.sent[from][to];
+                let received = &ledger.received[to][from];
+                let told = ledger.told.contains_key(&(from, to));
+                v.told_pairs += usize::from(told);
+                v.sent += sent.len();
+                v.received += received.len();
+                let mut seen = HashSet::new();
+                let mut highest = None;
+                for r in received {
+                    let Some(s) = sent.get(r.n as usize) else {
+                        continue;
+                    };
+                    let delay = r.at.saturating_duration_since(s.at);
+                    v.longest = v.longest.max(delay);
+                    if s.redis_down && !seen.contains(&r.n) {
+                        v.outage_messages += 1;
+                        v.outage_longest = v.outage_longest.max(delay);
+                    }
+                    if !seen.insert(r.n) {
+                        v.duplicated += 1;
+                        v.by_kind.entry(kind_at(s.at)).or_default().duplicated += 1;
+                    } else if highest.is_some_and(|h| r.n < h) {
+                        v.reordered += 1;
+                        v.by_kind.entry(kind_at(s.at)).or_default().reordered += 1;
+                    }
+                    highest = highest.max(Some(r.n));
+                }
+                for (n, s) in sent.iter().enumerate() {
+                    let got = seen.contains(&(n as u64));
+                    match &s.fate {
+                        Fate::Confirmed => {
+                            v.confirmed += 1;
+                            if got {
+                                continue;
+                            }
+                            if told {
+                                v.past_bounds_lost += 1;
+                            } else {
+                                v.lost += 1;
+                                v.by_kind.entry(kind_at(s.at)).or_default().lost += 1;
+                            }
+                        }
+                        Fate::InDoubt => {
+                            v.in_doubt += 1;
+                            if !got {
+                                v.in_doubt_lost += 1;
+                                v.by_kind.entry(kind_at(s.at)).or_default().in_doubt_lost += 1;
+                            }
+                        }
+                        Fate::GivenUp(_) => v.given_up += 1,
+                        Fate::Waiting | Fate::InFlight => {}
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    fn table(
+        &self,
+        backing: Backing,
+        plan: &Plan,
+        disrupted_for: Duration,
+        settle_took: Duration,
+        ledger: &Ledger,
+    ) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "chaos | {backing:?} | seed {} | disruptions for {:.1} s, settled in {:.1} s",
+            plan.seed,
+            disrupted_for.as_secs_f64(),
+            settle_took.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "  {:<36} {:>5} {:>6} {:>10} {:>10} {:>14}",
+            "disruption", "count", "lost", "duplicated", "reordered", "in doubt, lost"
+        );
+        for (kind, t) in &self.by_kind {
+            let name = kind.map_or("(none: between disruptions)", Kind::name);
+            let _ = writeln!(
+                out,
+                "  {:<36} {:>5} {:>6} {:>10} {:>10} {:>14}",
+                name, t.count, t.lost, t.duplicated, t.reordered, t.in_doubt_lost
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  messages: sent {}, confirmed taken {}, received {}, lost {}, duplicated {}, reordered {}",
+            self.sent, self.confirmed, self.received, self.lost, self.duplicated, self.reordered
+        );
+        let _ = writeln!(
+            out,
+            "  in doubt (written to a socket that ended before a pong) {}, of them never received {}; given up and told {}",
+            self.in_doubt, self.in_doubt_lost, self.given_up
+        );
+        let _ = writeln!(
+            out,
+            "  past the bounds, told: {} pairs {:?}, {} confirmed messages not received there",
+            self.told_pairs,
+            ledger.told.values().collect::<HashSet<_>>(),
+            self.past_bounds_lost
+        );
+        let _ = writeln!(
+            out,
+            "  longest delay, sent while Redis was down ({} messages): {} ms; longest of all: {} ms",
+            self.outage_messages,
+            self.outage_longest.as_millis(),
+            self.longest.as_millis()
+        );
+        let _ = write!(
+            out,
+            "  client: frames dropped by seq {}, refusals {:?}, retries {}, resumes {:?}, joins again {}, sockets lost {:?}",
+            ledger.dropped_by_seq,
+            ledger.refusals,
+            ledger.retries,
+            ledger.resumes,
+            ledger.rejoins,
+            ledger.links_lost
+        );
+        out
+    }
+
+    fn assert_within_bounds(&self) {
+        assert_eq!(self.duplicated, 0, "duplicated messages");
+        assert_eq!(self.reordered, 0, "messages out of order");
+        assert_eq!(self.lost, 0, "messages lost without anyone told");
+    }
+}
