@@ -54,10 +54,12 @@ const QUIET: Duration = Duration::from_secs(5);
 /// How long the fleet may take to be whole again after a disruption.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 /// Node settings: the documented defaults for the resume window and the
-/// liveness TTL, quick heartbeats so that an outage is noticed at once.
+/// liveness TTL (longer than any Redis outage here: past it, the other nodes
+/// would sweep a node's live seats), quick heartbeats so that an outage is
+/// noticed at once.
 const NODE_ENV: [(&str, &str); 3] = [
     ("VC_RESUME__WINDOW", "10s"),
-    ("VC_REDIS__NODE_TTL", "3s"),
+    ("VC_REDIS__NODE_TTL", "10s"),
     ("VC_DRAIN__TIMEOUT", "10s"),
 ];
 
@@ -127,7 +129,11 @@ struct Chaos {
     log: Vec<Disruption>,
 }
 
+/// The two backings take turns: each run alone has the machine's cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn chaos(backing: Backing) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let plan = Plan::from_env();
     println!(
         "chaos | {backing:?} | seed {} (CHAOS_SEED={} replays the order) | {} s of disruptions, {} peers on {NODES} nodes, one message to each other peer every {:?}",
@@ -173,7 +179,7 @@ async fn chaos(backing: Backing) {
             bag.shuffle(&mut chaos.rng);
         }
         let kind = bag.pop().expect("a kind");
-        chaos.disrupt(kind).await;
+        chaos.disrupt(kind, started).await;
     }
     let disrupted_for = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -213,6 +219,10 @@ async fn chaos(backing: Backing) {
     }
     let ledger = chaos.shared.ledger();
     let verdict = Verdict::of(&ledger, &chaos.log);
+    for (at, what) in &ledger.events {
+        let during = charged_to(&chaos.log, *at).map_or("no disruption", Kind::name);
+        println!("  during {during}: {what}");
+    }
     println!(
         "{}",
         verdict.table(chaos.backing, &plan, disrupted_for, settle_took, &ledger)
@@ -226,19 +236,23 @@ async fn chaos(backing: Backing) {
         "unexpected: {:#?}",
         ledger.unexpected
     );
-    verdict.assert_within_bounds();
+    verdict.assert_within_bounds(chaos.shared.sequenced.load(Ordering::SeqCst));
 }
 
 impl Chaos {
-    async fn disrupt(&mut self, kind: Kind) {
+    async fn disrupt(&mut self, kind: Kind, since: Instant) {
         let start = Instant::now();
+        let at = start.duration_since(since).as_secs_f64();
+        println!("  {at:>6.1} s  {}", kind.name());
         match kind {
             Kind::DropSocket => {
                 let peer = self.rng.random_range(0..self.peers.len());
+                println!("           peer {peer}");
                 self.peers[peer].commands.send(Command::DropSocket).ok();
             }
             Kind::KillNode => {
                 let node = self.rng.random_range(0..NODES);
+                println!("           node-{node}");
                 self.shared.set_live(node, false);
                 self.nodes[node].kill();
                 let down = Duration::from_millis(self.rng.random_range(300..1500));
@@ -249,6 +263,7 @@ impl Chaos {
             }
             Kind::DrainNode => {
                 let node = self.rng.random_range(0..NODES);
+                println!("           node-{node}");
                 self.shared.set_live(node, false);
                 self.nodes[node].terminate();
                 let exited = tokio::task::block_in_place(|| {
@@ -325,6 +340,14 @@ async fn save(port: u16) {
         .expect("redis saves");
 }
 
+/// The disruption a moment belongs to: from 0.5 s before it began until the
+/// fleet was whole again.
+fn charged_to(log: &[Disruption], at: Instant) -> Option<Kind> {
+    log.iter()
+        .find(|d| at + Duration::from_millis(500) >= d.start && at <= d.end)
+        .map(|d| d.kind)
+}
+
 /// Figures of one kind of disruption (or of none: "calm").
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
@@ -360,13 +383,7 @@ impl Verdict {
         for d in log {
             v.by_kind.entry(Some(d.kind)).or_default().count += 1;
         }
-        // A message sent from a moment before a disruption began until the
-        // fleet was whole again counts against that disruption.
-        let kind_at = |at: Instant| {
-            log.iter()
-                .find(|d| at + Duration::from_millis(500) >= d.start && at <= d.end)
-                .map(|d| d.kind)
-        };
+        let kind_at = |at: Instant| charged_to(log, at);
         let peers = ledger.sent.len();
         for from in 0..peers {
             for to in 0..peers {
@@ -494,9 +511,35 @@ impl Verdict {
         out
     }
 
-    fn assert_within_bounds(&self) {
+    /// Nothing duplicated or reordered, ever. Nothing lost, but where a node
+    /// without sequenced delivery (no `stream` in `joined`) promises at most
+    /// once: frames for a socket that is gone (dropped, its node killed or
+    /// drained) are dropped there, as docs/protocol.md says.
+    fn assert_within_bounds(&self, sequenced: bool) {
         assert_eq!(self.duplicated, 0, "duplicated messages");
         assert_eq!(self.reordered, 0, "messages out of order");
-        assert_eq!(self.lost, 0, "messages lost without anyone told");
+        for (kind, tally) in &self.by_kind {
+            let at_most_once = !sequenced
+                && matches!(
+                    kind,
+                    Some(Kind::DropSocket | Kind::KillNode | Kind::DrainNode)
+                );
+            if at_most_once {
+                if tally.lost > 0 {
+                    println!(
+                        "  {} lost to {}: allowed, the nodes do not sequence their frames",
+                        tally.lost,
+                        kind.map_or("", Kind::name)
+                    );
+                }
+                continue;
+            }
+            assert_eq!(
+                tally.lost,
+                0,
+                "messages lost without anyone told, during {}",
+                kind.map_or("no disruption", Kind::name)
+            );
+        }
     }
 }

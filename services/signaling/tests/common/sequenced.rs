@@ -97,6 +97,9 @@ pub struct Ledger {
     pub links_lost: BTreeMap<String, u64>,
     /// What no client should ever see; each is a failure of the run.
     pub unexpected: Vec<String>,
+    /// When something notable happened (a departure announced, a pair told),
+    /// for the test to charge it to a disruption.
+    pub events: Vec<(Instant, String)>,
 }
 
 impl Ledger {
@@ -112,11 +115,16 @@ impl Ledger {
             rejoins: 0,
             links_lost: BTreeMap::new(),
             unexpected: Vec::new(),
+            events: Vec::new(),
         }
     }
 
     fn tell(&mut self, pair: (usize, usize), why: &str) {
-        self.told.entry(pair).or_insert_with(|| why.to_owned());
+        if !self.told.contains_key(&pair) {
+            self.told.insert(pair, why.to_owned());
+            self.events
+                .push((Instant::now(), format!("told {}→{}: {why}", pair.0, pair.1)));
+        }
     }
 
     /// Messages received, over every pair.
@@ -161,6 +169,8 @@ pub struct Shared {
     pub urls: Vec<String>,
     pub live: Vec<AtomicBool>,
     pub redis_down: AtomicBool,
+    /// Whether the nodes sequence what they send (`joined` carried a `stream`).
+    pub sequenced: AtomicBool,
     /// Every peer id each peer has had, the current one last.
     pub ids: Mutex<Vec<Vec<String>>>,
     pub ledger: Mutex<Ledger>,
@@ -173,6 +183,7 @@ impl Shared {
             live: urls.iter().map(|_| AtomicBool::new(true)).collect(),
             urls,
             redis_down: AtomicBool::new(false),
+            sequenced: AtomicBool::new(false),
             ids: Mutex::new(vec![Vec::new(); peers]),
             ledger: Mutex::new(Ledger::new(peers)),
         }
@@ -400,6 +411,9 @@ impl Peer {
             self.token = token.to_owned();
         }
         self.stream = reply["stream"].as_str().map(str::to_owned);
+        if self.stream.is_some() {
+            self.shared.sequenced.store(true, Ordering::SeqCst);
+        }
         if let Some(peer) = reply["peer"].as_str() {
             let mut ids = lock(&self.shared.ids);
             let mine = &mut ids[self.index];
@@ -896,7 +910,20 @@ impl Peer {
                 }
             }
             "error" => self.on_error(&frame),
-            "peer-joined" | "peer-left" | "welcome" | "resumed" | "joined" => {}
+            "peer-left" => {
+                // Nobody leaves this room: every departure is one too many.
+                let who = frame["peer"].as_str().unwrap_or_default();
+                let reason = frame["reason"].as_str().unwrap_or_default();
+                let who = self
+                    .shared
+                    .index_of(who)
+                    .map_or(who.to_owned(), |i| i.to_string());
+                let note = format!("peer {} told peer {who} left ({reason})", self.index);
+                let mut ledger = self.shared.ledger();
+                ledger.events.push((Instant::now(), note.clone()));
+                ledger.unexpected.push(note);
+            }
+            "peer-joined" | "welcome" | "resumed" | "joined" => {}
             _ => {
                 let note = format!("peer {}: unexpected frame {frame}", self.index);
                 self.shared.ledger().unexpected.push(note);
