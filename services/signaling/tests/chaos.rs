@@ -511,35 +511,30 @@ impl Verdict {
         out
     }
 
-    /// Nothing duplicated or reordered, ever. Nothing lost, but where a node
-    /// without sequenced delivery (no `stream` in `joined`) promises at most
-    /// once: frames for a socket that is gone (dropped, its node killed or
-    /// drained) are dropped there, as docs/protocol.md says.
+    /// Nothing reordered, ever; nothing lost or duplicated, but where nodes
+    /// without sequenced delivery (no `stream` in `joined`, revision 1.2)
+    /// promise less: at most once for a socket that is gone and for envelopes
+    /// published while a node was not subscribed (docs/architecture.md,
+    /// "Lost"), and a seat handed over from a draining node is briefly on two
+    /// sockets, which both bring its frames, that only `seq` tells apart.
     fn assert_within_bounds(&self, sequenced: bool) {
-        assert_eq!(self.duplicated, 0, "duplicated messages");
         assert_eq!(self.reordered, 0, "messages out of order");
         for (kind, tally) in &self.by_kind {
-            let at_most_once = !sequenced
-                && matches!(
-                    kind,
-                    Some(Kind::DropSocket | Kind::KillNode | Kind::DrainNode)
-                );
-            if at_most_once {
-                if tally.lost > 0 {
-                    println!(
-                        "  {} lost to {}: allowed, the nodes do not sequence their frames",
-                        tally.lost,
-                        kind.map_or("", Kind::name)
-                    );
+            let name = kind.map_or("no disruption", Kind::name);
+            let (may_lose, may_double) = match kind {
+                Some(kind) if !sequenced => (true, *kind == Kind::DrainNode),
+                _ => (false, false),
+            };
+            for (what, count, allowed) in [
+                ("lost", tally.lost, may_lose),
+                ("duplicated", tally.duplicated, may_double),
+            ] {
+                if allowed && count > 0 {
+                    println!("  {count} {what} during {name}: allowed, the nodes do not sequence");
+                } else {
+                    assert_eq!(count, 0, "messages {what} during {name}, nobody told");
                 }
-                continue;
             }
-            assert_eq!(
-                tally.lost,
-                0,
-                "messages lost without anyone told, during {}",
-                kind.map_or("no disruption", Kind::name)
-            );
         }
     }
 }

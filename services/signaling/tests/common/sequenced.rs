@@ -274,6 +274,8 @@ pub struct Peer {
     retry_attempt: u32,
     last_heard: Instant,
     sending: Option<Duration>,
+    /// A `reconnect` came while a request was being answered.
+    drain_asked: bool,
     status: tokio::sync::watch::Sender<Status>,
 }
 
@@ -318,6 +320,7 @@ impl Peer {
             retry_attempt: 0,
             last_heard: Instant::now(),
             sending: None,
+            drain_asked: false,
             status,
         };
         let mut link = peer.open(node).await?;
@@ -387,7 +390,9 @@ impl Peer {
             if frame["id"] == id {
                 return Ok(frame);
             }
-            self.on_frame(link.gen, frame);
+            if let Flow::Drain = self.on_frame(link.gen, frame) {
+                self.drain_asked = true;
+            }
         }
     }
 
@@ -560,8 +565,15 @@ impl Peer {
                 }
                 Wake::Check => self.check().await,
             };
+            let outcome = match outcome {
+                Ok(Flow::Drain) => self.move_on_drain().await,
+                Ok(Flow::Go) if std::mem::take(&mut self.drain_asked) && self.link.is_some() => {
+                    self.move_on_drain().await
+                }
+                other => other,
+            };
             match outcome {
-                Ok(Flow::Go) => {}
+                Ok(Flow::Go | Flow::Drain) => {}
                 Ok(Flow::Lost(why)) => {
                     if let Some(link) = self.link.take() {
                         if let Err(e) = self.lose(link, &why).await {
@@ -642,7 +654,7 @@ impl Peer {
             return self.lost_while_sending(why).await;
         }
         match self.redeliver().await? {
-            Flow::Go => Ok(()),
+            Flow::Go | Flow::Drain => Ok(()),
             Flow::Lost(why) => self.lost_while_sending(why).await,
         }
     }
@@ -799,13 +811,10 @@ impl Peer {
             Some(Ok(Message::Text(text))) => {
                 self.last_heard = Instant::now();
                 match serde_json::from_str::<Value>(&text) {
-                    Ok(value) => {
-                        if value["type"] == "reconnect" {
-                            return self.move_on_drain().await;
-                        }
-                        let flow = self.on_frame(gen, value);
-                        self.after_frame().await.map(|f| flow.and(f))
-                    }
+                    Ok(value) => match self.on_frame(gen, value) {
+                        Flow::Drain => self.move_on_drain().await,
+                        flow => self.after_frame().await.map(|f| flow.and(f)),
+                    },
                     Err(e) => {
                         let note = format!("peer {}: not JSON ({e}): {text}", self.index);
                         self.shared.ledger().unexpected.push(note);
@@ -923,6 +932,7 @@ impl Peer {
                 ledger.events.push((Instant::now(), note.clone()));
                 ledger.unexpected.push(note);
             }
+            "reconnect" => return Flow::Drain,
             "peer-joined" | "welcome" | "resumed" | "joined" => {}
             _ => {
                 let note = format!("peer {}: unexpected frame {frame}", self.index);
@@ -998,6 +1008,8 @@ enum Wake {
 enum Flow {
     Go,
     Lost(String),
+    /// The node drains: move to another.
+    Drain,
 }
 
 impl Flow {
