@@ -155,6 +155,8 @@ async fn drop_and_resume(ctx: &Ctx, node: usize, n: usize) -> anyhow::Result<()>
         id: Some(RequestId::Number(9)),
         token: ja.resume_token.clone(),
         protocol: Some(PROTOCOL_VERSION),
+        last_seq: None,
+        stream: None,
     });
     let (peer, _) = a2
         .expect(ctx.timeout, "resumed", |m| match m {

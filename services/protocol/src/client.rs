@@ -39,6 +39,15 @@ pub enum ClientMessage {
         token: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         protocol: Option<u32>,
+        /// The highest `seq` the client processed on the seat's stream: the node
+        /// replays every frame after it and says in `resumed.replay` whether it
+        /// could.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seq: Option<u64>,
+        /// The stream id `joined` gave, so that the node can tell a stream it
+        /// numbered from another one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<String>,
     },
     /// An SDP offer for one peer of the room.
     Offer {
@@ -135,6 +144,14 @@ impl ClientMessage {
     }
 }
 
+/// A parsed frame: the message, and the acknowledgement any message may carry
+/// beside its own fields (`"ack": N`, the highest `seq` the client processed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientFrame {
+    pub message: ClientMessage,
+    pub ack: Option<u64>,
+}
+
 /// Why a text frame is not a valid client message. Carries the request id when it
 /// could be read, so that even a malformed request's error can be matched to it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -153,11 +170,21 @@ struct Probe {
     kind: Option<Value>,
     #[serde(default)]
     id: Option<Value>,
+    /// Read beside the message: every type may carry it.
+    #[serde(default)]
+    ack: Option<Value>,
 }
 
 /// Parses one text frame. Unknown fields are ignored so that newer clients can talk
 /// to older nodes; unknown types are not.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseError> {
+    parse_client_frame(text).map(|frame| frame.message)
+}
+
+/// Parses one text frame with its piggybacked `ack`. An `ack` that is not a
+/// non-negative integer is ignored, as an unknown field would be: it tells the
+/// node nothing, and the message itself is still good.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ParseError> {
     // serde would read a struct from a JSON array too; the protocol wants objects.
     if !text.trim_start().starts_with('{') {
         let valid = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
@@ -204,7 +231,10 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseError> {
             id,
         });
     }
-    serde_json::from_str(text).map_err(|e| invalid(id, format!("invalid \"{kind}\": {e}")))
+    let ack = probe.ack.and_then(|v| v.as_u64());
+    let message =
+        serde_json::from_str(text).map_err(|e| invalid(id, format!("invalid \"{kind}\": {e}")))?;
+    Ok(ClientFrame { message, ack })
 }
 
 fn invalid(id: Option<RequestId>, message: String) -> ParseError {
@@ -313,6 +343,30 @@ mod tests {
         assert_eq!(
             code(r#"{"type":"ping","id":{"a":1}}"#),
             ErrorCode::InvalidMessage
+        );
+    }
+
+    #[test]
+    fn any_message_may_carry_an_ack() {
+        let frame = parse_client_frame(r#"{"type":"ping","id":1,"ack":17}"#).expect("parses");
+        assert_eq!(frame.ack, Some(17));
+        assert_eq!(frame.message.type_name(), "ping");
+        let frame = parse_client_frame(r#"{"type":"leave","ack":"x"}"#).expect("parses");
+        assert_eq!(frame.ack, None, "an ack that is not a count is ignored");
+        let frame = parse_client_frame(r#"{"type":"leave","ack":-3}"#).expect("parses");
+        assert_eq!(frame.ack, None);
+        let resume =
+            r#"{"type":"resume","token":"t","lastSeq":9,"stream":"00ff00ff00ff00ff","ack":9}"#;
+        let frame = parse_client_frame(resume).expect("parses");
+        assert_eq!(
+            frame.message,
+            ClientMessage::Resume {
+                id: None,
+                token: "t".into(),
+                protocol: None,
+                last_seq: Some(9),
+                stream: Some("00ff00ff00ff00ff".into()),
+            }
         );
     }
 

@@ -18,7 +18,10 @@ mod names;
 mod server;
 
 pub use chat::{is_reaction, validate_chat_text, ChatEntry, ChatTextError, REACTIONS};
-pub use client::{parse_client_message, ClientMessage, ParseError, CLIENT_MESSAGE_TYPES};
+pub use client::{
+    parse_client_frame, parse_client_message, ClientFrame, ClientMessage, ParseError,
+    CLIENT_MESSAGE_TYPES,
+};
 pub use error::ErrorCode;
 pub use kinds::{BroadcastKind, RelayKind};
 pub use names::{
@@ -26,7 +29,7 @@ pub use names::{
     MAX_ROOM_CHARS,
 };
 pub use server::{
-    CallReport, CandidateType, IceOutcome, IceServer, LeaveReason, Member, ReconnectReason,
+    CallReport, CandidateType, IceOutcome, IceServer, LeaveReason, Member, ReconnectReason, Replay,
     RequestId, SeatSnapshot, ServerMessage, SERVER_MESSAGE_TYPES,
 };
 
@@ -37,5 +40,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The additions to version 1 this crate knows, sent in `welcome.revision`:
 /// 1 added `ping` and `pong`, 2 the room-wide messages (`chat`, `call-state`,
 /// `reaction`, `peer-state`), the members' `hand`, and the chat history in
-/// `joined` and `resumed`.
-pub const PROTOCOL_REVISION: u32 = 2;
+/// `joined` and `resumed`; 3 sequenced delivery (`seq` on every frame from the
+/// room, `stream`, `ack`, `lastSeq` and `replay`).
+pub const PROTOCOL_REVISION: u32 = 3;

@@ -54,6 +54,17 @@ wire_enum! {
 }
 
 wire_enum! {
+    /// Whether a resume with `lastSeq` gets every frame the client missed.
+    pub enum Replay {
+        /// Every frame after `lastSeq` follows `resumed`, in order, once.
+        Complete,
+        /// The node cannot prove the client has everything: renegotiate the peer
+        /// connections and send the call state again.
+        Incomplete,
+    }
+}
+
+wire_enum! {
     /// Why the node asks a client to connect again.
     pub enum ReconnectReason {
         /// The node is shutting down; another node will take the session.
@@ -140,6 +151,10 @@ pub struct SeatSnapshot {
     pub resume_token: String,
     /// How long the seat is kept after the socket drops.
     pub resume_window_ms: u64,
+    /// The id of the seat's stream (16 hex digits), fixed for the seat's life:
+    /// the `seq` of every frame from the room counts on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// The room's chat as it is now, oldest first (bounded by count and age);
     /// after a resume, messages sent while the socket was gone are among them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -187,6 +202,9 @@ pub enum ServerMessage {
         id: Option<RequestId>,
         #[serde(flatten)]
         seat: SeatSnapshot,
+        /// With `lastSeq` in the resume: whether every frame after it follows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replay: Option<Replay>,
     },
     /// Another peer entered your room.
     PeerJoined { peer: Member },
@@ -296,6 +314,7 @@ mod tests {
                 }],
                 resume_token: "t".into(),
                 resume_window_ms: 10_000,
+                stream: Some("00ff00ff00ff00ff".into()),
                 chat: Vec::new(),
             },
         };
@@ -304,6 +323,7 @@ mod tests {
         assert!(json.contains(r#""iceServers""#), "{json}");
         assert!(json.contains(r#""resumeWindowMs":10000"#), "{json}");
         assert!(json.contains(r#""hand":true"#), "{json}");
+        assert!(json.contains(r#""stream":"00ff00ff00ff00ff""#), "{json}");
         assert!(
             !json.contains(r#""chat""#),
             "an empty history is left out: {json}"
@@ -327,7 +347,8 @@ mod tests {
         );
         let resumed = concat!(
             r#"{"type":"resumed","id":"r-2","room":"daily-standup","peer":"p1","name":"Ann","#,
-            r#""members":[],"iceServers":[],"resumeToken":"daily-standup.p1.s","resumeWindowMs":0}"#
+            r#""members":[],"iceServers":[],"resumeToken":"daily-standup.p1.s","resumeWindowMs":0,"#,
+            r#""stream":"0123456789abcdef","replay":"incomplete"}"#
         );
         for (text, kind) in [(joined, "joined"), (resumed, "resumed")] {
             let message: ServerMessage = serde_json::from_str(text).expect(kind);

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use strum::{VariantArray, VariantNames};
 use vc_protocol::{
     BroadcastKind, CandidateType, ChatEntry, ClientMessage, ErrorCode, IceOutcome, IceServer,
-    LeaveReason, Member, ReconnectReason, RelayKind, RequestId, SeatSnapshot, ServerMessage,
-    CLIENT_MESSAGE_TYPES, SERVER_MESSAGE_TYPES,
+    LeaveReason, Member, ReconnectReason, RelayKind, Replay, RequestId, SeatSnapshot,
+    ServerMessage, CLIENT_MESSAGE_TYPES, SERVER_MESSAGE_TYPES,
 };
 
 /// Every variant of a field-less enum: serde writes the derived name, reads it
@@ -53,6 +53,7 @@ fn field_less_enums_have_one_name_each() {
     serde_and_strum_agree::<ErrorCode>();
     serde_and_strum_agree::<LeaveReason>();
     serde_and_strum_agree::<ReconnectReason>();
+    serde_and_strum_agree::<Replay>();
     serde_and_strum_agree::<IceOutcome>();
     serde_and_strum_agree::<CandidateType>();
     serde_and_strum_agree::<RelayKind>();
@@ -91,6 +92,7 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
         }],
         resume_token: "r.p1.s".into(),
         resume_window_ms: 10_000,
+        stream: Some("0123456789abcdef".into()),
         chat: vec![ChatEntry {
             message_id: "m1".into(),
             from: "p0".into(),
@@ -114,6 +116,7 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
         ServerMessage::Resumed {
             id: Some(RequestId::Text("r".into())),
             seat,
+            replay: Some(Replay::Complete),
         },
         ServerMessage::PeerJoined {
             peer: Member {

@@ -46,6 +46,7 @@ pub struct Settings {
     pub chat: ChatSettings,
     pub heartbeat: HeartbeatSettings,
     pub resume: ResumeSettings,
+    pub replay: ReplaySettings,
     pub auth: AuthSettings,
     pub ice: IceSettings,
     pub redis: RedisSettings,
@@ -201,6 +202,26 @@ impl Default for ResumeSettings {
     fn default() -> Self {
         Self {
             window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The per-seat buffer a resume replays from: what each seat was sent, bounded
+/// by count and bytes, kept at most `resume.window` past the seat's last frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplaySettings {
+    /// Frames kept per seat, the latest ones.
+    pub buffer_messages: usize,
+    /// Bytes of frames kept per seat (the latest frame is kept whatever its size).
+    pub buffer_bytes: usize,
+}
+
+impl Default for ReplaySettings {
+    fn default() -> Self {
+        Self {
+            buffer_messages: 512,
+            buffer_bytes: 262_144,
         }
     }
 }
@@ -594,6 +615,12 @@ impl Settings {
         }
         if self.chat.history_max_age < Duration::from_secs(1) {
             return bad("chat.history_max_age", "must be at least 1s");
+        }
+        if !(1..=100_000).contains(&self.replay.buffer_messages) {
+            return bad("replay.buffer_messages", "must be between 1 and 100000");
+        }
+        if self.replay.buffer_bytes < 1024 {
+            return bad("replay.buffer_bytes", "must be at least 1024");
         }
         if self.heartbeat.interval.is_zero() {
             return bad("heartbeat.interval", "must be positive");

@@ -6,6 +6,8 @@
 //! (its router), and the router reads envelopes without knowing which bus
 //! carried them.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use vc_protocol::{LeaveReason, Member, RoomName};
 
@@ -25,6 +27,33 @@ pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     pub event: Event,
+    /// Where the event stands on the stream of each seat it is for (see
+    /// [`Event::recipients`]): assigned by the bus as it publishes, in the same
+    /// step that keeps the event in each seat's replay buffer. Empty for an
+    /// event for no seat (`SeatMoved`). Written last, so that the Redis script
+    /// appends it to the envelope text the node encoded.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub seqs: HashMap<PeerId, u64>,
+}
+
+impl Envelope {
+    /// The event's `seq` on `peer`'s stream, if the event is for that seat.
+    pub fn seq_for(&self, peer: &str) -> Option<u64> {
+        self.seqs.get(peer).copied()
+    }
+}
+
+/// Which seats an event numbers on their streams, and so which seats' replay
+/// buffers keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients<'a> {
+    /// A relay's target.
+    One(&'a PeerId),
+    /// Every member of the room but this one (the sender, the peer that came or
+    /// went).
+    AllBut(&'a str),
+    /// Nobody: not a frame for any client.
+    Nobody,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +93,18 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chat: Option<String>,
     },
+}
+
+impl Event {
+    pub fn recipients(&self) -> Recipients<'_> {
+        match self {
+            Event::Relay { to, .. } => Recipients::One(to),
+            Event::PeerJoined { member } => Recipients::AllBut(&member.id),
+            Event::PeerLeft { peer, .. } => Recipients::AllBut(peer.as_str()),
+            Event::Broadcast { from, .. } => Recipients::AllBut(from.as_str()),
+            Event::SeatMoved { .. } => Recipients::Nobody,
+        }
+    }
 }
 
 /// Where a bus delivers the envelopes of the rooms this node subscribed to:

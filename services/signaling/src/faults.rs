@@ -25,6 +25,8 @@ pub enum Op {
     BusSubscribe,
     BusUnsubscribe,
     BusPublish,
+    BusReplay,
+    BusTrim,
     PresenceJoin,
     PresenceLeave,
     PresencePark,

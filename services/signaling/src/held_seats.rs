@@ -9,15 +9,16 @@
 //! seats: a parked seat has no socket, but it is still this node's to free.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use vc_protocol::RoomName;
 
 use crate::presence::{MemberRecord, Parked};
 use crate::vocabulary::{ConnId, PeerId};
 
-/// (room, peer) → the seat's record.
-type Seats = HashMap<(RoomName, PeerId), MemberRecord>;
+/// (room, peer) → the seat's record, and the highest `seq` its session was sent.
+type Seats = HashMap<(RoomName, PeerId), (MemberRecord, Arc<AtomicU64>)>;
 
 #[derive(Debug, Default)]
 pub struct HeldSeats {
@@ -35,10 +36,13 @@ impl HeldSeats {
         self.seats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Presence gave this node the seat (a join or a resume), as `record` says.
-    pub fn hold(&self, room: &RoomName, record: MemberRecord) {
+    /// Presence gave this node the seat (a join or a resume), as `record` says;
+    /// `sent` counts what its session is sent ([`SessionHandle::sent_counter`]).
+    ///
+    /// [`SessionHandle::sent_counter`]: crate::outbox::SessionHandle::sent_counter
+    pub fn hold(&self, room: &RoomName, record: MemberRecord, sent: Arc<AtomicU64>) {
         self.lock()
-            .insert((room.clone(), record.id.clone()), record);
+            .insert((room.clone(), record.id.clone()), (record, sent));
     }
 
     /// The seat is parked, if `conn` still holds it here.
@@ -60,16 +64,18 @@ impl HeldSeats {
     pub fn let_go(&self, room: &RoomName, peer: &PeerId, conn: &ConnId) {
         let mut seats = self.lock();
         let key = (room.clone(), peer.clone());
-        if seats.get(&key).is_some_and(|r| r.conn == *conn) {
+        if seats.get(&key).is_some_and(|(r, _)| r.conn == *conn) {
             seats.remove(&key);
         }
     }
 
-    /// Every seat held, with its room.
-    pub fn all(&self) -> Vec<(RoomName, MemberRecord)> {
+    /// Every seat held, with its room and the highest `seq` its session was sent.
+    pub fn all(&self) -> Vec<(RoomName, MemberRecord, u64)> {
         self.lock()
             .iter()
-            .map(|((room, _), record)| (room.clone(), record.clone()))
+            .map(|((room, _), (record, sent))| {
+                (room.clone(), record.clone(), sent.load(Ordering::Relaxed))
+            })
             .collect()
     }
 }
@@ -83,6 +89,7 @@ fn find<'a>(
 ) -> Option<&'a mut MemberRecord> {
     seats
         .get_mut(&(room.clone(), peer.clone()))
+        .map(|(r, _)| r)
         .filter(|r| r.conn == *conn)
 }
 
@@ -105,16 +112,19 @@ mod tests {
             grant_expires_ms: None,
             parked: None,
             hand: false,
+            stream: String::new(),
         }
     }
 
     #[test]
     fn only_the_connection_holding_a_seat_changes_or_frees_it() {
         let held = HeldSeats::new();
-        held.hold(&room("r"), record("a", "c1"));
-        held.hold(&room("r"), record("b", "c2"));
+        let sent = Arc::new(AtomicU64::new(0));
+        held.hold(&room("r"), record("a", "c1"), Arc::clone(&sent));
+        held.hold(&room("r"), record("b", "c2"), Arc::clone(&sent));
         // A resume on this node: c3 holds a's seat now.
-        held.hold(&room("r"), record("a", "c3"));
+        held.hold(&room("r"), record("a", "c3"), Arc::clone(&sent));
+        sent.store(7, Ordering::Relaxed);
         let parked = Parked {
             until_ms: 9,
             reason: LeaveReason::Disconnected,
@@ -127,16 +137,16 @@ mod tests {
         assert_eq!(
             all,
             [
-                (room("r"), record("a", "c3")),
-                (room("r"), record("b", "c2"))
+                (room("r"), record("a", "c3"), 7),
+                (room("r"), record("b", "c2"), 7)
             ]
         );
 
         held.set_hand(&room("r"), &peer("a"), &conn("c3"), true);
         held.park(&room("r"), &peer("a"), &conn("c3"), parked);
-        let a = held.all().into_iter().find(|(_, r)| r.id == "a");
+        let a = held.all().into_iter().find(|(_, r, _)| r.id == "a");
         assert_eq!(
-            a.map(|(_, r)| (r.hand, r.parked)),
+            a.map(|(_, r, _)| (r.hand, r.parked)),
             Some((true, Some(parked)))
         );
         held.let_go(&room("r"), &peer("a"), &conn("c3"));

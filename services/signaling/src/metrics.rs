@@ -31,6 +31,7 @@ pub struct Metrics {
     pub sessions_closed: IntCounterVec,
     pub joins: IntCounterVec,
     pub resumes: IntCounterVec,
+    pub replays: IntCounterVec,
     pub messages_received: IntCounterVec,
     pub messages_sent: IntCounterVec,
     pub received_bytes: IntCounter,
@@ -148,6 +149,12 @@ impl Metrics {
                 r,
                 "vc_resumes_total",
                 "Resume requests, by outcome.",
+                &["outcome"],
+            ),
+            replays: counter_vec(
+                r,
+                "vc_replays_total",
+                "Resumes that named the last seq their client processed, by whether the seat's buffer covered the gap.",
                 &["outcome"],
             ),
             messages_received: counter_vec(

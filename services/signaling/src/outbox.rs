@@ -6,6 +6,10 @@
 //! The session owns the receiving end and is the only writer of its socket
 //! (`session.rs`); the router and the session's own replies feed the sending end.
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, watch};
 use vc_protocol::ServerMessage;
 
@@ -43,16 +47,71 @@ pub enum Eviction {
     SeatMoved,
 }
 
-/// The router's handle on one session: its outbox and its eviction switch.
+/// The router's handle on one session: its outbox, its eviction switch, and the
+/// highest `seq` of the seat's stream queued for it.
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     outbox: mpsc::Sender<Outbound>,
     evict: watch::Sender<Option<Eviction>>,
+    /// Shared with [`HeldSeats`](crate::held_seats::HeldSeats), which writes it
+    /// back to Redis after an outage so that the stream's numbering goes on.
+    sent: Arc<AtomicU64>,
 }
 
 impl SessionHandle {
     pub fn new(outbox: mpsc::Sender<Outbound>, evict: watch::Sender<Option<Eviction>>) -> Self {
-        Self { outbox, evict }
+        Self {
+            outbox,
+            evict,
+            sent: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The same outbox and switch, counting a new seat's stream from zero.
+    pub fn renumbered(&self) -> Self {
+        Self {
+            outbox: self.outbox.clone(),
+            evict: self.evict.clone(),
+            sent: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The highest `seq` queued for this session.
+    pub fn sent_seq(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// The count behind [`SessionHandle::sent_seq`], to read after the session
+    /// is gone.
+    pub fn sent_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.sent)
+    }
+
+    /// The client has processed everything up to `seq` already (a resume's
+    /// `lastSeq`): frames numbered up to it are not queued again.
+    pub fn start_at(&self, seq: u64) {
+        self.sent.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Queues a frame numbered `seq` on the seat's stream, with the number as its
+    /// first field (`{"seq":N,` then the frame after its `{`), unless this
+    /// session was queued that number or a higher one already: a frame that
+    /// came by the replay and by the bus goes out once. False when dropped.
+    pub fn send_numbered(&self, seq: u64, mut out: Outbound) -> bool {
+        if self.sent.fetch_max(seq, Ordering::Relaxed) >= seq {
+            return false;
+        }
+        let rest = out.text.get(1..).unwrap_or("}");
+        let mut text = String::with_capacity(out.text.len() + 16);
+        // Writing into a String cannot fail.
+        let _ = write!(text, "{{\"seq\":{seq}");
+        if !rest.starts_with('}') {
+            text.push(',');
+        }
+        text.push_str(rest);
+        out.text = text.into_boxed_str();
+        self.send(out);
+        true
     }
 
     /// Queues a frame; a full outbox evicts the session rather than drop the frame.
@@ -67,5 +126,37 @@ impl SessionHandle {
 
     pub fn evict(&self, why: Eviction) {
         self.evict.send_replace(Some(why));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_frames_carry_their_seq_first_and_go_out_once() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (etx, _erx) = watch::channel(None);
+        let handle = SessionHandle::new(tx, etx);
+        let frame = |text: &str| Outbound {
+            text: text.into(),
+            kind: "offer",
+            sent_at_us: 0,
+            cross_node: false,
+        };
+        assert!(handle.send_numbered(2, frame(r#"{"type":"offer","sdp":"x"}"#)));
+        assert!(!handle.send_numbered(2, frame(r#"{"type":"offer"}"#)));
+        assert!(!handle.send_numbered(1, frame(r#"{"type":"offer"}"#)));
+        handle.start_at(4);
+        assert!(!handle.send_numbered(4, frame("{}")));
+        assert!(handle.send_numbered(5, frame("{}")));
+        assert_eq!(handle.sent_seq(), 5);
+        let texts: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|o| String::from(o.text))
+            .collect();
+        assert_eq!(
+            texts,
+            [r#"{"seq":2,"type":"offer","sdp":"x"}"#, r#"{"seq":5}"#]
+        );
     }
 }

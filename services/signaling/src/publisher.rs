@@ -8,6 +8,7 @@
 //! a sweep freed (`peer-left`) and the seats a resync had to re-create
 //! (`peer-joined`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -83,6 +84,7 @@ impl Publisher {
             sent_at_us: unix_us(),
             traceparent: crate::telemetry::current_traceparent(),
             event,
+            seqs: HashMap::new(),
         };
         let started = Instant::now();
         let result = match kept {

@@ -14,15 +14,15 @@ use thiserror::Error;
 use tracing::{debug, warn};
 use vc_protocol::{
     is_reaction, validate_chat_text, BroadcastKind, ChatEntry, ChatTextError, DisplayName,
-    ErrorCode, LeaveReason, Member, NameError, RelayKind, RequestId, RoomName, SeatSnapshot,
-    ServerMessage, REACTIONS,
+    ErrorCode, LeaveReason, Member, NameError, RelayKind, Replay, RequestId, RoomName,
+    SeatSnapshot, ServerMessage, REACTIONS,
 };
 
 use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::clock::{duration_ms, unix_ms};
 use crate::config::Settings;
-use crate::envelope::Event;
+use crate::envelope::{Envelope, Event};
 use crate::held_seats::HeldSeats;
 use crate::ice::IceServers;
 use crate::ids::random_hex;
@@ -74,6 +74,16 @@ pub struct Seat {
     pub conn: ConnId,
     /// When the join token's grant ends (unix ms); the session closes then.
     pub grant_expires_ms: Option<u64>,
+}
+
+/// What a resume asks for: the seat's token and, from a client that numbers
+/// what it processed, the last `seq` it processed and its stream's id.
+#[derive(Debug, Clone)]
+pub struct ResumeRequest<'a> {
+    pub id: Option<RequestId>,
+    pub token: &'a str,
+    pub last_seq: Option<u64>,
+    pub stream: Option<&'a str>,
 }
 
 /// What a join asks for. The name is parsed by the join itself, since a join
@@ -198,6 +208,7 @@ impl Rooms {
             grant_expires_ms: grant.expires_ms,
             parked: None,
             hand: false,
+            stream: random_hex(8),
         };
         let seat = Seat {
             room: req.room,
@@ -206,6 +217,7 @@ impl Rooms {
             conn: conn.clone(),
             grant_expires_ms: record.grant_expires_ms,
         };
+        let sent = handle.sent_counter();
         self.router.reserve(&seat.room, &seat.peer, conn, handle);
         if let Err(e) = self.bus.subscribe(&seat.room).await {
             self.metrics
@@ -222,7 +234,7 @@ impl Rooms {
             .await
         {
             Ok(others) => {
-                self.held.hold(&seat.room, record.clone());
+                self.held.hold(&seat.room, record.clone(), sent);
                 others
             }
             Err(PresenceError::Full { capacity }) => {
@@ -251,7 +263,7 @@ impl Rooms {
             id: req.id,
             seat: self.snapshot(
                 &seat,
-                &record.name,
+                &record,
                 others.clone(),
                 resume_token(&seat.room, &seat.peer, &record.resume_secret),
                 chat,
@@ -277,19 +289,27 @@ impl Rooms {
             &others,
             chat_ids,
             Outbound::message(&reply),
+            &[],
         );
         debug!(room = %seat.room, peer = %seat.peer, "joined");
         Ok(seat)
     }
 
-    /// Gives a session back a parked seat; the `resumed` reply is queued on `handle`.
+    /// Gives a session back a parked seat; the `resumed` reply is queued on
+    /// `handle`, then, when the request names the last `seq` its client
+    /// processed, every frame of the seat's stream after it.
     pub async fn resume(
         &self,
-        id: Option<RequestId>,
-        token: &str,
+        req: ResumeRequest<'_>,
         conn: &ConnId,
         handle: SessionHandle,
     ) -> Result<Seat, Refusal> {
+        let ResumeRequest {
+            id,
+            token,
+            last_seq,
+            stream,
+        } = req;
         let failed = || {
             Refusal::new(
                 ErrorCode::ResumeFailed,
@@ -337,6 +357,13 @@ impl Rooms {
             conn: conn.clone(),
             grant_expires_ms: record.grant_expires_ms,
         };
+        let sent = handle.sent_counter();
+        // Frames the client has processed are not queued again, whichever way
+        // they come (the replay, the frames held while the resume runs).
+        let continues = last_seq.filter(|_| stream.is_none_or(|s| s == record.stream));
+        if let Some(last) = continues {
+            handle.start_at(last);
+        }
         self.router.reserve(room, peer, conn, handle);
         if let Err(e) = self.bus.subscribe(room).await {
             self.metrics
@@ -375,13 +402,21 @@ impl Rooms {
                 });
             }
         };
-        self.held.hold(room, record.clone());
+        self.held.hold(room, record.clone(), sent);
         let others: Vec<Member> = others.iter().map(MemberRecord::member).collect();
         let chat = self.chat_history(&seat.room).await;
         let chat_ids = chat.iter().map(|m| m.message_id.clone()).collect();
+        // Read after the seat's subscription and its RESUME: whatever the
+        // buffer does not have yet is published later, and reaches the seat.
+        let (replay, missed) = match last_seq {
+            None => (None, Vec::new()),
+            Some(_) if continues.is_none() => (Some(Replay::Incomplete), Vec::new()),
+            Some(last) => self.missed(room, peer, last).await,
+        };
         let reply = ServerMessage::Resumed {
             id,
-            seat: self.snapshot(&seat, &record.name, others.clone(), token.to_owned(), chat),
+            seat: self.snapshot(&seat, &record, others.clone(), token.to_owned(), chat),
+            replay,
         };
         if !self.router.activate(
             &seat.room,
@@ -390,6 +425,7 @@ impl Rooms {
             &others,
             chat_ids,
             Outbound::message(&reply),
+            &missed,
         ) {
             // A resume of the seat that read it after this one moved it was
             // confirmed here first: the seat is that one's now.
@@ -409,12 +445,47 @@ impl Rooms {
         Ok(seat)
     }
 
+    /// What the seat's client missed after `last`, from the seat's buffer, and
+    /// whether that is everything: the buffer must hold every number from
+    /// `last + 1` to the last one its stream gave. A buffer that cannot be read
+    /// is a gap the client must renegotiate over, not a failed resume.
+    async fn missed(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+        last: u64,
+    ) -> (Option<Replay>, Vec<(u64, Envelope)>) {
+        let log = match self.bus.replay(room, peer).await {
+            Ok(log) => log,
+            Err(e) => {
+                self.metrics.bus_errors.with_label_values(&["replay"]).inc();
+                warn!(%room, error = %e, "reading a seat's replay buffer failed");
+                return (Some(Replay::Incomplete), Vec::new());
+            }
+        };
+        let replay = if log.covers(last) {
+            Replay::Complete
+        } else {
+            Replay::Incomplete
+        };
+        self.metrics
+            .replays
+            .with_label_values(&[replay.as_str()])
+            .inc();
+        let missed = log
+            .entries
+            .into_iter()
+            .filter(|(seq, _)| *seq > last)
+            .collect();
+        (Some(replay), missed)
+    }
+
     /// The body of `joined` and `resumed`: the seat, the room as it is now, and
     /// TURN credentials minted for it.
     fn snapshot(
         &self,
         seat: &Seat,
-        name: &DisplayName,
+        record: &MemberRecord,
         members: Vec<Member>,
         resume_token: String,
         chat: Vec<ChatEntry>,
@@ -422,11 +493,12 @@ impl Rooms {
         SeatSnapshot {
             room: seat.room.to_string(),
             peer: seat.peer.to_string(),
-            name: name.to_string(),
+            name: record.name.to_string(),
             members,
             ice_servers: self.ice.for_peer(seat.peer.as_str(), unix_ms() / 1000),
             resume_token,
             resume_window_ms: duration_ms(self.settings.resume.window),
+            stream: Some(record.stream.clone()),
             chat,
         }
     }
@@ -611,9 +683,17 @@ impl Rooms {
     }
 
     /// Keeps the seat for `resume.window`, then frees it unless it was resumed.
-    pub async fn park(&self, seat: Seat, reason: LeaveReason) {
+    /// `acked` is the highest `seq` the client acknowledged: the seat's buffer
+    /// need not keep those frames for a resume, and drops them here, in one
+    /// call per park rather than one per acknowledgement.
+    pub async fn park(&self, seat: Seat, reason: LeaveReason, acked: u64) {
         self.router.remove(&seat.room, &seat.peer, &seat.conn);
         self.unsubscribe(&seat.room).await;
+        if acked > 0 {
+            if let Err(e) = self.bus.trim(&seat.room, &seat.peer, acked).await {
+                warn!(room = %seat.room, error = %e, "trimming a seat's replay buffer failed");
+            }
+        }
         let window = self.settings.resume.window;
         let parked = Parked {
             until_ms: unix_ms() + duration_ms(window),

@@ -10,9 +10,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use vc_protocol::{ErrorCode, LeaveReason, Member, RelayKind, ServerMessage};
 
-use super::{JoinRequest, Refusal, Rooms, Seat};
+use super::{JoinRequest, Refusal, ResumeRequest, Rooms, Seat};
 use crate::auth::Authenticator;
 use crate::bus::fake::BusHub;
+use crate::bus::memory::{MemoryHistory, MemoryStreams};
 use crate::config::{AuthMode, RoomSettings, Settings};
 use crate::envelope::Event;
 use crate::faults::{FaultPlan, Op};
@@ -51,9 +52,13 @@ impl Fleet {
     }
 
     fn with(settings: Settings) -> Self {
+        let streams = Arc::new(MemoryStreams::new(&settings.replay, settings.resume.window));
         Self {
-            hub: BusHub::new(),
-            store: Arc::new(MemoryPresence::new()),
+            hub: BusHub::new(Arc::clone(&streams)),
+            store: Arc::new(MemoryPresence::with(
+                Arc::new(MemoryHistory::new(0)),
+                streams,
+            )),
             settings: Arc::new(settings),
         }
     }
@@ -178,15 +183,40 @@ impl Node {
     }
 
     async fn resume(&self, client: &Client, token: &str) -> Result<Seat, Refusal> {
+        self.resume_after(client, token, None).await
+    }
+
+    /// A resume naming the last `seq` the client processed, on the stream
+    /// `joined` named.
+    async fn resume_after(
+        &self,
+        client: &Client,
+        token: &str,
+        last: Option<(u64, &str)>,
+    ) -> Result<Seat, Refusal> {
+        let request = ResumeRequest {
+            id: None,
+            token,
+            last_seq: last.map(|(seq, _)| seq),
+            stream: last.map(|(_, stream)| stream),
+        };
         self.rooms
-            .resume(None, token, &client.conn, client.handle.clone())
+            .resume(request, &client.conn, client.handle.clone())
             .await
     }
 
     fn spawn_resume(&self, client: &Client, token: &str) -> JoinHandle<Result<Seat, Refusal>> {
         let rooms = Arc::clone(&self.rooms);
         let (conn, handle, token) = (client.conn.clone(), client.handle.clone(), token.to_owned());
-        tokio::spawn(async move { rooms.resume(None, &token, &conn, handle).await })
+        tokio::spawn(async move {
+            let request = ResumeRequest {
+                id: None,
+                token: &token,
+                last_seq: None,
+                stream: None,
+            };
+            rooms.resume(request, &conn, handle).await
+        })
     }
 
     /// Relays an offer the way a session does: the finished frame, then the bus.
@@ -649,21 +679,21 @@ async fn announcements_reordered_between_nodes_reach_everyone_once() {
     let (mut ann, mut bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
     let a = n2.join(&ann, "Ann").await.expect("ann joins");
     ann.saw();
-    // Everything published from here on stays in flight.
-    fleet.hub.hold();
-    let c = n1.join(&cat, "Cat").await.expect("cat joins");
+    // Cat takes her seat first, but her announcement waits on its way to the
+    // bus while Bob joins on another node and announces himself: Bob's
+    // overtakes hers. (The bus numbers each event as it publishes it, so what
+    // overtakes is the publish itself; delivery keeps publish order.)
+    let gate = n1.faults.hold_next(Op::BusPublish);
+    let joining = n1.spawn_join(&cat, "Cat");
+    gate.reached().await;
     let b = n2.join(&bob, "Bob").await.expect("bob joins");
-    assert_eq!(cat.saw(), [joined(&[&a])]);
+    gate.open();
+    let c = finished(joining).await.expect("cat joins");
+    assert_eq!(cat.saw(), [joined(&[&a]), peer_joined(&b)]);
     assert_eq!(bob.saw(), [joined(&[&a, &c])]);
-    let held = fleet.hub.take_held();
-    assert_eq!(held.len(), 2);
-    // Bob's announcement overtakes Cat's, which was published first on another node.
-    for envelope in held.iter().rev() {
-        fleet.hub.release(envelope);
-    }
 
     assert_eq!(ann.saw(), [peer_joined(&b), peer_joined(&c)]);
-    assert_eq!(cat.saw(), [peer_joined(&b)]);
+    assert!(cat.saw().is_empty());
     assert!(bob.saw().is_empty());
     for node in [&n1, &n2] {
         for seat in [&a, &b, &c] {
@@ -838,7 +868,7 @@ async fn two_resumes(on_two_nodes: bool, first: usize) {
     let n1 = fleet.node("n1");
     let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
     let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
-    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
     let others = [fleet.node("n2"), fleet.node("n3")];
     let nodes: [&Node; 2] = if on_two_nodes {
         [&others[0], &others[1]]
@@ -924,7 +954,7 @@ async fn a_later_resume_is_not_evicted_by_the_move_before_it() {
     let (n2, n3) = (fleet.node("n2"), fleet.node("n3"));
     let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
     let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
-    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
     let (mut x, mut y) = (Client::new("x"), Client::new("y"));
     // x has moved the seat in presence but not yet announced it.
     let x_gate = n2.faults.hold_next_after_running(Op::PresenceResume);
@@ -965,7 +995,7 @@ async fn a_parked_seat_expires_after_the_window_with_one_departure() {
     let n1 = fleet.node("n1");
     let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
     let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
-    n1.rooms.park(a.clone(), LeaveReason::TimedOut).await;
+    n1.rooms.park(a.clone(), LeaveReason::TimedOut, 0).await;
     n1.timers_hold(1).await;
 
     let seat = fleet.seat(&a.peer).await.expect("ann's seat is kept");
@@ -994,7 +1024,7 @@ async fn a_seat_resumed_inside_the_window_outlives_its_expiry_timer() {
     let n2 = fleet.node("n2");
     let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
     let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
-    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
     tokio::time::sleep(window / 2).await;
     n2.resume(&again, &token)
         .await
@@ -1015,11 +1045,11 @@ async fn a_seat_parked_twice_is_announced_gone_once() {
     let n1 = fleet.node("n1");
     let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
     let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
-    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
     tokio::time::sleep(window / 2).await;
     let second = n1.resume(&again, &token).await.expect("resumes");
     again.saw();
-    n1.rooms.park(second, LeaveReason::TimedOut).await;
+    n1.rooms.park(second, LeaveReason::TimedOut, 0).await;
     // The first timer fires: the seat it parked is another connection's now.
     tokio::time::sleep(window / 2 + Duration::from_millis(1)).await;
     assert!(bob.saw().is_empty());
@@ -1039,7 +1069,7 @@ async fn a_resume_on_the_parking_node_cancels_the_timer() {
     let n1 = fleet.node("n1");
     let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
     let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
-    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
     n1.timers_hold(1).await;
     tokio::time::sleep(window / 2).await;
     n1.resume(&again, &token)
@@ -1083,7 +1113,7 @@ async fn a_parked_seat_whose_grant_has_ended_is_freed_at_the_resume_and_its_time
     let resume_token = ann.token();
     n1.join_with_token(&bob, &lasts).await.expect("bob joins");
     bob.saw();
-    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
     n1.timers_hold(1).await;
     assert_eq!(
         code(n1.resume(&again, &resume_token).await),
@@ -1111,7 +1141,7 @@ async fn a_late_leave_of_an_older_socket_keeps_the_newer_sockets_timer() {
     let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
     let newer = n1.resume(&again, &token).await.expect("resumes");
     again.saw();
-    n1.rooms.park(newer, LeaveReason::TimedOut).await;
+    n1.rooms.park(newer, LeaveReason::TimedOut, 0).await;
     n1.timers_hold(1).await;
     // The first socket's session ends after the second took the seat over.
     n1.rooms.leave(&a, LeaveReason::Left).await;
@@ -1141,7 +1171,9 @@ async fn many_parked_seats_wait_in_one_queue_and_each_expires_once() {
     }
     bob.saw();
     for seat in &parked {
-        n1.rooms.park(seat.clone(), LeaveReason::Disconnected).await;
+        n1.rooms
+            .park(seat.clone(), LeaveReason::Disconnected, 0)
+            .await;
     }
     n1.timers_hold(50).await;
     tokio::time::sleep(window + Duration::from_millis(1)).await;
@@ -1168,7 +1200,7 @@ async fn the_seat_timers_end_when_the_node_stops_with_seats_parked() {
     let n1 = fleet.node("n1");
     let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
     let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
-    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
     n1.timers_hold(1).await;
     n1.lifecycle.advance(Phase::Stopping);
     let started = tokio::time::Instant::now();
@@ -1182,7 +1214,7 @@ async fn the_seat_timers_end_when_the_node_stops_with_seats_parked() {
         "at once, not by a timeout"
     );
     // What is parked now stays for the other nodes' sweep, as when the process exits.
-    n1.rooms.park(b.clone(), LeaveReason::Disconnected).await;
+    n1.rooms.park(b.clone(), LeaveReason::Disconnected, 0).await;
     tokio::time::sleep(window * 3).await;
 
     assert_eq!(n1.faults.count(Op::PresenceExpire), 0);
@@ -1225,7 +1257,7 @@ async fn a_failed_expiry_is_tried_again_until_presence_answers() {
     let n1 = fleet.node("n1");
     let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
     let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
-    n1.rooms.park(a.clone(), LeaveReason::Disconnected).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
     n1.faults.fail_next(Op::PresenceExpire);
     n1.faults.fail_next(Op::PresenceExpire);
     tokio::time::sleep(window + Duration::from_millis(1)).await;
@@ -1260,7 +1292,7 @@ async fn a_failed_park_still_frees_the_seat_when_the_window_passes() {
     let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
     let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
     n1.faults.fail_next(Op::PresencePark);
-    n1.rooms.park(a.clone(), LeaveReason::TimedOut).await;
+    n1.rooms.park(a.clone(), LeaveReason::TimedOut, 0).await;
     let seat = fleet.seat(&a.peer).await.expect("still there");
     assert_eq!((seat.conn.as_str(), seat.parked), ("a1", None));
     tokio::time::sleep(window + Duration::from_millis(1)).await;

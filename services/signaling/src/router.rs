@@ -67,12 +67,16 @@ impl Known {
     }
 }
 
+/// A frame held for a pending seat: what it changes, the frame, its `seq`.
+type Held = (Change, Outbound, u64);
+
 #[derive(Debug)]
 struct LocalSeat {
     conn: ConnId,
     handle: SessionHandle,
-    /// `Some` while the seat is reserved but not yet active: frames held back.
-    held: Option<Vec<(Change, Outbound)>>,
+    /// `Some` while the seat is reserved but not yet active: frames held back,
+    /// each with its `seq` on the seat's stream.
+    held: Option<Vec<Held>>,
     /// The peers this seat's client knows are in the room, and the chat
     /// messages it got in its history.
     known: Known,
@@ -200,10 +204,16 @@ impl Router {
     }
 
     /// Activates the seat reserved for connection `conn`: queues `reply` (the
-    /// `joined`/`resumed` frame), then what was held for it, minus what `others`
-    /// (the presence snapshot) and `chat` (the ids of the history in the reply)
-    /// already told. False when there is no such reservation any more, or a later
-    /// resume of the seat was confirmed first.
+    /// `joined`/`resumed` frame), then the events of `replay` (what a resume
+    /// read from the seat's buffer), then what was held for it, each frame once
+    /// by its `seq` and minus what `others` (the presence snapshot) and `chat`
+    /// (the ids of the history in the reply) already told. False when there is
+    /// no such reservation any more, or a later resume of the seat was
+    /// confirmed first.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one activation, every part of it"
+    )]
     pub fn activate(
         &self,
         room: &RoomName,
@@ -212,6 +222,7 @@ impl Router {
         others: &[Member],
         chat: Vec<String>,
         reply: Outbound,
+        replay: &[(u64, Envelope)],
     ) -> bool {
         let mut rooms = self.lock();
         let Some(local) = rooms.get_mut(room) else {
@@ -231,10 +242,15 @@ impl Router {
             peers: others.iter().map(|m| m.id.clone()).collect(),
             chat: chat.into_iter().collect(),
         };
-        for (change, out) in held {
-            if seat.known.tells(&change) {
-                seat.handle.send(out);
+        for (seq, envelope) in replay {
+            if let Some((change, out)) =
+                frame_for(envelope, &me.id, envelope.origin != self.node_id)
+            {
+                deliver_numbered(seat, &change, out, *seq);
             }
+        }
+        for (change, out, seq) in held {
+            deliver_numbered(seat, &change, out, seq);
         }
         if local.synced {
             if !local.mirror.iter().any(|m| m.id == me.id) {
@@ -289,8 +305,8 @@ impl Router {
                 }) = local.seats.remove(peer)
                 {
                     let mut seat = *old;
-                    for (change, out) in held.unwrap_or_default() {
-                        push(&mut seat, change, out);
+                    for (change, out, seq) in held.unwrap_or_default() {
+                        push(&mut seat, change, out, Some(seq));
                     }
                     local.seats.insert(peer.clone(), seat);
                 }
@@ -356,7 +372,7 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
                     sent_at_us: envelope.sent_at_us,
                     cross_node,
                 };
-                push(seat, Change::None, out);
+                push(seat, Change::None, out, envelope.seq_for(to.as_str()));
             }
         }
         Event::PeerJoined { member } => {
@@ -368,7 +384,8 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
             });
             for (id, seat) in &mut local.seats {
                 if id.as_str() != member.id {
-                    push(seat, Change::Joined(member.id.clone()), out.clone());
+                    let seq = envelope.seq_for(id.as_str());
+                    push(seat, Change::Joined(member.id.clone()), out.clone(), seq);
                 }
             }
         }
@@ -380,7 +397,8 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
             });
             for (id, seat) in &mut local.seats {
                 if id != peer {
-                    push(seat, Change::Left(peer.to_string()), out.clone());
+                    let seq = envelope.seq_for(id.as_str());
+                    push(seat, Change::Left(peer.to_string()), out.clone(), seq);
                 }
             }
         }
@@ -407,27 +425,91 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
                         from: from.to_string(),
                         chat: chat.clone(),
                     };
-                    push(seat, change, out.clone());
+                    push(seat, change, out.clone(), envelope.seq_for(id.as_str()));
                 }
             }
         }
     }
 }
 
-fn push(seat: &mut LocalSeat, change: Change, out: Outbound) {
+/// Hands a frame of the room's stream to a seat: held while the seat is
+/// pending, else queued once. A frame with no `seq` for the seat was published
+/// before the seat had a stream (before its `JOIN`): its snapshot and history
+/// already tell what it says, so it is dropped.
+fn push(seat: &mut LocalSeat, change: Change, out: Outbound, seq: Option<u64>) {
+    let Some(seq) = seq else {
+        return;
+    };
     match &mut seat.held {
-        Some(held) => held.push((change, out)),
-        None => {
-            if seat.known.tells(&change) {
-                seat.handle.send(out);
-            }
-        }
+        Some(held) => held.push((change, out, seq)),
+        None => deliver_numbered(seat, &change, out, seq),
+    }
+}
+
+/// Queues the frame numbered `seq` unless the seat was queued that number
+/// already, or the frame tells its client nothing new.
+fn deliver_numbered(seat: &mut LocalSeat, change: &Change, out: Outbound, seq: u64) {
+    if seq <= seat.handle.sent_seq() {
+        return;
+    }
+    if seat.known.tells(change) {
+        seat.handle.send_numbered(seq, out);
+    }
+}
+
+/// The frame an envelope read back from a seat's buffer makes for that seat,
+/// and what it changes: the same frame the live path queues.
+fn frame_for(envelope: &Envelope, peer: &str, cross_node: bool) -> Option<(Change, Outbound)> {
+    match &envelope.event {
+        Event::Relay {
+            to, frame, message, ..
+        } if to.as_str() == peer => Some((
+            Change::None,
+            Outbound {
+                text: frame.as_str().into(),
+                kind: relay_kind(message),
+                sent_at_us: envelope.sent_at_us,
+                cross_node,
+            },
+        )),
+        Event::PeerJoined { member } if member.id != peer => Some((
+            Change::Joined(member.id.clone()),
+            Outbound::message(&ServerMessage::PeerJoined {
+                peer: member.clone(),
+            }),
+        )),
+        Event::PeerLeft { peer: gone, reason } if gone.as_str() != peer => Some((
+            Change::Left(gone.to_string()),
+            Outbound::message(&ServerMessage::PeerLeft {
+                peer: gone.to_string(),
+                reason: *reason,
+            }),
+        )),
+        Event::Broadcast {
+            from,
+            message,
+            frame,
+            chat,
+        } if from.as_str() != peer => Some((
+            Change::Broadcast {
+                from: from.to_string(),
+                chat: chat.clone(),
+            },
+            Outbound {
+                text: frame.as_str().into(),
+                kind: relay_kind(message),
+                sent_at_us: 0,
+                cross_node,
+            },
+        )),
+        _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use tokio::sync::{mpsc, watch};
     use vc_protocol::LeaveReason;
 
@@ -442,13 +524,21 @@ mod tests {
         }
     }
 
+    /// An envelope as a bus publishes it: numbered on the stream of every seat
+    /// these tests use (one count for all, which only has to go up).
     fn envelope(event: Event) -> Envelope {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let seq = NEXT.fetch_add(1, Ordering::Relaxed);
         Envelope {
             room: room("r"),
             origin: node("n"),
             sent_at_us: 0,
             traceparent: None,
             event,
+            seqs: ["me", "a", "b", "c", "p1", "p2"]
+                .into_iter()
+                .map(|id| (peer(id), seq))
+                .collect(),
         }
     }
 
@@ -496,7 +586,8 @@ mod tests {
             &conn("c1"),
             &[member("a"), member("b")],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         assert_eq!(drain(&mut rx), ["left", "peer-joined", "peer-left"]);
         assert!(router.is_member(&room("r"), &peer("b")));
@@ -515,7 +606,8 @@ mod tests {
             &conn("c1"),
             &[member("b")],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         // b's own node announces b only now, after my snapshot listed it.
         router.deliver(&envelope(Event::PeerJoined {
@@ -545,7 +637,8 @@ mod tests {
             &conn("c1"),
             &[],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         router.reserve(&room("r"), &peer("p2"), &conn("c2"), h2);
         assert!(router.activate(
@@ -554,7 +647,8 @@ mod tests {
             &conn("c2"),
             &[member("p1")],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         drain(&mut rx1);
         drain(&mut rx2);
@@ -582,7 +676,8 @@ mod tests {
             &conn("old"),
             &[],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         router.deliver(&envelope(Event::SeatMoved {
             peer: peer("p1"),
@@ -607,7 +702,8 @@ mod tests {
             &conn("owner"),
             &[member("p2")],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         drain(&mut owner_rx);
         let (intruder, mut intruder_rx, _e) = seat();
@@ -641,7 +737,8 @@ mod tests {
             &conn("old"),
             &[],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         let (new, mut new_rx, _e) = seat();
         router.reserve(&room("r"), &peer("p1"), &conn("new"), new);
@@ -653,7 +750,8 @@ mod tests {
             &conn("new"),
             &[],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         assert_eq!(*old_evicted.borrow(), None);
         assert_eq!(drain(&mut new_rx), ["left"]);
@@ -665,7 +763,8 @@ mod tests {
             &conn("newer"),
             &[],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         router.remove(&room("r"), &peer("p1"), &conn("newer"));
         assert_eq!(router.stats(), RouterStats::default());
@@ -691,7 +790,8 @@ mod tests {
             &conn("c1"),
             &[],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         drain(&mut rx1);
         let (h2, mut rx2, _e2) = seat();
@@ -711,6 +811,7 @@ mod tests {
             &[member("p1")],
             vec!["m1".into()],
             reply(),
+            &[],
         ));
         assert_eq!(drain(&mut rx2), ["left", "chat"]);
         // The sender hears nothing of its own.
@@ -737,7 +838,8 @@ mod tests {
             &conn("x"),
             &[member("p2")],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         assert_eq!(drain(&mut x_rx), ["left"]);
         router.deliver(&envelope(Event::Relay {
@@ -768,7 +870,8 @@ mod tests {
             &conn("y"),
             &[],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         // x is still waiting for presence, which will refuse it: not evicted.
         assert_eq!(*x_evicted.borrow(), None);
@@ -778,7 +881,8 @@ mod tests {
             &conn("x"),
             &[],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         assert!(drain(&mut x_rx).is_empty());
         assert_eq!(drain(&mut y_rx), ["left"]);
@@ -798,7 +902,8 @@ mod tests {
             &conn("owner"),
             &[],
             Vec::new(),
-            reply()
+            reply(),
+            &[],
         ));
         router.reserve(&room("r"), &peer("p1"), &conn("pending"), pending);
         // Another node's resume won.

@@ -14,7 +14,7 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, debug_span, info_span, Instrument};
 use vc_protocol::{
-    parse_client_message, ClientMessage, ErrorCode, LeaveReason, RelayKind, RequestId, RoomName,
+    parse_client_frame, ClientMessage, ErrorCode, LeaveReason, RelayKind, RequestId, RoomName,
     ServerMessage, PROTOCOL_REVISION, PROTOCOL_VERSION,
 };
 
@@ -25,7 +25,7 @@ use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
 use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::ratelimit::{Strikes, TokenBucket};
-use crate::rooms::{JoinRequest, Refusal, Seat};
+use crate::rooms::{JoinRequest, Refusal, ResumeRequest, Seat};
 use crate::telemetry;
 use crate::vocabulary::ConnId;
 
@@ -111,6 +111,8 @@ struct Session {
     started: Instant,
     /// What the frame guard saw, when it cut the stream.
     violations: ViolationCell,
+    /// The highest `seq` of the seat's stream the client acknowledged (`ack`).
+    acked: u64,
 }
 
 /// Runs a session to its end. Spawned on the actix worker that accepted the socket
@@ -149,6 +151,7 @@ pub async fn run(
         last_heard: now,
         started: now,
         violations,
+        acked: 0,
         conn,
         node,
     };
@@ -360,8 +363,13 @@ impl Session {
                 ),
             );
         }
-        let message = match parse_client_message(text) {
-            Ok(message) => message,
+        let message = match parse_client_frame(text) {
+            Ok(frame) => {
+                if let Some(ack) = frame.ack {
+                    self.acknowledge(ack);
+                }
+                frame.message
+            }
             Err(e) => {
                 self.count_received("invalid");
                 return self.refuse(e.id, Refusal::new(e.code, e.message));
@@ -390,6 +398,7 @@ impl Session {
                     .and_then(|()| RoomName::parse(&room).map_err(|e| Refusal::invalid_room(&e)))
                 {
                     Ok(room) => {
+                        self.renumber();
                         let span = info_span!("join", room = %room);
                         let request = JoinRequest {
                             id,
@@ -415,15 +424,27 @@ impl Session {
                 id,
                 token,
                 protocol,
+                last_seq,
+                stream,
             } => {
                 let resumed = match self.admit(protocol) {
                     Ok(()) => {
-                        rooms
-                            .resume(id, &token, &self.conn, self.handle.clone())
-                            .await
+                        self.renumber();
+                        let request = ResumeRequest {
+                            id,
+                            token: &token,
+                            last_seq,
+                            stream: stream.as_deref(),
+                        };
+                        rooms.resume(request, &self.conn, self.handle.clone()).await
                     }
                     Err(refusal) => Err(refusal),
                 };
+                if resumed.is_ok() {
+                    // What the client processed before is acknowledged: as far
+                    // as the stream continued (see `Rooms::resume`).
+                    self.acked = last_seq.unwrap_or(0).min(self.handle.sent_seq());
+                }
                 let outcome = match &resumed {
                     Ok(_) => "ok",
                     Err(refusal) if refusal.code == ErrorCode::Unavailable => "unavailable",
@@ -496,6 +517,21 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Takes a piggybacked acknowledgement: cumulative, so one lower than an
+    /// earlier one, or higher than anything the seat was sent, is ignored.
+    fn acknowledge(&mut self, ack: u64) {
+        if ack > self.acked && ack <= self.handle.sent_seq() {
+            self.acked = ack;
+        }
+    }
+
+    /// A new seat (a join, a resume) numbers its own stream: the count of what
+    /// was sent starts again, and with it what the client can acknowledge.
+    fn renumber(&mut self) {
+        self.handle = self.handle.renumbered();
+        self.acked = 0;
     }
 
     /// A room-wide message needs a seat and a token of the broadcast bucket.
@@ -576,12 +612,16 @@ impl Session {
                     rooms.leave(&seat, LeaveReason::Disconnected).await;
                 }
                 Ending::Evicted(Eviction::SeatMoved) => rooms.release(&seat).await,
-                Ending::TimedOut => rooms.park(seat, LeaveReason::TimedOut).await,
+                Ending::TimedOut => rooms.park(seat, LeaveReason::TimedOut, self.acked).await,
                 Ending::ClientClosed(_)
                 | Ending::Dropped
                 | Ending::Protocol
                 | Ending::Evicted(Eviction::SlowConsumer)
-                | Ending::Shutdown => rooms.park(seat, LeaveReason::Disconnected).await,
+                | Ending::Shutdown => {
+                    rooms
+                        .park(seat, LeaveReason::Disconnected, self.acked)
+                        .await
+                }
             }
         }
         // A slow client may take a while to make room for the close frame; a dead

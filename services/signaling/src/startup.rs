@@ -12,7 +12,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::bus::memory::{MemoryBus, MemoryHistory};
+use crate::bus::memory::{MemoryBus, MemoryHistory, MemoryStreams};
 use crate::bus::Bus;
 use crate::config::Settings;
 use crate::envelope::EnvelopeSink;
@@ -75,20 +75,19 @@ impl Application {
         let sink: Arc<dyn EnvelopeSink> = Arc::clone(&router) as Arc<dyn EnvelopeSink>;
         let (bus, presence, redis): (Arc<dyn Bus>, Arc<dyn Presence>, _) = if settings.uses_redis()
         {
-            let backend = RedisBackend::connect(
-                &node_id,
-                &settings.redis,
-                &settings.chat,
-                sink,
-                Arc::clone(&metrics),
-            )
-            .await?;
+            let backend =
+                RedisBackend::connect(&node_id, &settings, sink, Arc::clone(&metrics)).await?;
             (backend.bus(), backend.presence(), Some(Arc::new(backend)))
         } else {
             let history = Arc::new(MemoryHistory::new(settings.chat.history));
+            let streams = Arc::new(MemoryStreams::new(&settings.replay, settings.resume.window));
             (
-                Arc::new(MemoryBus::new(sink, Arc::clone(&history))),
-                Arc::new(MemoryPresence::with_history(history)),
+                Arc::new(MemoryBus::new(
+                    sink,
+                    Arc::clone(&history),
+                    Arc::clone(&streams),
+                )),
+                Arc::new(MemoryPresence::with(history, streams)),
                 None,
             )
         };

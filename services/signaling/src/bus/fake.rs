@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use vc_protocol::RoomName;
 
-use super::memory::MemoryHistory;
+use super::memory::{MemoryHistory, MemoryStreams};
 use super::room_locks::RoomLocks;
-use super::{Bus, BusError};
+use super::{Bus, BusError, SeatLog};
 use crate::envelope::{Envelope, EnvelopeSink};
 use crate::faults::{FaultPlan, Op};
-use crate::vocabulary::NodeId;
+use crate::vocabulary::{NodeId, PeerId};
 
 /// An envelope published while the hub was holding, with the nodes that were
 /// subscribed to its room when it was published.
@@ -50,16 +50,21 @@ pub struct BusHub {
     state: Mutex<HubState>,
     /// The rooms' chat history, shared by the nodes as Redis keeps it for a fleet.
     history: MemoryHistory,
+    /// The seats' streams, shared with the test's presence, which opens and
+    /// closes them with the seats, as the members hash and the streams share
+    /// Redis.
+    streams: Arc<MemoryStreams>,
 }
 
 /// How many chat entries a room keeps in the fake: the default of `chat.history`.
 const HISTORY: usize = 50;
 
 impl BusHub {
-    pub fn new() -> Arc<Self> {
+    pub fn new(streams: Arc<MemoryStreams>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(HubState::default()),
             history: MemoryHistory::new(HISTORY),
+            streams,
         })
     }
 
@@ -132,6 +137,7 @@ impl BusHub {
     }
 
     fn publish(&self, envelope: &Envelope) {
+        let envelope = &self.streams.number(envelope);
         let sinks: Vec<Arc<dyn EnvelopeSink>> = {
             let mut state = self.lock();
             state.published.push(envelope.clone());
@@ -228,6 +234,23 @@ impl Bus for FakeBus {
 
     async fn history(&self, room: &RoomName) -> Result<Vec<String>, BusError> {
         Ok(self.hub.history.entries(room))
+    }
+
+    async fn replay(&self, room: &RoomName, peer: &PeerId) -> Result<SeatLog, BusError> {
+        self.faults
+            .run(Op::BusReplay, injected, async {
+                Ok(self.hub.streams.replay(room, peer))
+            })
+            .await
+    }
+
+    async fn trim(&self, room: &RoomName, peer: &PeerId, upto: u64) -> Result<(), BusError> {
+        self.faults
+            .run(Op::BusTrim, injected, async {
+                self.hub.streams.trim(room, peer, upto);
+                Ok(())
+            })
+            .await
     }
 
     fn is_connected(&self) -> bool {

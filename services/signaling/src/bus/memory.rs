@@ -1,24 +1,38 @@
-//! The in-process bus of a single node: publishing is delivering.
+//! The in-process bus of a single node: publishing is delivering, after the
+//! event is numbered and kept in its seats' replay buffers ([`MemoryStreams`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 use vc_protocol::RoomName;
 
-use super::{Bus, BusError};
-use crate::envelope::{Envelope, EnvelopeSink};
+use super::{Bus, BusError, SeatLog};
+use crate::config::ReplaySettings;
+use crate::envelope::{Envelope, EnvelopeSink, Recipients};
+use crate::vocabulary::PeerId;
 
 /// Delivers each envelope straight to this node's sink. There is no other node
 /// to reach, so subscriptions need no bookkeeping and nothing can disconnect.
 pub struct MemoryBus {
     sink: Arc<dyn EnvelopeSink>,
     history: Arc<MemoryHistory>,
+    streams: Arc<MemoryStreams>,
 }
 
 impl MemoryBus {
-    pub fn new(sink: Arc<dyn EnvelopeSink>, history: Arc<MemoryHistory>) -> Self {
-        Self { sink, history }
+    pub fn new(
+        sink: Arc<dyn EnvelopeSink>,
+        history: Arc<MemoryHistory>,
+        streams: Arc<MemoryStreams>,
+    ) -> Self {
+        Self {
+            sink,
+            history,
+            streams,
+        }
     }
 }
 
@@ -33,7 +47,7 @@ impl Bus for MemoryBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.sink.deliver(envelope);
+        self.sink.deliver(&self.streams.number(envelope));
         Ok(())
     }
 
@@ -41,7 +55,16 @@ impl Bus for MemoryBus {
         // Kept first: a joiner reading the history between the two steps finds
         // the message there and drops the copy that reaches its seat.
         self.history.keep(&envelope.room, entry);
-        self.sink.deliver(envelope);
+        self.sink.deliver(&self.streams.number(envelope));
+        Ok(())
+    }
+
+    async fn replay(&self, room: &RoomName, peer: &PeerId) -> Result<SeatLog, BusError> {
+        Ok(self.streams.replay(room, peer))
+    }
+
+    async fn trim(&self, room: &RoomName, peer: &PeerId, upto: u64) -> Result<(), BusError> {
+        self.streams.trim(room, peer, upto);
         Ok(())
     }
 
@@ -98,6 +121,169 @@ impl MemoryHistory {
     pub fn forget(&self, room: &RoomName) {
         self.lock().remove(room);
     }
+}
+
+/// One seat's stream in memory: the last number given, and the kept events.
+#[derive(Debug, Default)]
+struct SeatStream {
+    last: u64,
+    log: VecDeque<(u64, Envelope, usize)>,
+    bytes: usize,
+    /// When the last event was kept: the buffer lives `resume.window` past it.
+    touched: Option<Instant>,
+}
+
+/// The seats' streams of a single node (or of a test's nodes, as Redis keeps
+/// them for a fleet): which seats each room has, the last number on each seat's
+/// stream and its bounded replay buffer. Presence opens a seat's stream when it
+/// gives the seat and closes it when it frees it, under its own lock, so that
+/// numbering an event sees the members presence has at that moment.
+#[derive(Debug)]
+pub struct MemoryStreams {
+    settings: ReplaySettings,
+    window: Duration,
+    rooms: Mutex<HashMap<RoomName, HashMap<PeerId, SeatStream>>>,
+}
+
+impl Default for MemoryStreams {
+    fn default() -> Self {
+        Self::new(
+            &ReplaySettings::default(),
+            crate::config::ResumeSettings::default().window,
+        )
+    }
+}
+
+impl MemoryStreams {
+    pub fn new(settings: &ReplaySettings, window: Duration) -> Self {
+        Self {
+            settings: settings.clone(),
+            window,
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, HashMap<PeerId, SeatStream>>> {
+        // Every edit leaves each stream whole before it could panic.
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The seat is in the room now: events for it are numbered from here on.
+    pub fn open(&self, room: &RoomName, peer: &PeerId) {
+        self.lock()
+            .entry(room.clone())
+            .or_default()
+            .entry(peer.clone())
+            .or_default();
+    }
+
+    /// The seat is gone: its numbering and buffer go with it.
+    pub fn close(&self, room: &RoomName, peer: &PeerId) {
+        let mut rooms = self.lock();
+        if let Some(seats) = rooms.get_mut(room) {
+            seats.remove(peer);
+            if seats.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+
+    /// Forgets every stream, as a Redis that restarted empty would (tests).
+    #[cfg(test)]
+    pub fn wipe(&self) {
+        self.lock().clear();
+    }
+
+    /// The envelope numbered for each seat it is for, each of which keeps it.
+    pub fn number(&self, envelope: &Envelope) -> Envelope {
+        let mut numbered = envelope.clone();
+        let size = envelope_size(envelope);
+        let now = Instant::now();
+        let mut rooms = self.lock();
+        let Some(seats) = rooms.get_mut(&envelope.room) else {
+            return numbered;
+        };
+        let mut keep = |peer: &PeerId, stream: &mut SeatStream| {
+            stream.last += 1;
+            if stream
+                .touched
+                .is_some_and(|at| now.duration_since(at) > self.window)
+            {
+                stream.log.clear();
+                stream.bytes = 0;
+            }
+            stream.log.push_back((stream.last, envelope.clone(), size));
+            stream.bytes += size;
+            stream.touched = Some(now);
+            while stream.log.len() > 1
+                && (stream.log.len() > self.settings.buffer_messages
+                    || stream.bytes > self.settings.buffer_bytes)
+            {
+                if let Some((_, _, gone)) = stream.log.pop_front() {
+                    stream.bytes -= gone;
+                }
+            }
+            numbered.seqs.insert(peer.clone(), stream.last);
+        };
+        match envelope.event.recipients() {
+            Recipients::One(to) => {
+                if let Some(stream) = seats.get_mut(to) {
+                    keep(to, stream);
+                }
+            }
+            Recipients::AllBut(sender) => {
+                for (peer, stream) in seats.iter_mut() {
+                    if peer.as_str() != sender {
+                        keep(peer, stream);
+                    }
+                }
+            }
+            Recipients::Nobody => {}
+        }
+        numbered
+    }
+
+    pub fn replay(&self, room: &RoomName, peer: &PeerId) -> SeatLog {
+        let rooms = self.lock();
+        let Some(stream) = rooms.get(room).and_then(|seats| seats.get(peer)) else {
+            return SeatLog::default();
+        };
+        let fresh = stream.touched.is_some_and(|at| at.elapsed() <= self.window);
+        SeatLog {
+            last: stream.last,
+            entries: if fresh {
+                stream
+                    .log
+                    .iter()
+                    .map(|(seq, envelope, _)| (*seq, envelope.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    pub fn trim(&self, room: &RoomName, peer: &PeerId, upto: u64) {
+        let mut rooms = self.lock();
+        let Some(stream) = rooms.get_mut(room).and_then(|seats| seats.get_mut(peer)) else {
+            return;
+        };
+        while stream.log.front().is_some_and(|(seq, _, _)| *seq <= upto) {
+            if let Some((_, _, gone)) = stream.log.pop_front() {
+                stream.bytes -= gone;
+            }
+        }
+    }
+}
+
+/// What an event costs its buffers, near enough: the frame it carries.
+fn envelope_size(envelope: &Envelope) -> usize {
+    use crate::envelope::Event;
+    let frame = match &envelope.event {
+        Event::Relay { frame, .. } | Event::Broadcast { frame, .. } => frame.len(),
+        _ => 0,
+    };
+    frame + 128
 }
 
 #[cfg(test)]

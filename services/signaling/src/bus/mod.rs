@@ -16,9 +16,20 @@
 //!   other (each `publish` awaited before the next), reach every subscriber in that
 //!   order. Sessions publish sequentially, so a peer's offer is never overtaken by
 //!   its own candidates.
-//! - **At most once:** an envelope is delivered once or not at all. `publish`
-//!   returning `Ok` means the bus took it, not that a socket received it; `Err`
-//!   means it was certainly not delivered, and the session tells its client.
+//! - **Numbered and kept with the publish:** `publish` numbers the event on the
+//!   stream of each seat it is for ([`Event::recipients`]: the target of a
+//!   relay, every member but the sender otherwise) and keeps it in each of those
+//!   seats' bounded replay buffers in the same step, so that an event is in a
+//!   seat's buffer exactly when it was published with its number. Numbers on a
+//!   seat's stream only go up.
+//! - **At most once on the wire, exactly once across a resume:** pub/sub
+//!   delivers an envelope once or not at all; what a seat's node missed (the
+//!   seat was parked, the socket dropped) is read back with [`Bus::replay`].
+//!   `publish` returning `Ok` means the bus took it, not that a socket received
+//!   it; `Err` means it was certainly not delivered, and the session tells its
+//!   client.
+//!
+//! [`Event::recipients`]: crate::envelope::Event::recipients
 //! - **Scope:** a node receives only the envelopes of rooms it subscribed to.
 //! - **Kept with the publish:** a chat message published with
 //!   [`Bus::publish_kept`] is in the room's history exactly when it was
@@ -38,6 +49,30 @@ use thiserror::Error;
 use vc_protocol::RoomName;
 
 use crate::envelope::Envelope;
+use crate::vocabulary::PeerId;
+
+/// A seat's replay buffer as the bus has it: the last number given on the
+/// seat's stream, and the kept events, oldest first, each with its number.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeatLog {
+    pub last: u64,
+    pub entries: Vec<(u64, Envelope)>,
+}
+
+impl SeatLog {
+    /// Whether the buffer holds every number after `after`, up to `last`.
+    pub fn covers(&self, after: u64) -> bool {
+        if after > self.last {
+            return false;
+        }
+        if after == self.last {
+            return true;
+        }
+        self.entries
+            .first()
+            .is_some_and(|(oldest, _)| *oldest <= after + 1)
+    }
+}
 
 /// Why the bus did not take an envelope or a subscription. The backend's own
 /// error is kept as the source, so that its kind (connection lost, timeout,
@@ -65,8 +100,15 @@ pub trait Bus: Send + Sync + 'static {
     async fn subscribe(&self, room: &RoomName) -> Result<(), BusError>;
     /// Gives back one subscription of the room; the last one stops delivery.
     async fn unsubscribe(&self, room: &RoomName) -> Result<(), BusError>;
-    /// Hands the envelope to every node subscribed to its room, this one included.
+    /// Numbers the event on its seats' streams, keeps it in their replay
+    /// buffers, and hands the numbered envelope to every node subscribed to its
+    /// room, this one included.
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError>;
+    /// The seat's replay buffer: its stream's last number and the events kept.
+    async fn replay(&self, room: &RoomName, peer: &PeerId) -> Result<SeatLog, BusError>;
+    /// Drops the seat's kept events numbered `upto` or lower: its client has
+    /// acknowledged them.
+    async fn trim(&self, room: &RoomName, peer: &PeerId, upto: u64) -> Result<(), BusError>;
     /// Publishes the envelope of a chat message and keeps `entry` (the message's
     /// JSON) in the room's bounded history, as one step: with Redis one script
     /// does both, so that no message is kept without being published or the

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 use vc_protocol::{LeaveReason, RoomName};
 
 use super::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
-use crate::bus::memory::MemoryHistory;
+use crate::bus::memory::{MemoryHistory, MemoryStreams};
 use crate::vocabulary::{ConnId, PeerId};
 
 #[derive(Default)]
@@ -16,6 +16,8 @@ pub struct MemoryPresence {
     rooms: Mutex<HashMap<RoomName, Vec<MemberRecord>>>,
     /// The in-process bus's chat history, dropped with a room's last seat.
     history: Arc<MemoryHistory>,
+    /// The seats' streams, opened and closed with the seats.
+    streams: Arc<MemoryStreams>,
 }
 
 impl MemoryPresence {
@@ -23,12 +25,19 @@ impl MemoryPresence {
         Self::default()
     }
 
-    /// Presence whose rooms take their chat history with them when they empty.
-    pub fn with_history(history: Arc<MemoryHistory>) -> Self {
+    /// Presence whose rooms take their chat history with them when they empty,
+    /// and whose seats open and close their streams.
+    pub fn with(history: Arc<MemoryHistory>, streams: Arc<MemoryStreams>) -> Self {
         Self {
             rooms: Mutex::default(),
             history,
+            streams,
         }
+    }
+
+    /// The seats' streams this presence opens and closes.
+    pub fn streams(&self) -> &Arc<MemoryStreams> {
+        &self.streams
     }
 
     fn with_rooms<T>(&self, f: impl FnOnce(&mut HashMap<RoomName, Vec<MemberRecord>>) -> T) -> T {
@@ -54,6 +63,7 @@ impl Presence for MemoryPresence {
             }
             let others = members.clone();
             members.push(record.clone());
+            self.streams.open(room, &record.id);
             Ok(others)
         })
     }
@@ -64,11 +74,8 @@ impl Presence for MemoryPresence {
         peer: &PeerId,
         conn: &ConnId,
     ) -> Result<bool, PresenceError> {
-        Ok(self.with_rooms(|rooms| {
-            remove_if(rooms, room, &self.history, |m| {
-                m.id == *peer && m.conn == *conn
-            })
-        }))
+        Ok(self
+            .with_rooms(|rooms| remove_if(rooms, room, self, |m| m.id == *peer && m.conn == *conn)))
     }
 
     async fn park(
@@ -140,10 +147,7 @@ impl Presence for MemoryPresence {
                 .find(|m| m.id == *peer && m.conn == *conn)?
                 .parked?
                 .reason;
-            remove_if(rooms, room, &self.history, |m| {
-                m.id == *peer && m.conn == *conn
-            })
-            .then_some(reason)
+            remove_if(rooms, room, self, |m| m.id == *peer && m.conn == *conn).then_some(reason)
         }))
     }
 
@@ -189,12 +193,12 @@ impl Presence for MemoryPresence {
     }
 }
 
-/// Removes the first matching member; drops the room, and its chat history,
-/// when it empties.
+/// Removes the first matching member and its stream; drops the room, and its
+/// chat history, when it empties.
 fn remove_if(
     rooms: &mut HashMap<RoomName, Vec<MemberRecord>>,
     room: &RoomName,
-    history: &MemoryHistory,
+    presence: &MemoryPresence,
     matches: impl Fn(&MemberRecord) -> bool,
 ) -> bool {
     let Some(members) = rooms.get_mut(room) else {
@@ -203,10 +207,11 @@ fn remove_if(
     let Some(index) = members.iter().position(matches) else {
         return false;
     };
-    members.remove(index);
+    let gone = members.remove(index);
+    presence.streams.close(room, &gone.id);
     if members.is_empty() {
         rooms.remove(room);
-        history.forget(room);
+        presence.history.forget(room);
     }
     true
 }
@@ -264,6 +269,7 @@ mod tests {
             grant_expires_ms: None,
             parked: None,
             hand: false,
+            stream: String::new(),
         }
     }
 

@@ -63,6 +63,11 @@ pub struct MemberRecord {
     /// see it and a resume keeps it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hand: bool,
+    /// The id of the seat's stream (16 hex digits), minted at the join and kept
+    /// for the seat's life: a resume whose client names another stream cannot
+    /// be told its replay is complete.
+    #[serde(default)]
+    pub stream: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

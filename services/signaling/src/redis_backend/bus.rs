@@ -17,14 +17,18 @@ use vc_protocol::RoomName;
 use super::connection::Connections;
 use super::{keys, scripts};
 use crate::bus::room_locks::RoomLocks;
-use crate::bus::{Bus, BusError};
-use crate::config::{ChatSettings, RedisSettings};
-use crate::envelope::{Envelope, EnvelopeSink};
+use crate::bus::{Bus, BusError, SeatLog};
+use crate::config::{ChatSettings, RedisSettings, ReplaySettings};
+use crate::envelope::{Envelope, EnvelopeSink, Recipients};
+use crate::vocabulary::PeerId;
 
 pub struct RedisBus {
     connections: Arc<Connections>,
     sharded: bool,
     chat: ChatSettings,
+    replay: ReplaySettings,
+    /// How long a seat's replay buffer lives past its last entry, in ms.
+    buffer_lifetime_ms: u64,
     /// Each room's count of local subscriptions, under the room's own lock.
     subscriptions: RoomLocks<usize>,
 }
@@ -34,11 +38,18 @@ impl RedisBus {
         connections: Arc<Connections>,
         settings: &RedisSettings,
         chat: &ChatSettings,
+        replay: &ReplaySettings,
+        window: std::time::Duration,
     ) -> Self {
         Self {
             connections,
             sharded: settings.sharded,
             chat: chat.clone(),
+            replay: replay.clone(),
+            // At least a second: PEXPIRE 0 would delete the entry just kept.
+            buffer_lifetime_ms: u64::try_from(window.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1000),
             subscriptions: RoomLocks::new(),
         }
     }
@@ -76,13 +87,50 @@ impl RedisBus {
         }
     }
 
-    async fn publish_connected(&self, envelope: &Envelope) -> Result<(), BusError> {
+    /// Publishes the envelope, numbered for its seats and kept in their
+    /// buffers by the `PUBLISH` script, with `kept` in the room's chat history.
+    /// An event for no seat and no history is a plain PUBLISH.
+    async fn publish_connected(
+        &self,
+        envelope: &Envelope,
+        kept: Option<&str>,
+    ) -> Result<(), BusError> {
         let payload = serde_json::to_vec(envelope)?;
+        let room = &envelope.room;
         let mut commands = self.connections.commands();
-        redis::cmd(self.publish_command())
-            .arg(keys::channel(&envelope.room))
+        let (mode, peer) = match envelope.event.recipients() {
+            Recipients::One(to) => ("one", to.as_str()),
+            Recipients::AllBut(sender) => ("all", sender),
+            Recipients::Nobody if kept.is_none() => {
+                return redis::cmd(self.publish_command())
+                    .arg(keys::channel(room))
+                    .arg(payload)
+                    .query_async::<i64>(&mut commands)
+                    .await
+                    .map(|_| ())
+                    .map_err(BusError::Redis);
+            }
+            Recipients::Nobody => ("none", ""),
+        };
+        let chat_lifetime_ms =
+            u64::try_from(self.chat.history_max_age.as_millis()).unwrap_or(u64::MAX);
+        scripts::PUBLISH
+            .key(keys::members(room))
+            .key(keys::seqs(room))
+            .key(keys::chat(room))
+            .arg(mode)
+            .arg(peer)
             .arg(payload)
-            .query_async::<i64>(&mut commands)
+            .arg(self.publish_command())
+            .arg(keys::channel(room))
+            .arg(keys::log_prefix(room))
+            .arg(self.replay.buffer_messages)
+            .arg(self.replay.buffer_bytes)
+            .arg(self.buffer_lifetime_ms)
+            .arg(kept.unwrap_or(""))
+            .arg(self.chat.history.max(1))
+            .arg(chat_lifetime_ms)
+            .invoke_async::<i64>(&mut commands)
             .await
             .map(|_| ())
             .map_err(BusError::Redis)
@@ -123,25 +171,34 @@ impl Bus for RedisBus {
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
         self.check_connected()?;
-        self.publish_connected(envelope).await
+        self.publish_connected(envelope, None).await
     }
 
     async fn publish_kept(&self, envelope: &Envelope, entry: &str) -> Result<(), BusError> {
         self.check_connected()?;
-        if self.chat.history == 0 {
-            return self.publish_connected(envelope).await;
-        }
-        let payload = serde_json::to_vec(envelope)?;
-        let lifetime_ms = u64::try_from(self.chat.history_max_age.as_millis()).unwrap_or(u64::MAX);
+        let kept = (self.chat.history > 0).then_some(entry);
+        self.publish_connected(envelope, kept).await
+    }
+
+    async fn replay(&self, room: &RoomName, peer: &PeerId) -> Result<SeatLog, BusError> {
         let mut commands = self.connections.commands();
-        scripts::KEEP_AND_PUBLISH
-            .key(keys::chat(&envelope.room))
-            .arg(entry)
-            .arg(self.chat.history)
-            .arg(lifetime_ms)
-            .arg(self.publish_command())
-            .arg(keys::channel(&envelope.room))
-            .arg(payload)
+        let reply: Vec<String> = scripts::READ_LOG
+            .key(keys::seqs(room))
+            .key(keys::log(room, peer))
+            .arg(peer.as_str())
+            .invoke_async(&mut commands)
+            .await
+            .map_err(BusError::Redis)?;
+        Ok(decode_log(&reply))
+    }
+
+    async fn trim(&self, room: &RoomName, peer: &PeerId, upto: u64) -> Result<(), BusError> {
+        let mut commands = self.connections.commands();
+        scripts::TRIM_LOG
+            .key(keys::seqs(room))
+            .key(keys::log(room, peer))
+            .arg(peer.as_str())
+            .arg(upto)
             .invoke_async::<i64>(&mut commands)
             .await
             .map(|_| ())
@@ -180,6 +237,25 @@ pub(super) async fn deliver_pushes(
             PushKind::Disconnection => connections.set_connected(false),
             _ => {}
         }
+    }
+}
+
+/// `READ_LOG`'s reply: the last seq, then `"<seq> <envelope>"` entries. An entry
+/// that does not read back is left out, which the replay's coverage check then
+/// reports as a gap.
+fn decode_log(reply: &[String]) -> SeatLog {
+    let Some((last, entries)) = reply.split_first() else {
+        return SeatLog::default();
+    };
+    SeatLog {
+        last: last.parse().unwrap_or(0),
+        entries: entries
+            .iter()
+            .filter_map(|entry| {
+                let (seq, envelope) = entry.split_once(' ')?;
+                Some((seq.parse().ok()?, serde_json::from_str(envelope).ok()?))
+            })
+            .collect(),
     }
 }
 
@@ -223,6 +299,7 @@ mod tests {
                 peer: peer("0a1b"),
                 conn: conn("c0ffee"),
             },
+            seqs: Default::default(),
         };
         let decoded = decode_push(&push(&keys::channel(&room("standup")), &envelope));
         assert_eq!(decoded, Some(envelope.clone()));

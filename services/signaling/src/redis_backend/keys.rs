@@ -8,7 +8,7 @@
 
 use vc_protocol::RoomName;
 
-use crate::vocabulary::NodeId;
+use crate::vocabulary::{NodeId, PeerId};
 
 /// The set of every node that registered.
 pub const NODES: &str = "vc:nodes";
@@ -22,6 +22,25 @@ pub fn members(room: &RoomName) -> String {
 /// `chat.history_max_age` after its last message, deleted with the room's last seat.
 pub fn chat(room: &RoomName) -> String {
     format!("vc:{{{room}}}:chat")
+}
+
+/// The last number given on each seat's stream: a hash of peer id → seq, with
+/// `<peer>:bytes` → the bytes its replay buffer holds. Deleted with the room's
+/// last seat; a seat's fields go with the seat.
+pub fn seqs(room: &RoomName) -> String {
+    format!("vc:{{{room}}}:seq")
+}
+
+/// What every seat's replay buffer key starts with; the peer id follows.
+pub fn log_prefix(room: &RoomName) -> String {
+    format!("vc:{{{room}}}:log:")
+}
+
+/// The seat's replay buffer: a list of `"<seq> <envelope JSON>"`, capped at
+/// `replay.buffer_messages` entries and `replay.buffer_bytes`, expiring
+/// `resume.window` after its last entry.
+pub fn log(room: &RoomName, peer: &PeerId) -> String {
+    format!("vc:{{{room}}}:log:{peer}")
 }
 
 /// The room's pub/sub channel.
@@ -59,6 +78,10 @@ mod tests {
         assert_eq!(channel(&room("standup")), "vc:{standup}:bus");
         assert_eq!(members(&room("standup")), "vc:{standup}:members");
         assert_eq!(chat(&room("standup")), "vc:{standup}:chat");
+        assert_eq!(seqs(&room("standup")), "vc:{standup}:seq");
+        let seat = crate::vocabulary::testing::peer("0a1b");
+        assert_eq!(log(&room("standup"), &seat), "vc:{standup}:log:0a1b");
+        assert!(log(&room("standup"), &seat).starts_with(&log_prefix(&room("standup"))));
         assert_eq!(room_of(&channel(&room("a-b_c"))), Some("a-b_c"));
         assert_eq!(room_of("other"), None);
     }

@@ -117,8 +117,10 @@ impl Liveness {
             let reply: Vec<String> = scripts::SWEEP
                 .key(keys::members(room))
                 .key(keys::chat(room))
+                .key(keys::seqs(room))
                 .arg(node.as_str())
                 .arg(unix_ms())
+                .arg(keys::log_prefix(room))
                 .invoke_async(commands)
                 .await?;
             let Some((waiting, removed)) = reply.split_first() else {

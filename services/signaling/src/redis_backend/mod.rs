@@ -25,7 +25,7 @@ use std::sync::Arc;
 use redis::AsyncCommands;
 use tracing::{info, warn};
 
-use crate::config::{ChatSettings, RedisSettings};
+use crate::config::Settings;
 use crate::envelope::EnvelopeSink;
 use crate::held_seats::HeldSeats;
 use crate::lifecycle::Lifecycle;
@@ -49,7 +49,7 @@ pub enum RedisSetupError {
 
 pub struct RedisBackend {
     node_id: NodeId,
-    settings: RedisSettings,
+    settings: crate::config::RedisSettings,
     connections: Arc<Connections>,
     bus: Arc<RedisBus>,
     presence: Arc<RedisPresence>,
@@ -62,11 +62,11 @@ impl RedisBackend {
     /// should not report ready.
     pub async fn connect(
         node_id: &NodeId,
-        settings: &RedisSettings,
-        chat: &ChatSettings,
+        all: &Settings,
         sink: Arc<dyn EnvelopeSink>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, RedisSetupError> {
+        let settings = &all.redis;
         if let Err(e) = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()) {
             return Err(RedisSetupError::Url(e));
         }
@@ -79,7 +79,13 @@ impl RedisBackend {
         Ok(Self {
             node_id: node_id.clone(),
             settings: settings.clone(),
-            bus: Arc::new(RedisBus::new(Arc::clone(&connections), settings, chat)),
+            bus: Arc::new(RedisBus::new(
+                Arc::clone(&connections),
+                settings,
+                &all.chat,
+                &all.replay,
+                all.resume.window,
+            )),
             presence: Arc::new(RedisPresence::new(node_id, Arc::clone(&connections))),
             connections,
             metrics,

@@ -94,6 +94,8 @@ impl Presence for RedisPresence {
         let freed: i64 = scripts::LEAVE
             .key(keys::members(room))
             .key(keys::chat(room))
+            .key(keys::seqs(room))
+            .key(keys::log(room, peer))
             .arg(peer.as_str())
             .arg(conn.as_str())
             .invoke_async(&mut commands)
@@ -163,6 +165,8 @@ impl Presence for RedisPresence {
         let reason: Option<String> = scripts::EXPIRE
             .key(keys::members(room))
             .key(keys::chat(room))
+            .key(keys::seqs(room))
+            .key(keys::log(room, peer))
             .arg(peer.as_str())
             .arg(conn.as_str())
             .invoke_async(&mut commands)

@@ -73,11 +73,13 @@ impl Resync {
         let seats = self.held.all();
         let mut commands = self.connections.commands();
         let mut recreated = Vec::new();
-        for (room, record) in &seats {
+        for (room, record, sent) in &seats {
             let outcome: i64 = scripts::REASSERT
                 .key(keys::members(room))
+                .key(keys::seqs(room))
                 .arg(record.id.as_str())
                 .arg(encode_record(record)?)
+                .arg(*sent)
                 .invoke_async(&mut commands)
                 .await?;
             if outcome == RECREATED && record.parked.is_none() {
