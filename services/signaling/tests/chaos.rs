@@ -106,7 +106,7 @@ impl Plan {
             secs: number("CHAOS_SECS").unwrap_or(40),
             seed: number("CHAOS_SEED").unwrap_or_else(|| rand::rng().random()),
             peers: number("CHAOS_PEERS").map_or(6, |p| p as usize).clamp(2, 8),
-            every: Duration::from_millis(number("CHAOS_INTERVAL_MS").unwrap_or(250)),
+            every: Duration::from_millis(number("CHAOS_INTERVAL_MS").unwrap_or(500)),
         }
     }
 }
@@ -305,8 +305,10 @@ impl Chaos {
     fn wait_nodes_ready(&self) {
         tokio::task::block_in_place(|| {
             for node in &self.nodes {
-                node.wait_ready(true, RECOVERY_LIMIT)
-                    .expect("the node is ready again");
+                if let Err(e) = node.wait_ready(true, RECOVERY_LIMIT) {
+                    let health = health(node.port);
+                    panic!("{} is not ready again: {e}; /healthz: {health}", node.id);
+                }
             }
         });
     }
@@ -325,6 +327,23 @@ impl Chaos {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// What `/healthz` says (phase, bus), for a failure message.
+fn health(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut answer = String::new();
+    if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).ok();
+        stream.read_to_string(&mut answer).ok();
+    }
+    answer
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `SAVE` on one Redis server: a kill right after loses nothing it held.

@@ -36,6 +36,12 @@ const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
 /// The first and the longest wait before a refused message is tried again.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Held messages go out through a bucket of their own, this many at once and
+/// this many a second after, so that a backlog from a long outage stays within
+/// the node's message limit (default burst 200, 50 a second) on top of the
+/// steady sending.
+const FLUSH_BURST: f64 = 150.0;
+const FLUSH_RATE: f64 = 30.0;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -276,6 +282,8 @@ pub struct Peer {
     sending: Option<Duration>,
     /// A `reconnect` came while a request was being answered.
     drain_asked: bool,
+    flush_tokens: f64,
+    flush_refilled: Instant,
     status: tokio::sync::watch::Sender<Status>,
 }
 
@@ -321,6 +329,8 @@ impl Peer {
             last_heard: Instant::now(),
             sending: None,
             drain_asked: false,
+            flush_tokens: FLUSH_BURST,
+            flush_refilled: Instant::now(),
             status,
         };
         let mut link = peer.open(node).await?;
@@ -790,6 +800,13 @@ impl Peer {
         if !self.pings.is_empty() && self.last_heard.elapsed() > LIVENESS_TIMEOUT {
             return Ok(Flow::Lost("nothing heard after a ping".into()));
         }
+        if self.probe.is_none()
+            && self.retry_at.is_none()
+            && self.retry_attempt == 0
+            && !self.held.is_empty()
+        {
+            return Ok(self.flush_held().await);
+        }
         // While not sending, a ping now and then confirms what is in flight.
         if self.sending.is_none() && (!self.in_flight.is_empty() || !self.held.is_empty()) {
             if self.held.is_empty() || self.probe.is_some() {
@@ -838,18 +855,37 @@ impl Peer {
     async fn after_frame(&mut self) -> anyhow::Result<Flow> {
         if self.probe.is_none() && !self.held.is_empty() && self.retry_at.is_none() {
             if self.retry_attempt == 0 {
-                // The probe got through: everything held follows at once.
-                while let Some(out) = self.held.pop_front() {
-                    self.shared.ledger().retries += 1;
-                    if let Flow::Lost(why) = self.transmit(out).await {
-                        return Ok(Flow::Lost(why));
-                    }
-                }
-                return Ok(self.ping().await);
+                return Ok(self.flush_held().await);
             }
             self.schedule_retry();
         }
         Ok(Flow::Go)
+    }
+
+    /// The probe got through: what is held follows, as fast as the flush
+    /// bucket allows (the rest on the next checks), with a ping behind.
+    async fn flush_held(&mut self) -> Flow {
+        let now = Instant::now();
+        let refill = now.duration_since(self.flush_refilled).as_secs_f64() * FLUSH_RATE;
+        self.flush_tokens = (self.flush_tokens + refill).min(FLUSH_BURST);
+        self.flush_refilled = now;
+        let mut sent = false;
+        while self.flush_tokens >= 1.0 {
+            let Some(out) = self.held.pop_front() else {
+                break;
+            };
+            self.flush_tokens -= 1.0;
+            self.shared.ledger().retries += 1;
+            sent = true;
+            if let Flow::Lost(why) = self.transmit(out).await {
+                return Flow::Lost(why);
+            }
+        }
+        if sent {
+            self.ping().await
+        } else {
+            Flow::Go
+        }
     }
 
     /// The node drains: resume on another node first, then read what the old
