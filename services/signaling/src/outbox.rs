@@ -129,9 +129,49 @@ impl SessionHandle {
     }
 }
 
+/// The highest `seq` a client acknowledged (`ack`, piggybacked on any message).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acknowledged(u64);
+
+impl Acknowledged {
+    /// From a resume: the client processed everything up to `seq`.
+    pub fn upto(seq: u64) -> Self {
+        Self(seq)
+    }
+
+    /// Takes an acknowledgement, cumulative: one no higher than the last, or
+    /// higher than `sent` (anything the seat was sent), is ignored. True when it
+    /// moved.
+    pub fn take(&mut self, ack: u64, sent: u64) -> bool {
+        if ack > self.0 && ack <= sent {
+            self.0 = ack;
+            return true;
+        }
+        false
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acknowledgements_only_move_forward_and_never_past_what_was_sent() {
+        let mut acked = Acknowledged::default();
+        assert!(acked.take(3, 5));
+        // The same again, or an older one arriving late: nothing changes.
+        assert!(!acked.take(3, 5));
+        assert!(!acked.take(2, 5));
+        // Higher than anything sent: a confused client, ignored.
+        assert!(!acked.take(9, 5));
+        assert_eq!(acked.get(), 3);
+        assert!(acked.take(5, 5));
+        assert_eq!(acked, Acknowledged::upto(5));
+    }
 
     #[test]
     fn numbered_frames_carry_their_seq_first_and_go_out_once() {

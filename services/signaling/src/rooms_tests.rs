@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use vc_protocol::{ErrorCode, LeaveReason, Member, RelayKind, ServerMessage};
+use vc_protocol::{ErrorCode, LeaveReason, Member, RelayKind, Replay, ServerMessage, REACTIONS};
 
 use super::{JoinRequest, Refusal, ResumeRequest, Rooms, Seat};
 use crate::auth::Authenticator;
@@ -1318,4 +1318,328 @@ async fn a_failed_join_whose_seat_cannot_be_taken_back_at_once_is_freed_later() 
     assert!(ann.saw().is_empty());
     assert!(bob.saw().is_empty());
     assert_eq!(n1.stats(), RouterStats { rooms: 1, seats: 1 });
+}
+
+// Sequenced delivery: every frame of the room's stream numbered on the seat's
+// stream, and a resume with `lastSeq` replaying exactly what the client missed.
+
+/// A frame as the client gets it: its `seq` (none for replies) and its line.
+fn numbered(out: &Outbound) -> (Option<u64>, String) {
+    let value: serde_json::Value = serde_json::from_str(&out.text).expect("JSON");
+    let message: ServerMessage = serde_json::from_str(&out.text).expect("a server message");
+    (value["seq"].as_u64(), line(&message))
+}
+
+impl Client {
+    /// The frames since the last look, with their `seq`.
+    fn numbered(&mut self) -> Vec<(Option<u64>, String)> {
+        std::iter::from_fn(|| self.outbox.try_recv().ok())
+            .map(|out| numbered(&out))
+            .collect()
+    }
+
+    /// The resume token and stream of the `joined` that must be the only thing
+    /// this client was sent since the last look.
+    fn joined_stream(&mut self) -> (String, String) {
+        match self.received().as_slice() {
+            [ServerMessage::Joined { seat, .. }] => (
+                seat.resume_token.clone(),
+                seat.stream.clone().expect("joined names its stream"),
+            ),
+            other => panic!("expected one joined frame, got {other:?}"),
+        }
+    }
+}
+
+/// The `replay` of the `resumed` frame first in `frames`.
+fn replay_of(frames: &[(Option<u64>, String)], message: &ServerMessage) -> Option<Replay> {
+    assert!(
+        frames
+            .first()
+            .is_some_and(|(seq, l)| seq.is_none() && l.starts_with("resumed")),
+        "resumed first, unnumbered: {frames:?}"
+    );
+    match message {
+        ServerMessage::Resumed { replay, .. } => *replay,
+        other => panic!("not resumed: {other:?}"),
+    }
+}
+
+/// Ann and Bob on n1, Ann having processed Bob's arrival and one offer; her
+/// token, stream and last processed seq.
+async fn ann_processed_one_offer(
+    n1: &Node,
+    ann: &mut Client,
+    bob: &mut Client,
+) -> (Seat, Seat, String, String, u64) {
+    let a = n1.join(ann, "Ann").await.expect("ann joins");
+    let (token, stream) = ann.joined_stream();
+    let b = n1.join(bob, "Bob").await.expect("bob joins");
+    bob.saw();
+    n1.offer(&b, &a.peer, "first").await.expect("relayed");
+    let seen = ann.numbered();
+    assert_eq!(
+        seen.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(),
+        [peer_joined(&b), offer(&b, "first")]
+    );
+    let seqs: Vec<u64> = seen.iter().filter_map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs.len(), 2, "both frames numbered: {seen:?}");
+    assert!(seqs[0] < seqs[1], "numbers go up: {seqs:?}");
+    (a, b, token, stream, seqs[1])
+}
+
+/// Takes the next frames of a resumed client: `resumed` with its `replay`, then
+/// the numbered frames.
+fn resumed_with(client: &mut Client) -> (Option<Replay>, Vec<(u64, String)>) {
+    let outs: Vec<Outbound> = std::iter::from_fn(|| client.outbox.try_recv().ok()).collect();
+    let frames: Vec<(Option<u64>, String)> = outs.iter().map(numbered).collect();
+    let first: ServerMessage = serde_json::from_str(&outs[0].text).expect("resumed");
+    let replay = replay_of(&frames, &first);
+    let rest = frames[1..]
+        .iter()
+        .map(|(seq, l)| (seq.unwrap_or_else(|| panic!("unnumbered {l}")), l.clone()))
+        .collect();
+    (replay, rest)
+}
+
+#[tokio::test]
+async fn a_resume_on_another_node_replays_exactly_what_the_parked_seat_missed_in_order() {
+    let fleet = Fleet::new();
+    let (n1, n2) = (fleet.node("n1"), fleet.node("n2"));
+    let (mut ann, mut bob, again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token, stream, last) = ann_processed_one_offer(&n1, &mut ann, &mut bob).await;
+    n1.rooms
+        .park(a.clone(), LeaveReason::Disconnected, last)
+        .await;
+    // While Ann is parked she is still a member: relays to her are taken, and
+    // numbered and kept for her, as room-wide messages are.
+    n1.offer(&b, &a.peer, "second")
+        .await
+        .expect("relayed to a parked seat");
+    n1.rooms.react(&b, REACTIONS[0]).await.expect("reaction");
+    n1.rooms.chat(&b, "are you there?").await.expect("chat");
+    n1.offer(&b, &a.peer, "third").await.expect("relayed");
+    assert!(ann.saw().is_empty(), "the parked socket got nothing");
+
+    let mut again = again;
+    n2.resume_after(&again, &token, Some((last, &stream)))
+        .await
+        .expect("resumes");
+    let (replay, frames) = resumed_with(&mut again);
+    assert_eq!(replay, Some(Replay::Complete));
+    // The chat message came in `resumed.chat`: its number is skipped, not
+    // sent twice.
+    assert_eq!(
+        frames,
+        [
+            (last + 1, offer(&b, "second")),
+            (last + 2, "reaction".to_owned()),
+            (last + 4, offer(&b, "third"))
+        ],
+        "exactly the gap, in order"
+    );
+    // The stream goes on from there, once.
+    n1.offer(&b, &a.peer, "fourth").await.expect("relayed");
+    assert_eq!(again.numbered(), [(Some(last + 5), offer(&b, "fourth"))]);
+    assert!(ann.saw().is_empty());
+}
+
+#[tokio::test]
+async fn a_gap_past_the_buffer_is_reported_incomplete_with_what_the_buffer_still_has() {
+    let mut settings = Settings::default();
+    settings.replay.buffer_messages = 2;
+    let fleet = Fleet::with(settings);
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token, stream, last) = ann_processed_one_offer(&n1, &mut ann, &mut bob).await;
+    n1.rooms
+        .park(a.clone(), LeaveReason::Disconnected, last)
+        .await;
+    for sdp in ["2", "3", "4"] {
+        n1.offer(&b, &a.peer, sdp).await.expect("relayed");
+    }
+    n1.resume_after(&again, &token, Some((last, &stream)))
+        .await
+        .expect("resumes");
+    let (replay, frames) = resumed_with(&mut again);
+    assert_eq!(
+        replay,
+        Some(Replay::Incomplete),
+        "offer 2 fell out of the buffer"
+    );
+    assert_eq!(
+        frames,
+        [(last + 2, offer(&b, "3")), (last + 3, offer(&b, "4"))]
+    );
+}
+
+#[tokio::test]
+async fn a_resume_without_last_seq_gets_no_replay_and_another_stream_gets_incomplete() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, token, _stream, last) = ann_processed_one_offer(&n1, &mut ann, &mut bob).await;
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
+    n1.offer(&b, &a.peer, "missed").await.expect("relayed");
+    let mut plain = Client::new("a2");
+    n1.resume(&plain, &token).await.expect("resumes");
+    match plain.received().as_slice() {
+        [ServerMessage::Resumed { replay: None, .. }] => {}
+        other => panic!("resumed without replay, and nothing else: {other:?}"),
+    }
+    let seat = Seat {
+        conn: plain.conn.clone(),
+        ..a.clone()
+    };
+    n1.rooms.park(seat, LeaveReason::Disconnected, 0).await;
+    let mut stranger = Client::new("a3");
+    n1.resume_after(&stranger, &token, Some((last, "0000000000000000")))
+        .await
+        .expect("resumes");
+    let (replay, frames) = resumed_with(&mut stranger);
+    assert_eq!(replay, Some(Replay::Incomplete));
+    assert!(
+        frames.is_empty(),
+        "nothing replayed on a stream it does not know"
+    );
+}
+
+#[tokio::test]
+async fn acknowledged_frames_leave_the_buffer_when_the_seat_parks() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, b, token, stream, last) = ann_processed_one_offer(&n1, &mut ann, &mut bob).await;
+    n1.offer(&b, &a.peer, "second").await.expect("relayed");
+    assert_eq!(ann.numbered(), [(Some(last + 1), offer(&b, "second"))]);
+    // Ann acknowledged everything: the buffer drops it at the park, in one call.
+    let before = n1.faults.calls().len();
+    n1.rooms
+        .park(a.clone(), LeaveReason::Disconnected, last + 1)
+        .await;
+    assert_eq!(
+        n1.faults
+            .calls()
+            .iter()
+            .skip(before)
+            .filter(|op| **op == Op::BusTrim)
+            .count(),
+        1
+    );
+    n1.offer(&b, &a.peer, "third").await.expect("relayed");
+    // A client that processed what it acknowledged gets the rest, complete.
+    let mut again = Client::new("a2");
+    n1.resume_after(&again, &token, Some((last + 1, &stream)))
+        .await
+        .expect("resumes");
+    let (replay, frames) = resumed_with(&mut again);
+    assert_eq!(replay, Some(Replay::Complete));
+    assert_eq!(frames, [(last + 2, offer(&b, "third"))]);
+    // One that claims less than it acknowledged cannot be given back what it
+    // said it had: the buffer no longer holds it.
+    let seat = Seat {
+        conn: again.conn.clone(),
+        ..a.clone()
+    };
+    n1.rooms.park(seat, LeaveReason::Disconnected, 0).await;
+    let mut forgetful = Client::new("a3");
+    n1.resume_after(&forgetful, &token, Some((last, &stream)))
+        .await
+        .expect("resumes");
+    let (replay, frames) = resumed_with(&mut forgetful);
+    assert_eq!(replay, Some(Replay::Incomplete));
+    assert_eq!(frames, [(last + 2, offer(&b, "third"))]);
+}
+
+#[tokio::test]
+async fn a_resume_elsewhere_while_the_old_socket_lingers_loses_and_doubles_nothing() {
+    let fleet = Fleet::new();
+    let (n1, n2) = (fleet.node("n1"), fleet.node("n2"));
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token, stream, last) = ann_processed_one_offer(&n1, &mut ann, &mut bob).await;
+    // The old socket still looks alive on n1 and is queued a frame its client
+    // never processes: the network is gone.
+    n1.offer(&b, &a.peer, "in flight").await.expect("relayed");
+    assert_eq!(ann.numbered(), [(Some(last + 1), offer(&b, "in flight"))]);
+    n2.resume_after(&again, &token, Some((last, &stream)))
+        .await
+        .expect("resumes");
+    assert_eq!(ann.evicted(), Some(Eviction::SeatMoved), "closed with 4001");
+    let (replay, frames) = resumed_with(&mut again);
+    assert_eq!(replay, Some(Replay::Complete));
+    assert_eq!(frames, [(last + 1, offer(&b, "in flight"))]);
+    n1.offer(&b, &a.peer, "after").await.expect("relayed");
+    assert_eq!(again.numbered(), [(Some(last + 2), offer(&b, "after"))]);
+    // The evicted session closes without writing what was queued since, and
+    // lets go of the seat.
+    ann.saw();
+    n1.rooms.release(&a).await;
+    n1.offer(&b, &a.peer, "later").await.expect("relayed");
+    assert!(ann.saw().is_empty());
+    assert_eq!(again.numbered(), [(Some(last + 3), offer(&b, "later"))]);
+}
+
+#[tokio::test]
+async fn frames_published_during_a_resume_reach_the_seat_once_after_the_replay() {
+    let fleet = Fleet::new();
+    let (n1, n2) = (fleet.node("n1"), fleet.node("n2"));
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token, stream, last) = ann_processed_one_offer(&n1, &mut ann, &mut bob).await;
+    n1.rooms
+        .park(a.clone(), LeaveReason::Disconnected, last)
+        .await;
+    n1.offer(&b, &a.peer, "parked").await.expect("relayed");
+    // The buffer is read while the seat is subscribed and pending: a frame
+    // published now is in the buffer and held in the seat both.
+    let gate = n2.faults.hold_next(Op::BusReplay);
+    let resuming = {
+        let rooms = Arc::clone(&n2.rooms);
+        let (conn, handle) = (again.conn.clone(), again.handle.clone());
+        let (token, stream) = (token.clone(), stream.clone());
+        tokio::spawn(async move {
+            let request = ResumeRequest {
+                id: None,
+                token: &token,
+                last_seq: Some(last),
+                stream: Some(&stream),
+            };
+            rooms.resume(request, &conn, handle).await
+        })
+    };
+    gate.reached().await;
+    n1.offer(&b, &a.peer, "meanwhile").await.expect("relayed");
+    gate.open();
+    finished(resuming).await.expect("resumes");
+    let (replay, frames) = resumed_with(&mut again);
+    assert_eq!(replay, Some(Replay::Complete));
+    assert_eq!(
+        frames,
+        [
+            (last + 1, offer(&b, "parked")),
+            (last + 2, offer(&b, "meanwhile"))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_buffer_lost_with_redis_makes_the_replay_incomplete_and_numbering_goes_on() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token, stream, last) = ann_processed_one_offer(&n1, &mut ann, &mut bob).await;
+    n1.rooms
+        .park(a.clone(), LeaveReason::Disconnected, last)
+        .await;
+    n1.offer(&b, &a.peer, "lost").await.expect("relayed");
+    // Redis restarted empty; the resync wrote each seat's last seq back.
+    fleet.store.streams().lose_buffers();
+    n1.offer(&b, &a.peer, "after the restart")
+        .await
+        .expect("relayed");
+    n1.resume_after(&again, &token, Some((last, &stream)))
+        .await
+        .expect("resumes");
+    let (replay, frames) = resumed_with(&mut again);
+    assert_eq!(replay, Some(Replay::Incomplete), "offer `lost` is gone");
+    assert_eq!(frames, [(last + 2, offer(&b, "after the restart"))]);
 }

@@ -23,7 +23,7 @@ use crate::frame_guard::{Violation, ViolationCell};
 use crate::lifecycle::Phase;
 use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
-use crate::outbox::{Eviction, Outbound, SessionHandle};
+use crate::outbox::{Acknowledged, Eviction, Outbound, SessionHandle};
 use crate::ratelimit::{Strikes, TokenBucket};
 use crate::rooms::{JoinRequest, Refusal, ResumeRequest, Seat};
 use crate::telemetry;
@@ -112,7 +112,7 @@ struct Session {
     /// What the frame guard saw, when it cut the stream.
     violations: ViolationCell,
     /// The highest `seq` of the seat's stream the client acknowledged (`ack`).
-    acked: u64,
+    acked: Acknowledged,
 }
 
 /// Runs a session to its end. Spawned on the actix worker that accepted the socket
@@ -151,7 +151,7 @@ pub async fn run(
         last_heard: now,
         started: now,
         violations,
-        acked: 0,
+        acked: Acknowledged::default(),
         conn,
         node,
     };
@@ -443,7 +443,8 @@ impl Session {
                 if resumed.is_ok() {
                     // What the client processed before is acknowledged: as far
                     // as the stream continued (see `Rooms::resume`).
-                    self.acked = last_seq.unwrap_or(0).min(self.handle.sent_seq());
+                    self.acked =
+                        Acknowledged::upto(last_seq.unwrap_or(0).min(self.handle.sent_seq()));
                 }
                 let outcome = match &resumed {
                     Ok(_) => "ok",
@@ -522,16 +523,14 @@ impl Session {
     /// Takes a piggybacked acknowledgement: cumulative, so one lower than an
     /// earlier one, or higher than anything the seat was sent, is ignored.
     fn acknowledge(&mut self, ack: u64) {
-        if ack > self.acked && ack <= self.handle.sent_seq() {
-            self.acked = ack;
-        }
+        self.acked.take(ack, self.handle.sent_seq());
     }
 
     /// A new seat (a join, a resume) numbers its own stream: the count of what
     /// was sent starts again, and with it what the client can acknowledge.
     fn renumber(&mut self) {
         self.handle = self.handle.renumbered();
-        self.acked = 0;
+        self.acked = Acknowledged::default();
     }
 
     /// A room-wide message needs a seat and a token of the broadcast bucket.
@@ -612,14 +611,18 @@ impl Session {
                     rooms.leave(&seat, LeaveReason::Disconnected).await;
                 }
                 Ending::Evicted(Eviction::SeatMoved) => rooms.release(&seat).await,
-                Ending::TimedOut => rooms.park(seat, LeaveReason::TimedOut, self.acked).await,
+                Ending::TimedOut => {
+                    rooms
+                        .park(seat, LeaveReason::TimedOut, self.acked.get())
+                        .await
+                }
                 Ending::ClientClosed(_)
                 | Ending::Dropped
                 | Ending::Protocol
                 | Ending::Evicted(Eviction::SlowConsumer)
                 | Ending::Shutdown => {
                     rooms
-                        .park(seat, LeaveReason::Disconnected, self.acked)
+                        .park(seat, LeaveReason::Disconnected, self.acked.get())
                         .await
                 }
             }

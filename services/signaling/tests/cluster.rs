@@ -53,6 +53,8 @@ on_every_backing!(
     two_resumes_of_one_seat_on_two_nodes_leave_one_socket_holding_it,
     room_wide_messages_cross_nodes_and_a_late_joiner_elsewhere_gets_history_and_hands,
     chat_sent_while_someone_joins_on_another_node_arrives_exactly_once_in_order,
+    relays_to_a_dropped_peer_are_replayed_exactly_once_in_order_on_another_node,
+    after_an_empty_redis_restart_numbering_goes_on_and_a_lost_gap_is_reported,
 );
 
 async fn negotiate_across(a: &Node, b: &Node, room: &str) {
@@ -609,4 +611,114 @@ async fn chat_sent_while_someone_joins_on_another_node_arrives_exactly_once_in_o
         );
         bob.expect_silence(Duration::from_millis(200)).await;
     }
+}
+
+/// Bob's socket drops; Ann relays while his seat waits; Bob resumes on the other
+/// node naming the last frame he processed and gets exactly what he missed.
+async fn relays_to_a_dropped_peer_are_replayed_exactly_once_in_order_on_another_node(
+    backing: Backing,
+) {
+    let (_redis, nodes) = fleet(backing, 2, &[("VC_RESUME__WINDOW", "30s")]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "replay", "Ann").await;
+    let (mut bob, joined) = Client::joined(&nodes[1].ws_url(), "replay", "Bob").await;
+    let stream = joined["stream"]
+        .as_str()
+        .expect("joined names its stream")
+        .to_owned();
+    assert_eq!(stream.len(), 16, "{joined}");
+    ann.recv_type("peer-joined").await;
+    ann.send(json!({"type": "offer", "to": bob.peer, "sdp": "v=0 before"}))
+        .await;
+    assert_eq!(bob.recv_type("offer").await["sdp"], "v=0 before");
+    let (bob_id, token, processed) = (bob.peer.clone(), bob.resume_token.clone(), bob.last_seq);
+    bob.drop_connection();
+
+    const MISSED: usize = 20;
+    for i in 0..MISSED {
+        ann.send(
+            json!({"type": "candidate", "to": bob_id, "candidate": {"candidate": format!("c{i}")}}),
+        )
+        .await;
+    }
+    // A round trip through Ann's node: every relay above has been published.
+    ann.send(json!({"type": "ping", "id": 1})).await;
+    ann.recv_type("pong").await;
+
+    let mut bob = Client::connect(&nodes[0].ws_url()).await;
+    bob.last_seq = processed;
+    bob.send(json!({"type": "resume", "token": token, "lastSeq": processed, "stream": stream, "ack": processed}))
+        .await;
+    let resumed = bob.recv_type("resumed").await;
+    assert_eq!(resumed["replay"], "complete", "{resumed}");
+    assert_eq!(resumed["stream"], stream.as_str());
+    for i in 0..MISSED {
+        let candidate = bob.recv_type("candidate").await;
+        assert_eq!(candidate["candidate"]["candidate"], format!("c{i}"));
+    }
+    assert_eq!(bob.last_seq, processed + MISSED as u64, "no gap, no double");
+    // Nothing more: no copy from the old node, no second replay.
+    bob.expect_silence(Duration::from_millis(500)).await;
+    ann.send(json!({"type": "offer", "to": bob_id, "sdp": "v=0 after"}))
+        .await;
+    assert_eq!(bob.recv_type("offer").await["sdp"], "v=0 after");
+    assert_eq!(bob.last_seq, processed + MISSED as u64 + 1);
+}
+
+/// Redis restarts empty and loses every buffer; the nodes write each seat's last
+/// seq back, so a seat's numbering goes on instead of starting at 1 again (its
+/// client would take every new frame for a duplicate). A client that had not
+/// processed what the lost buffer held is told its replay is incomplete.
+async fn after_an_empty_redis_restart_numbering_goes_on_and_a_lost_gap_is_reported(
+    backing: Backing,
+) {
+    let (mut redis, nodes) = fleet(backing, 2, &[("VC_RESUME__WINDOW", "60s")]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "amnesia", "Ann").await;
+    let (mut bob, joined) = Client::joined(&nodes[1].ws_url(), "amnesia", "Bob").await;
+    let stream = joined["stream"].as_str().expect("a stream").to_owned();
+    ann.recv_type("peer-joined").await;
+    ann.send(json!({"type": "offer", "to": bob.peer, "sdp": "v=0 processed"}))
+        .await;
+    bob.recv_type("offer").await;
+    let processed = bob.last_seq;
+    // Queued to Bob but, as far as he will say, never processed.
+    ann.send(json!({"type": "offer", "to": bob.peer, "sdp": "v=0 unprocessed"}))
+        .await;
+    bob.recv_type("offer").await;
+    let sent = bob.last_seq;
+
+    redis.kill();
+    for node in &nodes {
+        node.wait_ready(false, Duration::from_secs(10))
+            .expect("readiness falls");
+    }
+    redis.restart(Data::Empty).expect("redis restarts");
+    for node in &nodes {
+        node.wait_ready(true, Duration::from_secs(20))
+            .expect("readiness returns");
+    }
+    let (bob_id, token) = (bob.peer.clone(), bob.resume_token.clone());
+    bob.drop_connection();
+    ann.send(json!({"type": "offer", "to": bob_id, "sdp": "v=0 after the restart"}))
+        .await;
+    ann.send(json!({"type": "ping", "id": 2})).await;
+    ann.recv_type("pong").await;
+
+    let mut bob = Client::connect(&nodes[0].ws_url()).await;
+    bob.last_seq = processed;
+    bob.send(json!({"type": "resume", "token": token, "lastSeq": processed, "stream": stream}))
+        .await;
+    let resumed = bob.recv_type("resumed").await;
+    assert_eq!(resumed["replay"], "incomplete", "{resumed}");
+    assert_eq!(
+        resumed["stream"],
+        stream.as_str(),
+        "the stream survived in the seat"
+    );
+    let after = bob.recv_type("offer").await;
+    assert_eq!(after["sdp"], "v=0 after the restart");
+    assert_eq!(
+        bob.last_seq,
+        sent + 1,
+        "numbered on from where the node was"
+    );
 }

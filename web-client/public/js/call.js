@@ -480,11 +480,14 @@ export class Call extends EventTarget {
   }
 
   // Back on signaling as the same peer. The room may have changed meanwhile, and
-  // messages addressed to this side were dropped: catch up on both. A socket that
-  // went silent or broke (not closed by the node) says the network may have
+  // messages addressed to this side may have been lost: catch up on both. A socket
+  // that went silent or broke (not closed by the node) says the network may have
   // changed under this side: the media paths may be dead too, though ICE does not
-  // say so yet, so every connection restarts ICE at once.
-  #onResumed({ members, iceServers, cleanClose, chat }) {
+  // say so yet, so every connection restarts ICE at once. So does an incomplete
+  // replay: the node could not give back everything the peers sent meanwhile (an
+  // offer, candidates), so every negotiation starts again from this side.
+  #onResumed({ members, iceServers, cleanClose, chat, replay }) {
+    const renegotiate = !cleanClose || replay === 'incomplete';
     this.#mergeHistory(chat);
     const present = new Set(members.map((member) => member.id));
     for (const peerId of [...this.#links.keys()]) {
@@ -497,7 +500,7 @@ export class Call extends EventTarget {
         continue;
       }
       link.setIceServers(iceServers ?? []);
-      link.recoverAfterSignalingGap({ networkMayHaveChanged: !cleanClose });
+      link.recoverAfterSignalingGap({ networkMayHaveChanged: renegotiate });
       this.#sendLocalState(member.id, { askBack: true });
     }
     // The seat keeps the hand, but a change sent just before the socket went may

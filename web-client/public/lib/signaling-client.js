@@ -1,5 +1,5 @@
 // A client for the Video Caller signaling protocol (docs/protocol.md), version 1,
-// revision 2 (room-wide chat, raised hands and reactions).
+// revision 3 (room-wide chat, raised hands and reactions; sequenced delivery).
 //
 // It owns one WebSocket to a node at a time and keeps the session alive across
 // drops: it reconnects with exponential backoff, takes its seat back with
@@ -22,6 +22,14 @@
 // it was first sent, or past 200 held, is given up: `undelivered` tells the page.
 // `delivery` tells whether the node refuses now, so that a page can say so
 // rather than "connected".
+//
+// Every frame the node sends from the room carries a `seq`, increasing on the
+// seat's stream. The client drops a frame whose `seq` is not above the highest
+// it has handed on (a duplicate), acknowledges that highest one with `ack` on
+// every message it sends (its `ping` included), and names it in `resume` as
+// `lastSeq` with the stream's id, so that the node replays exactly what was
+// missed. `resumed.replay` is `complete` when it could, `incomplete` when it
+// could not: then the page must renegotiate its peer connections.
 
 import { HeldMessages, ROOM_TARGET } from './held-messages.js';
 
@@ -137,8 +145,13 @@ const SOCKET_OPEN = 1;
  * flight, and a promise settled when it closes.
  */
 class Link {
-  constructor(socket) {
+  /**
+   * @param {WebSocket} socket
+   * @param {() => number} acked the highest `seq` handed on, put on every message as `ack`
+   */
+  constructor(socket, acked = () => 0) {
     this.socket = socket;
+    this.acked = acked;
     this.welcome = null;
     this.pending = new Map();
     this.closed = deferred();
@@ -156,7 +169,8 @@ class Link {
   }
 
   send(message) {
-    this.socket.send(JSON.stringify(message));
+    const ack = this.acked();
+    this.socket.send(JSON.stringify(ack > 0 ? { ...message, ack } : message));
   }
 
   close(code, reason) {
@@ -299,7 +313,10 @@ export class SignalingClient {
    * - `resumed`: the node's message plus `cleanClose`, whether the socket it
    *   replaces ended with a close handshake; false when that socket went silent
    *   (the liveness check gave up on it) or broke, as a network change does, so
-   *   that the media paths of the same network may be gone too
+   *   that the media paths of the same network may be gone too. Its `replay` is
+   *   `complete` when every frame missed follows it, `incomplete` when the node
+   *   could not replay them all: the page must then restart ICE on every peer
+   *   connection and send its call state again
    * - `rejoined`: the seat was lost and a new one taken (`joined` plus
    *   `previousPeer`); every peer connection must start over
    * - `session-lost` {error, previousPeer}: the seat was lost and joining again failed
@@ -777,7 +794,7 @@ export class SignalingClient {
   /** Opens a socket and resolves with its Link once the node's `welcome` arrived. */
   #open() {
     if (this.#state === ConnectionState.IDLE) this.#setState(ConnectionState.CONNECTING);
-    const link = new Link(new this.#WebSocket(this.#url));
+    const link = new Link(new this.#WebSocket(this.#url), () => this.#session?.lastSeq ?? 0);
     this.#liveLinks.add(link);
     const welcomed = deferred();
     const welcomeTimer = setTimeout(() => {
@@ -824,6 +841,11 @@ export class SignalingClient {
 
   #onMessage(link, message) {
     if (link !== this.#link && link !== this.#handoverLink) return;
+    if (Number.isSafeInteger(message.seq) && this.#session) {
+      // Already handed on (a replayed frame that also came live): once only.
+      if (message.seq <= this.#session.lastSeq) return;
+      this.#session.lastSeq = message.seq;
+    }
     if (message.id !== undefined && link.pings.has(message.id)) {
       // `pong`, or `unknown-type` from a node older than `ping`: alive either way.
       this.#onPong(link, message.id);
@@ -924,7 +946,12 @@ export class SignalingClient {
   }
 
   #adoptSession(reply, params) {
+    // A resume goes on with the same stream; a join starts a new one.
+    const previous = this.#session;
+    const sameStream = reply.type === 'resumed' && previous && reply.stream && reply.stream === previous.stream;
     this.#session = {
+      stream: reply.stream,
+      lastSeq: sameStream ? previous.lastSeq : 0,
       params,
       room: reply.room,
       peer: reply.peer,
@@ -1031,5 +1058,6 @@ function joinMessage({ room, name, token }) {
 }
 
 function resumeMessage(session) {
-  return { type: 'resume', token: session.resumeToken, protocol: PROTOCOL_VERSION };
+  const replay = session.stream ? { lastSeq: session.lastSeq, stream: session.stream } : {};
+  return { type: 'resume', token: session.resumeToken, protocol: PROTOCOL_VERSION, ...replay };
 }

@@ -188,10 +188,19 @@ impl MemoryStreams {
         }
     }
 
-    /// Forgets every stream, as a Redis that restarted empty would (tests).
+    /// Loses every kept event but keeps the numbering: a Redis that restarted
+    /// empty, once the nodes' resync has written back each seat's last `seq`
+    /// (tests).
     #[cfg(test)]
-    pub fn wipe(&self) {
-        self.lock().clear();
+    pub fn lose_buffers(&self) {
+        for stream in self
+            .lock()
+            .values_mut()
+            .flat_map(|seats| seats.values_mut())
+        {
+            stream.log.clear();
+            stream.bytes = 0;
+        }
     }
 
     /// The envelope numbered for each seat it is for, each of which keeps it.

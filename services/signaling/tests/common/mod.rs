@@ -74,7 +74,22 @@ pub struct Client {
     pub welcome: Value,
     pub peer: String,
     pub resume_token: String,
+    /// The highest `seq` received on the seat's stream.
+    pub last_seq: u64,
 }
+
+/// The frames a node numbers on the seat's stream: everything from the room.
+pub const NUMBERED: [&str; 9] = [
+    "offer",
+    "answer",
+    "candidate",
+    "app-data",
+    "peer-joined",
+    "peer-left",
+    "chat",
+    "peer-state",
+    "reaction",
+];
 
 impl Client {
     /// Connects and reads the `welcome` frame.
@@ -89,6 +104,7 @@ impl Client {
             welcome: Value::Null,
             peer: String::new(),
             resume_token: String::new(),
+            last_seq: 0,
         };
         client.welcome = client.recv_type("welcome").await;
         client
@@ -110,6 +126,7 @@ impl Client {
             welcome: Value::Null,
             peer: String::new(),
             resume_token: String::new(),
+            last_seq: 0,
         };
         client.welcome = client.recv_type("welcome").await;
         client
@@ -152,11 +169,37 @@ impl Client {
     }
 
     /// The next protocol message, or a panic naming what came instead.
+    /// The next message. A frame from the room's stream must carry a `seq`
+    /// higher than any before it on this socket, a reply none; the `seq` is
+    /// taken off (kept in [`Client::last_seq`]), so that tests compare the rest.
     pub async fn recv(&mut self) -> Value {
         match self.next_event(PATIENCE).await {
-            Some(Event::Message(v)) => v,
+            Some(Event::Message(v)) => self.unnumbered(v),
             other => panic!("expected a message, got {other:?}"),
         }
+    }
+
+    /// Checks and removes a message's `seq`.
+    pub fn unnumbered(&mut self, mut message: Value) -> Value {
+        let kind = message["type"].as_str().unwrap_or_default().to_owned();
+        if kind == "joined" {
+            self.last_seq = 0;
+        }
+        let seq = message.as_object_mut().and_then(|m| m.remove("seq"));
+        if NUMBERED.contains(&kind.as_str()) {
+            let seq = seq
+                .and_then(|s| s.as_u64())
+                .unwrap_or_else(|| panic!("a {kind} without a seq: {message}"));
+            assert!(
+                seq > self.last_seq,
+                "seq {seq} after {}: {message}",
+                self.last_seq
+            );
+            self.last_seq = seq;
+        } else {
+            assert_eq!(seq, None, "a reply with a seq: {message}");
+        }
+        message
     }
 
     /// The next message, which must be of `kind`.
