@@ -126,8 +126,8 @@ impl Ledger {
     }
 
     fn tell(&mut self, pair: (usize, usize), why: &str) {
-        if !self.told.contains_key(&pair) {
-            self.told.insert(pair, why.to_owned());
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.told.entry(pair) {
+            entry.insert(why.to_owned());
             self.events
                 .push((Instant::now(), format!("told {}→{}: {why}", pair.0, pair.1)));
         }
