@@ -396,6 +396,10 @@ struct Verdict {
     longest: Duration,
     /// Each pair that lost: "from→to: n, n, ... (during ...)".
     losses: Vec<String>,
+    /// Each message processed twice: "from→to: n (during ...)".
+    doubles: Vec<String>,
+    /// Of the duplicates, those of a message refused once and sent again.
+    doubled_after_refusal: usize,
 }
 
 impl Verdict {
@@ -427,8 +431,18 @@ impl Verdict {
                         v.outage_longest = v.outage_longest.max(delay);
                     }
                     if !seen.insert(r.n) {
-                        v.duplicated += 1;
-                        v.by_kind.entry(kind_at(s.at)).or_default().duplicated += 1;
+                        let during = kind_at(s.at).map_or("no disruption", Kind::name);
+                        let after_refusal = if s.refused { ", refused once" } else { "" };
+                        v.doubles.push(format!(
+                            "{from}→{to}: n {} (during {during}{after_refusal})",
+                            r.n
+                        ));
+                        if s.refused {
+                            v.doubled_after_refusal += 1;
+                        } else {
+                            v.duplicated += 1;
+                            v.by_kind.entry(kind_at(s.at)).or_default().duplicated += 1;
+                        }
                     } else if highest.is_some_and(|h| r.n < h) {
                         v.reordered += 1;
                         v.by_kind.entry(kind_at(s.at)).or_default().reordered += 1;
@@ -532,6 +546,16 @@ impl Verdict {
         );
         for loss in &self.losses {
             let _ = writeln!(out, "  lost {loss}");
+        }
+        for double in &self.doubles {
+            let _ = writeln!(out, "  twice {double}");
+        }
+        if self.doubled_after_refusal > 0 {
+            let _ = writeln!(
+                out,
+                "  {} processed twice that had been refused and sent again (a refused relay Redis ran, or a retry in doubt on a socket that ended): not counted above",
+                self.doubled_after_refusal
+            );
         }
         let _ = write!(
             out,

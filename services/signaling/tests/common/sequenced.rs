@@ -71,6 +71,8 @@ pub struct Sent {
     pub at: Instant,
     /// Whether Redis was down at that moment.
     pub redis_down: bool,
+    /// Refused for now at least once, and so sent again.
+    pub refused: bool,
     pub fate: Fate,
 }
 
@@ -688,6 +690,7 @@ impl Peer {
             self.shared.ledger().sent[self.index][to].push(Sent {
                 at: now,
                 redis_down,
+                refused: false,
                 fate: Fate::Waiting,
             });
             let out = Outgoing {
@@ -1018,7 +1021,12 @@ impl Peer {
         match code.as_str() {
             "unavailable" | "draining" => {
                 *self.shared.ledger().refusals.entry(code).or_default() += 1;
-                self.shared.ledger().sent[self.index][out.to][out.n as usize].fate = Fate::Waiting;
+                {
+                    let mut ledger = self.shared.ledger();
+                    let sent = &mut ledger.sent[self.index][out.to][out.n as usize];
+                    sent.fate = Fate::Waiting;
+                    sent.refused = true;
+                }
                 if self.probe.is_some_and(|(probe, _)| probe == id) {
                     self.probe = None;
                 }
