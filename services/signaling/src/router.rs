@@ -366,13 +366,27 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
             to, frame, message, ..
         } => {
             if let Some(seat) = local.seats.get_mut(to) {
+                let seq = envelope.seq_for(to.as_str());
+                if let (None, Some(seq)) = (&seat.held, seq) {
+                    // An active seat: a relay tells every client something, so
+                    // the number alone decides, and the frame is copied once.
+                    let kind = relay_kind(message);
+                    seat.handle.send_numbered_frame(
+                        seq,
+                        frame,
+                        kind,
+                        envelope.sent_at_us,
+                        cross_node,
+                    );
+                    return;
+                }
                 let out = Outbound {
                     text: frame.as_str().into(),
                     kind: relay_kind(message),
                     sent_at_us: envelope.sent_at_us,
                     cross_node,
                 };
-                push(seat, Change::None, out, envelope.seq_for(to.as_str()));
+                push(seat, Change::None, out, seq);
             }
         }
         Event::PeerJoined { member } => {

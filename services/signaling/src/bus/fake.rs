@@ -137,7 +137,8 @@ impl BusHub {
     }
 
     fn publish(&self, envelope: &Envelope) {
-        let envelope = &self.streams.number(envelope);
+        let numbered = self.streams.number(envelope);
+        let envelope: &Envelope = &numbered;
         let sinks: Vec<Arc<dyn EnvelopeSink>> = {
             let mut state = self.lock();
             state.published.push(envelope.clone());
