@@ -47,7 +47,8 @@ impl Bus for MemoryBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.sink.deliver(&*self.streams.number(envelope));
+        self.streams
+            .publish(envelope, |numbered| self.sink.deliver(numbered));
         Ok(())
     }
 
@@ -55,7 +56,8 @@ impl Bus for MemoryBus {
         // Kept first: a joiner reading the history between the two steps finds
         // the message there and drops the copy that reaches its seat.
         self.history.keep(&envelope.room, entry);
-        self.sink.deliver(&*self.streams.number(envelope));
+        self.streams
+            .publish(envelope, |numbered| self.sink.deliver(numbered));
         Ok(())
     }
 
@@ -203,12 +205,25 @@ impl MemoryStreams {
         }
     }
 
-    /// The envelope numbered for each seat it is for, each of which keeps it
-    /// (one copy, shared by the buffers and the delivery).
-    pub fn number(&self, envelope: &Envelope) -> Arc<Envelope> {
+    /// Numbers the envelope for each seat it is for, keeps it in their buffers
+    /// (one copy, shared by the buffers and the delivery), and hands it to
+    /// `deliver` before any other envelope is numbered: as with Redis, where
+    /// the script numbers and publishes in one step, envelopes reach the sinks
+    /// in the order of their numbers, so that no seat sees a lower number after
+    /// a higher one (which it would drop as a duplicate).
+    pub fn publish(&self, envelope: &Envelope, deliver: impl FnOnce(&Envelope)) {
+        let mut rooms = self.lock();
+        let numbered = self.number(&mut rooms, envelope);
+        deliver(&numbered);
+    }
+
+    fn number(
+        &self,
+        rooms: &mut HashMap<RoomName, HashMap<PeerId, SeatStream>>,
+        envelope: &Envelope,
+    ) -> Arc<Envelope> {
         let size = envelope_size(envelope);
         let now = Instant::now();
-        let mut rooms = self.lock();
         let Some(seats) = rooms.get_mut(&envelope.room) else {
             return Arc::new(envelope.clone());
         };
