@@ -1643,3 +1643,51 @@ async fn a_buffer_lost_with_redis_makes_the_replay_incomplete_and_numbering_goes
     assert_eq!(replay, Some(Replay::Incomplete), "offer `lost` is gone");
     assert_eq!(frames, [(last + 2, offer(&b, "after the restart"))]);
 }
+
+#[tokio::test]
+async fn a_chat_message_in_the_history_the_buffer_and_the_held_frames_reaches_the_seat_once() {
+    let fleet = Fleet::new();
+    let (n1, n2) = (fleet.node("n1"), fleet.node("n2"));
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token, stream, last) = ann_processed_one_offer(&n1, &mut ann, &mut bob).await;
+    n1.rooms
+        .park(a.clone(), LeaveReason::Disconnected, last)
+        .await;
+    // Said while the resume is subscribed and pending, before its history and
+    // buffer are read: kept in both, and held in the pending seat too.
+    let gate = n2.faults.hold_next(Op::PresenceResume);
+    let resuming = {
+        let rooms = Arc::clone(&n2.rooms);
+        let (conn, handle) = (again.conn.clone(), again.handle.clone());
+        let (token, stream) = (token.clone(), stream.clone());
+        tokio::spawn(async move {
+            let request = ResumeRequest {
+                id: None,
+                token: &token,
+                last_seq: Some(last),
+                stream: Some(&stream),
+            };
+            rooms.resume(request, &conn, handle).await
+        })
+    };
+    gate.reached().await;
+    n1.rooms.chat(&b, "once only").await.expect("chat");
+    gate.open();
+    finished(resuming).await.expect("resumes");
+    let outs: Vec<Outbound> = std::iter::from_fn(|| again.outbox.try_recv().ok()).collect();
+    let messages: Vec<ServerMessage> = outs
+        .iter()
+        .map(|out| serde_json::from_str(&out.text).expect("a server message"))
+        .collect();
+    match messages.as_slice() {
+        [ServerMessage::Resumed {
+            seat,
+            replay: Some(Replay::Complete),
+            ..
+        }] => assert_eq!(seat.chat.len(), 1, "the history has it"),
+        other => panic!("resumed with the chat in its history, nothing else: {other:?}"),
+    }
+    // Its number is used up: the next frame comes after it.
+    n1.offer(&b, &a.peer, "next").await.expect("relayed");
+    assert_eq!(again.numbered(), [(Some(last + 2), offer(&b, "next"))]);
+}

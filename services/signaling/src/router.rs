@@ -461,13 +461,17 @@ fn push(seat: &mut LocalSeat, change: Change, out: Outbound, seq: Option<u64>) {
 }
 
 /// Queues the frame numbered `seq` unless the seat was queued that number
-/// already, or the frame tells its client nothing new.
+/// already, or the frame tells its client nothing new. Either way the number is
+/// used up: another copy of a frame left out (a replayed chat message that was
+/// also in the history, then held while the resume ran) is left out too.
 fn deliver_numbered(seat: &mut LocalSeat, change: &Change, out: Outbound, seq: u64) {
     if seq <= seat.handle.sent_seq() {
         return;
     }
     if seat.known.tells(change) {
         seat.handle.send_numbered(seq, out);
+    } else {
+        seat.handle.start_at(seq);
     }
 }
 
