@@ -18,9 +18,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use strum::{VariantArray, VariantNames};
 use vc_protocol::{
-    BroadcastKind, CandidateType, ChatEntry, ClientMessage, ErrorCode, IceOutcome, IceServer,
-    LeaveReason, Member, ReconnectReason, RelayKind, RequestId, SeatSnapshot, ServerMessage,
-    CLIENT_MESSAGE_TYPES, SERVER_MESSAGE_TYPES,
+    BroadcastKind, CallState, CandidateType, ChatEntry, ClientMessage, ErrorCode, IceOutcome,
+    IceServer, LeaveReason, Member, ReconnectReason, RelayKind, RequestId, SeatSnapshot,
+    ServerMessage, CLIENT_MESSAGE_TYPES, SERVER_MESSAGE_TYPES,
 };
 
 /// Every variant of a field-less enum: serde writes the derived name, reads it
@@ -82,7 +82,11 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
             id: "p0".into(),
             name: "Bob".into(),
             user: Some("bob".into()),
-            hand: true,
+            state: CallState {
+                hand: true,
+                muted: true,
+                ..CallState::default()
+            },
         }],
         ice_servers: vec![IceServer {
             urls: vec!["stun:a:3478".into()],
@@ -102,7 +106,7 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
     vec![
         ServerMessage::Welcome {
             protocol: 1,
-            revision: 2,
+            revision: 3,
             node: "n".into(),
             max_frame_bytes: 65536,
             max_chat_bytes: Some(2000),
@@ -120,7 +124,7 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
                 id: "p2".into(),
                 name: "Cy".into(),
                 user: None,
-                hand: false,
+                state: CallState::default(),
             },
         },
         ServerMessage::PeerLeft {
@@ -152,7 +156,10 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
         },
         ServerMessage::PeerState {
             peer: "p0".into(),
-            hand: true,
+            state: CallState {
+                camera_off: true,
+                ..CallState::default()
+            },
         },
         ServerMessage::Reaction {
             from: "p0".into(),
