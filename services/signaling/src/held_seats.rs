@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use vc_protocol::RoomName;
+use vc_protocol::{CallStateChange, RoomName};
 
 use crate::presence::{MemberRecord, Parked};
 use crate::vocabulary::{ConnId, PeerId};
@@ -48,10 +48,16 @@ impl HeldSeats {
         }
     }
 
-    /// The seat's hand is raised or lowered, if `conn` still holds it here.
-    pub fn set_hand(&self, room: &RoomName, peer: &PeerId, conn: &ConnId, hand: bool) {
+    /// The seat's call state changes, if `conn` still holds it here.
+    pub fn set_call_state(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
+        change: CallStateChange,
+    ) {
         if let Some(record) = find(&mut self.lock(), room, peer, conn) {
-            record.hand = hand;
+            record.state = record.state.with(change);
         }
     }
 
@@ -88,7 +94,7 @@ fn find<'a>(
 
 #[cfg(test)]
 mod tests {
-    use vc_protocol::{DisplayName, LeaveReason};
+    use vc_protocol::{CallState, DisplayName, LeaveReason};
 
     use super::*;
     use crate::vocabulary::testing::{conn, node, peer, room};
@@ -104,7 +110,7 @@ mod tests {
             resume_secret: "s".into(),
             grant_expires_ms: None,
             parked: None,
-            hand: false,
+            state: CallState::default(),
         }
     }
 
@@ -120,7 +126,11 @@ mod tests {
             reason: LeaveReason::Disconnected,
         };
         held.park(&room("r"), &peer("a"), &conn("c1"), parked);
-        held.set_hand(&room("r"), &peer("a"), &conn("c1"), true);
+        let raise = CallStateChange {
+            hand: Some(true),
+            ..CallStateChange::default()
+        };
+        held.set_call_state(&room("r"), &peer("a"), &conn("c1"), raise);
         held.let_go(&room("r"), &peer("a"), &conn("c1"));
         let mut all = held.all();
         all.sort_by(|x, y| x.1.id.cmp(&y.1.id));
@@ -132,12 +142,22 @@ mod tests {
             ]
         );
 
-        held.set_hand(&room("r"), &peer("a"), &conn("c3"), true);
+        held.set_call_state(&room("r"), &peer("a"), &conn("c3"), raise);
+        let mute = CallStateChange {
+            muted: Some(true),
+            ..CallStateChange::default()
+        };
+        held.set_call_state(&room("r"), &peer("a"), &conn("c3"), mute);
         held.park(&room("r"), &peer("a"), &conn("c3"), parked);
         let a = held.all().into_iter().find(|(_, r)| r.id == "a");
+        let raised_and_muted = CallState {
+            hand: true,
+            muted: true,
+            ..CallState::default()
+        };
         assert_eq!(
-            a.map(|(_, r)| (r.hand, r.parked)),
-            Some((true, Some(parked)))
+            a.map(|(_, r)| (r.state, r.parked)),
+            Some((raised_and_muted, Some(parked)))
         );
         held.let_go(&room("r"), &peer("a"), &conn("c3"));
         held.let_go(&room("r"), &peer("b"), &conn("c2"));
