@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-section() { printf '\n==== %s\n' "$*"; }
+# Each section header says how long the run has taken so far, so that a slow
+# section shows in CI's log without a timer of its own.
+section() { printf '\n==== %s (at %ds)\n' "$*" "$SECONDS"; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
