@@ -512,6 +512,12 @@ impl Rooms {
         seat: &Seat,
         change: CallStateChange,
     ) -> Result<(), Refusal> {
+        // With Redis away, presence would wait out its reconnect before failing:
+        // refused at once instead, changing nothing. The client sends its state
+        // again once the node delivers.
+        if !self.bus.is_connected() {
+            return Err(Refusal::unavailable("call-state"));
+        }
         self.held
             .set_call_state(&seat.room, &seat.peer, &seat.conn, change);
         let state = match self

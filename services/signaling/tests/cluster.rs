@@ -601,6 +601,13 @@ async fn call_state_set_on_one_node_is_in_members_on_another_and_survives_an_emp
         node.wait_ready(false, Duration::from_secs(10))
             .expect("readiness falls");
     }
+    // Refused at once while Redis is away, and nothing changes. (Past Cat's and
+    // Dan's arrivals first.)
+    ann.recv_type("peer-joined").await;
+    ann.recv_type("peer-joined").await;
+    ann.send(json!({"type": "call-state", "id": 7, "hand": true}))
+        .await;
+    assert_eq!(ann.expect_error("unavailable").await["id"], 7);
     redis.restart(Data::Empty).expect("redis restarts");
     for node in &nodes {
         node.wait_ready(true, Duration::from_secs(20))
