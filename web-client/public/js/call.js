@@ -17,14 +17,14 @@
 // - `state-undelivered` {peerId, name}: this side's mute/camera/screen state did
 //   not reach a peer (peerId null: the room) in time; it is sent again, and
 //   reaches them once the node delivers again
+// - `reaction` {peerId, emoji}: a passing reaction (`local` for this side's own)
+// - `ended` {reason, error?}: `left`, or `lost` when the room could not be re-entered
 //
 // This side's call state (hand, mute, camera, screen) goes to the room as
 // `call-state`, the whole of it each time, and again after every resume or
 // rejoin; the node keeps it with the seat, so each peer's state comes from
 // `members` (join, resume) and `peer-state`. A revision-2 node keeps only the
 // hand: there mute, camera and screen go to each peer as app-data, as before.
-// - `reaction` {peerId, emoji}: a passing reaction (`local` for this side's own)
-// - `ended` {reason, error?}: `left`, or `lost` when the room could not be re-entered
 
 import { REACTIONS, SignalingClient, callStateOf } from '../lib/signaling-client.js';
 import { callReport, summarize, takeSnapshot } from './call-stats.js';
