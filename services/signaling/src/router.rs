@@ -538,7 +538,7 @@ mod tests {
             id: id.into(),
             name: id.into(),
             user: None,
-            hand: false,
+            state: vc_protocol::CallState::default(),
         }
     }
 
