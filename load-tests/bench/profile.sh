@@ -54,7 +54,7 @@ callgrind_annotate --inclusive=yes "$dump" >"$OUT/callgrind-${NODES}n-inclusive.
 callgrind_annotate --inclusive=yes --tree=caller "$dump" >"$OUT/callgrind-${NODES}n-tree.txt" 2>/dev/null || true
 callgrind_annotate "$dump" >"$OUT/callgrind-${NODES}n.txt" 2>/dev/null || true
 total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$OUT/callgrind-${NODES}n.txt")
-relayed=$(grep -E "=> .*parse_client_message \(" "$OUT/callgrind-${NODES}n-tree.txt" | head -1 | grep -oE "\(([0-9,]+)x\)" | tr -d '(),x' || true)
+relayed=$(grep -E "=> .*parse_client_frame \(" "$OUT/callgrind-${NODES}n-tree.txt" | head -1 | grep -oE "\(([0-9,]+)x\)" | tr -d '(),x' || true)
 echo "instructions collected: $total over $(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b - a}') s; messages at $RATE/s"
 echo "client frames parsed in the window: ${relayed:-?}; instructions per frame: $(awk -v t="$total" -v n="${relayed:-0}" 'BEGIN { if (n > 0) printf "%.0f", t / n; else print "?" }')"
 echo "relay report: $OUT/profile-${NODES}n.json; annotations: $OUT/callgrind-${NODES}n*.txt"

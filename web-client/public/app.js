@@ -1,6 +1,6 @@
 // Video Caller: the page people open. Lobby first, then the call, then a way back.
 
-import { signalingUrlFor } from './lib/signaling-client.js';
+import { callStateOf, signalingUrlFor } from './lib/signaling-client.js';
 import { Call } from './js/call.js';
 import { LocalMedia } from './js/local-media.js';
 import { callOptionsFromQuery, inviteUrl, roomFromLocation } from './js/room-link.js';
@@ -139,6 +139,8 @@ window.__vc = {
         iceConnectedMs: link.iceConnectedMs,
         safetyCode: call.safetyCode(link.peerId),
         hand: call.handOf(link.peerId),
+        // The peer's call state as the node told it (members, peer-state).
+        callState: callStateOf(call.client.members.find((member) => member.id === link.peerId)),
       })),
     };
   },

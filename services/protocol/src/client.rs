@@ -5,7 +5,7 @@ use serde_json::Value;
 use strum::{IntoStaticStr, VariantNames};
 
 use crate::server::{CallReport, RequestId};
-use crate::ErrorCode;
+use crate::{CallStateChange, ErrorCode};
 
 /// Every `type` a client may send in this protocol version, in declaration
 /// order: the names of [`ClientMessage`]'s variants.
@@ -103,12 +103,14 @@ pub enum ClientMessage {
         id: Option<RequestId>,
         text: String,
     },
-    /// The sender's own state in the call (a raised hand), kept with its seat and
-    /// told to every other member.
+    /// A change to the sender's own state in the call (any of `hand`, `muted`,
+    /// `cameraOff`, `sharing`; the others keep their value), kept with its seat
+    /// and told to every other member. One that names no field is invalid.
     CallState {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        hand: bool,
+        #[serde(flatten)]
+        change: CallStateChange,
     },
     /// A passing reaction (one of [`crate::REACTIONS`]) for every other member;
     /// not kept.
@@ -232,8 +234,17 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ParseError> {
         });
     }
     let ack = probe.ack.and_then(|v| v.as_u64());
-    let message =
-        serde_json::from_str(text).map_err(|e| invalid(id, format!("invalid \"{kind}\": {e}")))?;
+    let message: ClientMessage = serde_json::from_str(text)
+        .map_err(|e| invalid(id.clone(), format!("invalid \"{kind}\": {e}")))?;
+    if let ClientMessage::CallState { change, .. } = &message {
+        if change.is_empty() {
+            return Err(invalid(
+                id,
+                "\"call-state\" must carry at least one of \"hand\", \"muted\", \"cameraOff\", \"sharing\""
+                    .to_owned(),
+            ));
+        }
+    }
     Ok(ClientFrame { message, ack })
 }
 
@@ -367,6 +378,34 @@ mod tests {
                 last_seq: Some(9),
                 stream: Some("00ff00ff00ff00ff".into()),
             }
+        );
+    }
+
+    #[test]
+    fn call_state_carries_any_of_its_fields_and_at_least_one() {
+        let msg = parse_client_message(r#"{"type":"call-state","id":4,"cameraOff":true}"#)
+            .expect("parses");
+        assert_eq!(
+            msg,
+            ClientMessage::CallState {
+                id: Some(RequestId::Number(4)),
+                change: CallStateChange {
+                    camera_off: Some(true),
+                    ..CallStateChange::default()
+                },
+            }
+        );
+        let empty = parse_client_message(r#"{"type":"call-state","id":5,"raised":true}"#)
+            .expect_err("names no field");
+        assert_eq!(empty.code, ErrorCode::InvalidMessage);
+        assert_eq!(empty.id, Some(RequestId::Number(5)));
+        assert_eq!(
+            code(r#"{"type":"call-state","muted":"yes"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"call-state","sharing":null}"#),
+            ErrorCode::InvalidMessage
         );
     }
 

@@ -101,6 +101,8 @@ pub const CLIENT_MESSAGE_SEEDS: &[&str] = &[
     r#"{"type":"ping","id":"nonce"}"#,
     r#"{"type":"chat","id":4,"text":"hi\nthere"}"#,
     r#"{"type":"call-state","hand":false}"#,
+    r#"{"type":"call-state","id":5,"muted":true,"cameraOff":false,"sharing":true}"#,
+    r#"{"type":"call-state"}"#,
     r#"{"type":"reaction","emoji":"🎉"}"#,
     r#"{"type":"dance"}"#,
     r#"{"type":7,"id":{"a":1}}"#,

@@ -8,6 +8,7 @@
 #[macro_use]
 mod wire_enum;
 
+mod call_state;
 mod chat;
 mod client;
 mod error;
@@ -17,6 +18,7 @@ mod kinds;
 mod names;
 mod server;
 
+pub use call_state::{every_field, CallState, CallStateChange};
 pub use chat::{is_reaction, validate_chat_text, ChatEntry, ChatTextError, REACTIONS};
 pub use client::{
     parse_client_frame, parse_client_message, ClientFrame, ClientMessage, ParseError,
@@ -40,6 +42,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The additions to version 1 this crate knows, sent in `welcome.revision`:
 /// 1 added `ping` and `pong`, 2 the room-wide messages (`chat`, `call-state`,
 /// `reaction`, `peer-state`), the members' `hand`, and the chat history in
-/// `joined` and `resumed`; 3 sequenced delivery (`seq` on every frame from the
-/// room, `stream`, `ack`, `lastSeq` and `replay`).
+/// `joined` and `resumed`; 3 the whole [`CallState`] (`muted`, `cameraOff`,
+/// `sharing` beside `hand`) in `call-state`, `peer-state` and the members, and
+/// sequenced delivery (`seq` on every frame from the room, `stream`, `ack`,
+/// `lastSeq` and `replay`).
 pub const PROTOCOL_REVISION: u32 = 3;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use strum::{IntoStaticStr, VariantNames};
 
-use crate::{ChatEntry, ErrorCode};
+use crate::{CallState, ChatEntry, ErrorCode};
 
 /// The id a client attached to a request, echoed back unchanged in the reply or
 /// error so that the client can match them. A string or a non-negative integer.
@@ -24,9 +24,9 @@ pub struct Member {
     /// The identity granted by the join token (`sub`), when auth is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Whether the peer's hand is raised (`call-state`); absent when it is not.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub hand: bool,
+    /// The peer's state in the call (`call-state`): each field only while true.
+    #[serde(flatten)]
+    pub state: CallState,
 }
 
 /// One entry of `RTCConfiguration.iceServers`, ready to hand to the browser.
@@ -226,8 +226,13 @@ pub enum ServerMessage {
         text: String,
         at: u64,
     },
-    /// Another member's state in the call changed.
-    PeerState { peer: String, hand: bool },
+    /// Another member's state in the call changed: its whole state, every
+    /// field written.
+    PeerState {
+        peer: String,
+        #[serde(flatten, with = "crate::every_field")]
+        state: CallState,
+    },
     /// A passing reaction from another member.
     Reaction { from: String, emoji: String },
     /// Reply to `leave`.
@@ -305,7 +310,10 @@ mod tests {
                     id: "p0".into(),
                     name: "Bob".into(),
                     user: None,
-                    hand: true,
+                    state: CallState {
+                        hand: true,
+                        ..CallState::default()
+                    },
                 }],
                 ice_servers: vec![IceServer {
                     urls: vec!["stun:127.0.0.1:3478".into()],
@@ -355,6 +363,43 @@ mod tests {
             assert_eq!(message.type_name(), kind);
             assert_eq!(message.to_json(), text);
         }
+    }
+
+    /// `peer-state` tells the whole state, false fields included; a member
+    /// only the true ones.
+    #[test]
+    fn peer_state_writes_every_field_and_members_only_true_ones() {
+        let state = CallState {
+            muted: true,
+            ..CallState::default()
+        };
+        let text = ServerMessage::PeerState {
+            peer: "p0".into(),
+            state,
+        }
+        .to_json();
+        assert_eq!(
+            text,
+            r#"{"type":"peer-state","peer":"p0","hand":false,"muted":true,"cameraOff":false,"sharing":false}"#
+        );
+        let back: ServerMessage = serde_json::from_str(&text).expect("parses");
+        assert_eq!(
+            back,
+            ServerMessage::PeerState {
+                peer: "p0".into(),
+                state
+            }
+        );
+        let member = Member {
+            id: "p0".into(),
+            name: "Bob".into(),
+            user: None,
+            state,
+        };
+        assert_eq!(
+            serde_json::to_string(&member).expect("serializes"),
+            r#"{"id":"p0","name":"Bob","muted":true}"#
+        );
     }
 
     #[test]

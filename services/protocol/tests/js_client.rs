@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use strum::VariantNames;
 use vc_protocol::{
-    BroadcastKind, RelayKind, CLIENT_MESSAGE_TYPES, REACTIONS, SERVER_MESSAGE_TYPES,
+    BroadcastKind, CallState, RelayKind, CLIENT_MESSAGE_TYPES, REACTIONS, SERVER_MESSAGE_TYPES,
 };
 
 /// Node messages the library takes as the reply to one of its requests, by the
@@ -100,6 +100,18 @@ fn room_types_are_the_protocols_broadcast_kinds() {
         delivered, broadcast,
         "ROOM_TYPES (and the room-wide types with a case) in signaling-client.js \
          against vc_protocol::BroadcastKind"
+    );
+}
+
+/// The library sends and reads the call state by these names: a field it
+/// misspelt would be ignored by the node and read as false by every client.
+#[test]
+fn call_state_fields_are_the_protocols() {
+    let source = read_client();
+    assert_eq!(
+        string_array(&source, "export const CALL_STATE_FIELDS ="),
+        names(&CallState::FIELDS),
+        "CALL_STATE_FIELDS in signaling-client.js against vc_protocol::CallState::FIELDS"
     );
 }
 

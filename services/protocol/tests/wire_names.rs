@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use strum::{VariantArray, VariantNames};
 use vc_protocol::{
-    BroadcastKind, CandidateType, ChatEntry, ClientMessage, ErrorCode, IceOutcome, IceServer,
-    LeaveReason, Member, ReconnectReason, RelayKind, Replay, RequestId, SeatSnapshot,
+    BroadcastKind, CallState, CandidateType, ChatEntry, ClientMessage, ErrorCode, IceOutcome,
+    IceServer, LeaveReason, Member, ReconnectReason, RelayKind, Replay, RequestId, SeatSnapshot,
     ServerMessage, CLIENT_MESSAGE_TYPES, SERVER_MESSAGE_TYPES,
 };
 
@@ -83,7 +83,11 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
             id: "p0".into(),
             name: "Bob".into(),
             user: Some("bob".into()),
-            hand: true,
+            state: CallState {
+                hand: true,
+                muted: true,
+                ..CallState::default()
+            },
         }],
         ice_servers: vec![IceServer {
             urls: vec!["stun:a:3478".into()],
@@ -104,7 +108,7 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
     vec![
         ServerMessage::Welcome {
             protocol: 1,
-            revision: 2,
+            revision: 3,
             node: "n".into(),
             max_frame_bytes: 65536,
             max_chat_bytes: Some(2000),
@@ -123,7 +127,7 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
                 id: "p2".into(),
                 name: "Cy".into(),
                 user: None,
-                hand: false,
+                state: CallState::default(),
             },
         },
         ServerMessage::PeerLeft {
@@ -155,7 +159,10 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
         },
         ServerMessage::PeerState {
             peer: "p0".into(),
-            hand: true,
+            state: CallState {
+                camera_off: true,
+                ..CallState::default()
+            },
         },
         ServerMessage::Reaction {
             from: "p0".into(),

@@ -6,9 +6,11 @@
 //! (its router), and the router reads envelopes without knowing which bus
 //! carried them.
 
-use std::collections::HashMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vc_protocol::{LeaveReason, Member, RoomName};
 
 use crate::vocabulary::{ConnId, NodeId, PeerId};
@@ -32,14 +34,83 @@ pub struct Envelope {
     /// step that keeps the event in each seat's replay buffer. Empty for an
     /// event for no seat (`SeatMoved`). Written last, so that the Redis script
     /// appends it to the envelope text the node encoded.
-    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
-    pub seqs: HashMap<PeerId, u64>,
+    #[serde(default, skip_serializing_if = "Seqs::is_empty")]
+    pub seqs: Seqs,
 }
 
 impl Envelope {
     /// The event's `seq` on `peer`'s stream, if the event is for that seat.
     pub fn seq_for(&self, peer: &str) -> Option<u64> {
-        self.seqs.get(peer).copied()
+        self.seqs.get(peer)
+    }
+}
+
+/// Peer id → `seq`, a JSON object on the bus. Kept as a list: a relay numbers
+/// one seat and a broadcast at most a room's, so a scan beats hashing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seqs(Vec<(PeerId, u64)>);
+
+impl Seqs {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, peer: &str) -> Option<u64> {
+        self.0
+            .iter()
+            .find(|(id, _)| id.as_str() == peer)
+            .map(|(_, seq)| *seq)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&PeerId, u64)> {
+        self.0.iter().map(|(peer, seq)| (peer, *seq))
+    }
+
+    pub fn insert(&mut self, peer: PeerId, seq: u64) {
+        match self.0.iter_mut().find(|(id, _)| *id == peer) {
+            Some(entry) => entry.1 = seq,
+            None => self.0.push((peer, seq)),
+        }
+    }
+}
+
+impl FromIterator<(PeerId, u64)> for Seqs {
+    fn from_iter<I: IntoIterator<Item = (PeerId, u64)>>(iter: I) -> Self {
+        let mut seqs = Seqs::default();
+        for (peer, seq) in iter {
+            seqs.insert(peer, seq);
+        }
+        seqs
+    }
+}
+
+impl Serialize for Seqs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (peer, seq) in &self.0 {
+            map.serialize_entry(peer.as_str(), seq)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Seqs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SeqsVisitor;
+        impl<'de> Visitor<'de> for SeqsVisitor {
+            type Value = Seqs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of peer id to seq")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Seqs, A::Error> {
+                let mut seqs = Seqs(Vec::with_capacity(map.size_hint().unwrap_or(1)));
+                while let Some((peer, seq)) = map.next_entry::<PeerId, u64>()? {
+                    seqs.insert(peer, seq);
+                }
+                Ok(seqs)
+            }
+        }
+        deserializer.deserialize_map(SeqsVisitor)
     }
 }
 

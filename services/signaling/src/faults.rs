@@ -35,7 +35,7 @@ pub enum Op {
     PresenceSeat,
     PresenceMembers,
     PresenceCount,
-    PresenceSetHand,
+    PresenceSetCallState,
 }
 
 /// What one call does instead of running plainly.

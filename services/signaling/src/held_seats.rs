@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use vc_protocol::RoomName;
+use vc_protocol::{CallStateChange, RoomName};
 
 use crate::presence::{MemberRecord, Parked};
 use crate::vocabulary::{ConnId, PeerId};
@@ -52,10 +52,16 @@ impl HeldSeats {
         }
     }
 
-    /// The seat's hand is raised or lowered, if `conn` still holds it here.
-    pub fn set_hand(&self, room: &RoomName, peer: &PeerId, conn: &ConnId, hand: bool) {
+    /// The seat's call state changes, if `conn` still holds it here.
+    pub fn set_call_state(
+        &self,
+        room: &RoomName,
+        peer: &PeerId,
+        conn: &ConnId,
+        change: CallStateChange,
+    ) {
         if let Some(record) = find(&mut self.lock(), room, peer, conn) {
-            record.hand = hand;
+            record.state = record.state.with(change);
         }
     }
 
@@ -95,7 +101,7 @@ fn find<'a>(
 
 #[cfg(test)]
 mod tests {
-    use vc_protocol::{DisplayName, LeaveReason};
+    use vc_protocol::{CallState, DisplayName, LeaveReason};
 
     use super::*;
     use crate::vocabulary::testing::{conn, node, peer, room};
@@ -111,7 +117,7 @@ mod tests {
             resume_secret: "s".into(),
             grant_expires_ms: None,
             parked: None,
-            hand: false,
+            state: CallState::default(),
             stream: String::new(),
         }
     }
@@ -130,7 +136,11 @@ mod tests {
             reason: LeaveReason::Disconnected,
         };
         held.park(&room("r"), &peer("a"), &conn("c1"), parked);
-        held.set_hand(&room("r"), &peer("a"), &conn("c1"), true);
+        let raise = CallStateChange {
+            hand: Some(true),
+            ..CallStateChange::default()
+        };
+        held.set_call_state(&room("r"), &peer("a"), &conn("c1"), raise);
         held.let_go(&room("r"), &peer("a"), &conn("c1"));
         let mut all = held.all();
         all.sort_by(|x, y| x.1.id.cmp(&y.1.id));
@@ -142,12 +152,22 @@ mod tests {
             ]
         );
 
-        held.set_hand(&room("r"), &peer("a"), &conn("c3"), true);
+        held.set_call_state(&room("r"), &peer("a"), &conn("c3"), raise);
+        let mute = CallStateChange {
+            muted: Some(true),
+            ..CallStateChange::default()
+        };
+        held.set_call_state(&room("r"), &peer("a"), &conn("c3"), mute);
         held.park(&room("r"), &peer("a"), &conn("c3"), parked);
         let a = held.all().into_iter().find(|(_, r, _)| r.id == "a");
+        let raised_and_muted = CallState {
+            hand: true,
+            muted: true,
+            ..CallState::default()
+        };
         assert_eq!(
-            a.map(|(_, r, _)| (r.hand, r.parked)),
-            Some((true, Some(parked)))
+            a.map(|(_, r, _)| (r.state, r.parked)),
+            Some((raised_and_muted, Some(parked)))
         );
         held.let_go(&room("r"), &peer("a"), &conn("c3"));
         held.let_go(&room("r"), &peer("b"), &conn("c2"));

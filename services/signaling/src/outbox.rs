@@ -38,6 +38,19 @@ impl Outbound {
     }
 }
 
+/// `frame` with `"seq":N` as its first field.
+fn numbered_text(seq: u64, frame: &str) -> Box<str> {
+    let rest = frame.get(1..).unwrap_or("}");
+    let mut text = String::with_capacity(frame.len() + 24);
+    // Writing into a String cannot fail.
+    let _ = write!(text, "{{\"seq\":{seq}");
+    if !rest.starts_with('}') {
+        text.push(',');
+    }
+    text.push_str(rest);
+    text.into_boxed_str()
+}
+
 /// Why the router tells a session to close its socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Eviction {
@@ -97,20 +110,36 @@ impl SessionHandle {
     /// first field (`{"seq":N,` then the frame after its `{`), unless this
     /// session was queued that number or a higher one already: a frame that
     /// came by the replay and by the bus goes out once. False when dropped.
-    pub fn send_numbered(&self, seq: u64, mut out: Outbound) -> bool {
+    pub fn send_numbered(&self, seq: u64, out: Outbound) -> bool {
         if self.sent.fetch_max(seq, Ordering::Relaxed) >= seq {
             return false;
         }
-        let rest = out.text.get(1..).unwrap_or("}");
-        let mut text = String::with_capacity(out.text.len() + 16);
-        // Writing into a String cannot fail.
-        let _ = write!(text, "{{\"seq\":{seq}");
-        if !rest.starts_with('}') {
-            text.push(',');
+        self.send(Outbound {
+            text: numbered_text(seq, &out.text),
+            ..out
+        });
+        true
+    }
+
+    /// [`SessionHandle::send_numbered`] straight from a frame's text, for the
+    /// relay path: the numbered text is the only copy made.
+    pub fn send_numbered_frame(
+        &self,
+        seq: u64,
+        frame: &str,
+        kind: &'static str,
+        sent_at_us: u64,
+        cross_node: bool,
+    ) -> bool {
+        if self.sent.fetch_max(seq, Ordering::Relaxed) >= seq {
+            return false;
         }
-        text.push_str(rest);
-        out.text = text.into_boxed_str();
-        self.send(out);
+        self.send(Outbound {
+            text: numbered_text(seq, frame),
+            kind,
+            sent_at_us,
+            cross_node,
+        });
         true
     }
 

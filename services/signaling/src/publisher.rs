@@ -8,7 +8,6 @@
 //! a sweep freed (`peer-left`) and the seats a resync had to re-create
 //! (`peer-joined`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +16,7 @@ use vc_protocol::{LeaveReason, Member, RoomName};
 
 use crate::bus::{Bus, BusError};
 use crate::clock::unix_us;
-use crate::envelope::{Envelope, Event};
+use crate::envelope::{Envelope, Event, Seqs};
 use crate::metrics::Metrics;
 use crate::vocabulary::{NodeId, PeerId};
 
@@ -84,7 +83,7 @@ impl Publisher {
             sent_at_us: unix_us(),
             traceparent: crate::telemetry::current_traceparent(),
             event,
-            seqs: HashMap::new(),
+            seqs: Seqs::default(),
         };
         let started = Instant::now();
         let result = match kept {

@@ -13,9 +13,9 @@ use std::sync::{Arc, Weak};
 use thiserror::Error;
 use tracing::{debug, warn};
 use vc_protocol::{
-    is_reaction, validate_chat_text, BroadcastKind, ChatEntry, ChatTextError, DisplayName,
-    ErrorCode, LeaveReason, Member, NameError, RelayKind, Replay, RequestId, RoomName,
-    SeatSnapshot, ServerMessage, REACTIONS,
+    is_reaction, validate_chat_text, BroadcastKind, CallState, CallStateChange, ChatEntry,
+    ChatTextError, DisplayName, ErrorCode, LeaveReason, Member, NameError, RelayKind, Replay,
+    RequestId, RoomName, SeatSnapshot, ServerMessage, REACTIONS,
 };
 
 use crate::auth::Authenticator;
@@ -207,7 +207,7 @@ impl Rooms {
             resume_secret: random_hex(16),
             grant_expires_ms: grant.expires_ms,
             parked: None,
-            hand: false,
+            state: CallState::default(),
             stream: random_hex(8),
         };
         let seat = Seat {
@@ -576,31 +576,43 @@ impl Rooms {
             })
     }
 
-    /// Raises or lowers the seat's hand: kept with the seat in presence, so that
-    /// joiners see it, and told to every other member.
-    pub async fn set_hand(&self, seat: &Seat, hand: bool) -> Result<(), Refusal> {
-        self.held.set_hand(&seat.room, &seat.peer, &seat.conn, hand);
-        match self
+    /// Changes the seat's call state (the fields `change` names): kept with the
+    /// seat in presence in one atomic step, so that joiners and resumers see it,
+    /// and the whole resulting state told to every other member.
+    pub async fn set_call_state(
+        &self,
+        seat: &Seat,
+        change: CallStateChange,
+    ) -> Result<(), Refusal> {
+        // With Redis away, presence would wait out its reconnect before failing:
+        // refused at once instead, changing nothing. The client sends its state
+        // again once the node delivers.
+        if !self.bus.is_connected() {
+            return Err(Refusal::unavailable("call-state"));
+        }
+        self.held
+            .set_call_state(&seat.room, &seat.peer, &seat.conn, change);
+        let state = match self
             .presence
-            .set_hand(&seat.room, &seat.peer, &seat.conn, hand)
+            .set_call_state(&seat.room, &seat.peer, &seat.conn, change)
             .await
         {
-            Ok(true) => {}
+            Ok(Some(state)) => state,
             // The seat moved to another socket, which this one will hear of: the
             // room is told nothing presence does not say.
-            Ok(false) => return Ok(()),
+            Ok(None) => return Ok(()),
             Err(e) => {
                 self.presence_failed();
-                warn!(room = %seat.room, error = %e, "recording a raised hand failed");
+                warn!(room = %seat.room, error = %e, "recording a call state failed");
                 return Err(Refusal::unavailable("call-state"));
             }
-        }
+        };
         let event = Event::Broadcast {
             from: seat.peer.clone(),
             message: BroadcastKind::PeerState.to_string(),
             frame: ServerMessage::PeerState {
                 peer: seat.peer.to_string(),
-                hand,
+                state,
             }
             .to_json(),
             chat: None,

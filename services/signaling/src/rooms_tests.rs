@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use vc_protocol::{ErrorCode, LeaveReason, Member, RelayKind, Replay, ServerMessage, REACTIONS};
+use vc_protocol::{
+    CallState, CallStateChange, ErrorCode, LeaveReason, Member, RelayKind, Replay, ServerMessage,
+    REACTIONS,
+};
 
 use super::{JoinRequest, Refusal, ResumeRequest, Rooms, Seat};
 use crate::auth::Authenticator;
@@ -1621,6 +1624,130 @@ async fn frames_published_during_a_resume_reach_the_seat_once_after_the_replay()
     );
 }
 
+// Call state.
+
+/// A change as a client writes it, e.g. `{"muted":true}`.
+fn change(json: &str) -> CallStateChange {
+    serde_json::from_str(json).expect("a call state change")
+}
+
+fn state(json: &str) -> CallState {
+    serde_json::from_str(json).expect("a call state")
+}
+
+/// The peer-state frames among `frames`, as (peer, state).
+fn peer_states(frames: &[ServerMessage]) -> Vec<(String, CallState)> {
+    frames
+        .iter()
+        .filter_map(|frame| match frame {
+            ServerMessage::PeerState { peer, state } => Some((peer.clone(), *state)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The members of the one `joined` or `resumed` among `frames`, as (id, state).
+fn member_states(frames: &[ServerMessage]) -> Vec<(String, CallState)> {
+    let seats: Vec<_> = frames
+        .iter()
+        .filter_map(|frame| match frame {
+            ServerMessage::Joined { seat, .. } | ServerMessage::Resumed { seat, .. } => Some(seat),
+            _ => None,
+        })
+        .collect();
+    let [seat] = seats.as_slice() else {
+        panic!("expected one joined or resumed frame, got {frames:?}");
+    };
+    seat.members
+        .iter()
+        .map(|m| (m.id.clone(), m.state))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_call_state_change_sets_only_its_fields_and_the_others_hear_the_whole_state() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, _b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+
+    let steps = [
+        (r#"{"hand":true}"#, r#"{"hand":true}"#),
+        (r#"{"muted":true}"#, r#"{"hand":true,"muted":true}"#),
+        (
+            r#"{"hand":false,"cameraOff":true,"sharing":true}"#,
+            r#"{"muted":true,"cameraOff":true,"sharing":true}"#,
+        ),
+        // Saying what already holds changes nothing, and is told all the same.
+        (
+            r#"{"sharing":true}"#,
+            r#"{"muted":true,"cameraOff":true,"sharing":true}"#,
+        ),
+    ];
+    for (asked, whole) in steps {
+        n1.rooms
+            .set_call_state(&a, change(asked))
+            .await
+            .expect("taken");
+        assert_eq!(
+            peer_states(&bob.received()),
+            [(a.peer.to_string(), state(whole))],
+            "after {asked}"
+        );
+        let seat = fleet.seat(&a.peer).await.expect("ann's seat");
+        assert_eq!(seat.state, state(whole), "presence after {asked}");
+    }
+    assert!(ann.saw().is_empty(), "the sender is not told its own state");
+}
+
+#[tokio::test]
+async fn a_call_state_presence_cannot_record_is_refused_and_not_told() {
+    let fleet = Fleet::new();
+    let n1 = fleet.node("n1");
+    let (mut ann, mut bob) = (Client::new("a1"), Client::new("b1"));
+    let (a, _b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.faults.fail_next(Op::PresenceSetCallState);
+    let refusal = n1
+        .rooms
+        .set_call_state(&a, change(r#"{"muted":true}"#))
+        .await
+        .expect_err("presence failed");
+    assert_eq!(refusal.code, ErrorCode::Unavailable);
+    assert!(bob.saw().is_empty());
+    assert_eq!(
+        fleet.seat(&a.peer).await.expect("ann's seat").state,
+        CallState::default()
+    );
+}
+
+#[tokio::test]
+async fn a_late_joiner_on_another_node_reads_each_members_state_in_joined() {
+    let fleet = Fleet::new();
+    let (n1, n2) = (fleet.node("n1"), fleet.node("n2"));
+    let (mut ann, mut bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
+    let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms
+        .set_call_state(&a, change(r#"{"muted":true,"cameraOff":true}"#))
+        .await
+        .expect("taken");
+    n1.rooms
+        .set_call_state(&b, change(r#"{"sharing":true,"hand":true}"#))
+        .await
+        .expect("taken");
+
+    n2.join(&cat, "Cat").await.expect("cat joins");
+    assert_eq!(
+        member_states(&cat.received()),
+        [
+            (
+                a.peer.to_string(),
+                state(r#"{"muted":true,"cameraOff":true}"#)
+            ),
+            (b.peer.to_string(), state(r#"{"hand":true,"sharing":true}"#)),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_buffer_lost_with_redis_makes_the_replay_incomplete_and_numbering_goes_on() {
     let fleet = Fleet::new();
@@ -1642,4 +1769,97 @@ async fn a_buffer_lost_with_redis_makes_the_replay_incomplete_and_numbering_goes
     let (replay, frames) = resumed_with(&mut again);
     assert_eq!(replay, Some(Replay::Incomplete), "offer `lost` is gone");
     assert_eq!(frames, [(last + 2, offer(&b, "after the restart"))]);
+}
+
+#[tokio::test]
+async fn a_chat_message_in_the_history_the_buffer_and_the_held_frames_reaches_the_seat_once() {
+    let fleet = Fleet::new();
+    let (n1, n2) = (fleet.node("n1"), fleet.node("n2"));
+    let (mut ann, mut bob, mut again) = (Client::new("a1"), Client::new("b1"), Client::new("a2"));
+    let (a, b, token, stream, last) = ann_processed_one_offer(&n1, &mut ann, &mut bob).await;
+    n1.rooms
+        .park(a.clone(), LeaveReason::Disconnected, last)
+        .await;
+    // Said while the resume is subscribed and pending, before its history and
+    // buffer are read: kept in both, and held in the pending seat too.
+    let gate = n2.faults.hold_next(Op::PresenceResume);
+    let resuming = {
+        let rooms = Arc::clone(&n2.rooms);
+        let (conn, handle) = (again.conn.clone(), again.handle.clone());
+        let (token, stream) = (token.clone(), stream.clone());
+        tokio::spawn(async move {
+            let request = ResumeRequest {
+                id: None,
+                token: &token,
+                last_seq: Some(last),
+                stream: Some(&stream),
+            };
+            rooms.resume(request, &conn, handle).await
+        })
+    };
+    gate.reached().await;
+    n1.rooms.chat(&b, "once only").await.expect("chat");
+    gate.open();
+    finished(resuming).await.expect("resumes");
+    let outs: Vec<Outbound> = std::iter::from_fn(|| again.outbox.try_recv().ok()).collect();
+    let messages: Vec<ServerMessage> = outs
+        .iter()
+        .map(|out| serde_json::from_str(&out.text).expect("a server message"))
+        .collect();
+    match messages.as_slice() {
+        [ServerMessage::Resumed {
+            seat,
+            replay: Some(Replay::Complete),
+            ..
+        }] => assert_eq!(seat.chat.len(), 1, "the history has it"),
+        other => panic!("resumed with the chat in its history, nothing else: {other:?}"),
+    }
+    // Its number is used up: the next frame comes after it.
+    n1.offer(&b, &a.peer, "next").await.expect("relayed");
+    assert_eq!(again.numbered(), [(Some(last + 2), offer(&b, "next"))]);
+}
+
+#[tokio::test]
+async fn a_resumer_reads_the_state_it_missed_and_keeps_its_own() {
+    let fleet = Fleet::new();
+    let (n1, n2) = (fleet.node("n1"), fleet.node("n2"));
+    let (mut ann, mut bob, mut again, mut cat) = (
+        Client::new("a1"),
+        Client::new("b1"),
+        Client::new("a2"),
+        Client::new("c1"),
+    );
+    let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
+    n1.rooms
+        .set_call_state(&a, change(r#"{"hand":true}"#))
+        .await
+        .expect("taken");
+    n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
+    // Bob changes his state while Ann's socket is gone: she is not told.
+    n1.rooms
+        .set_call_state(&b, change(r#"{"muted":true,"sharing":true}"#))
+        .await
+        .expect("taken");
+    assert!(peer_states(&ann.received()).is_empty());
+
+    n2.resume(&again, &token).await.expect("ann resumes");
+    assert_eq!(
+        member_states(&again.received()),
+        [(
+            b.peer.to_string(),
+            state(r#"{"muted":true,"sharing":true}"#)
+        )]
+    );
+    // Her own hand stayed up through the resume, for whoever comes next.
+    n2.join(&cat, "Cat").await.expect("cat joins");
+    assert_eq!(
+        member_states(&cat.received()),
+        [
+            (a.peer.to_string(), state(r#"{"hand":true}"#)),
+            (
+                b.peer.to_string(),
+                state(r#"{"muted":true,"sharing":true}"#)
+            ),
+        ]
+    );
 }

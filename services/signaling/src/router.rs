@@ -366,13 +366,27 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
             to, frame, message, ..
         } => {
             if let Some(seat) = local.seats.get_mut(to) {
+                let seq = envelope.seq_for(to.as_str());
+                if let (None, Some(seq)) = (&seat.held, seq) {
+                    // An active seat: a relay tells every client something, so
+                    // the number alone decides, and the frame is copied once.
+                    let kind = relay_kind(message);
+                    seat.handle.send_numbered_frame(
+                        seq,
+                        frame,
+                        kind,
+                        envelope.sent_at_us,
+                        cross_node,
+                    );
+                    return;
+                }
                 let out = Outbound {
                     text: frame.as_str().into(),
                     kind: relay_kind(message),
                     sent_at_us: envelope.sent_at_us,
                     cross_node,
                 };
-                push(seat, Change::None, out, envelope.seq_for(to.as_str()));
+                push(seat, Change::None, out, seq);
             }
         }
         Event::PeerJoined { member } => {
@@ -447,13 +461,17 @@ fn push(seat: &mut LocalSeat, change: Change, out: Outbound, seq: Option<u64>) {
 }
 
 /// Queues the frame numbered `seq` unless the seat was queued that number
-/// already, or the frame tells its client nothing new.
+/// already, or the frame tells its client nothing new. Either way the number is
+/// used up: another copy of a frame left out (a replayed chat message that was
+/// also in the history, then held while the resume ran) is left out too.
 fn deliver_numbered(seat: &mut LocalSeat, change: &Change, out: Outbound, seq: u64) {
     if seq <= seat.handle.sent_seq() {
         return;
     }
     if seat.known.tells(change) {
         seat.handle.send_numbered(seq, out);
+    } else {
+        seat.handle.start_at(seq);
     }
 }
 
@@ -520,7 +538,7 @@ mod tests {
             id: id.into(),
             name: id.into(),
             user: None,
-            hand: false,
+            state: vc_protocol::CallState::default(),
         }
     }
 

@@ -508,9 +508,9 @@ impl Session {
                 self.take_broadcast_token()?;
                 rooms.chat(self.seat()?, &text).await?;
             }
-            ClientMessage::CallState { hand, .. } => {
+            ClientMessage::CallState { change, .. } => {
                 self.take_broadcast_token()?;
-                rooms.set_hand(self.seat()?, hand).await?;
+                rooms.set_call_state(self.seat()?, change).await?;
             }
             ClientMessage::Reaction { emoji, .. } => {
                 self.take_broadcast_token()?;

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{member_ids, spawn_node, Client};
+use common::{call_states, member_ids, spawn_node, Client};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -922,7 +922,7 @@ async fn chat_history_leaves_out_messages_older_than_the_max_age() {
 }
 
 #[tokio::test]
-async fn a_raised_hand_is_told_to_the_others_kept_for_joiners_and_kept_across_a_resume() {
+async fn a_call_state_is_told_whole_to_the_others_kept_for_joiners_and_kept_across_a_resume() {
     let node = spawn_node(|s| s.resume.window = Duration::from_secs(5)).await;
     let url = node.ws_url();
     let (mut ann, _) = Client::joined(&url, "hands", "Ann").await;
@@ -931,46 +931,107 @@ async fn a_raised_hand_is_told_to_the_others_kept_for_joiners_and_kept_across_a_
     ann.send(json!({"type": "call-state", "hand": true})).await;
     assert_eq!(
         bob.recv_type("peer-state").await,
-        json!({"type": "peer-state", "peer": ann.peer, "hand": true})
+        json!({"type": "peer-state", "peer": ann.peer, "hand": true,
+               "muted": false, "cameraOff": false, "sharing": false})
     );
-    ann.expect_silence(Duration::from_millis(100)).await;
+    // A change names only what changes; the others hear the whole state.
+    ann.send(json!({"type": "call-state", "muted": true, "cameraOff": true}))
+        .await;
+    assert_eq!(
+        bob.recv_type("peer-state").await,
+        json!({"type": "peer-state", "peer": ann.peer, "hand": true,
+               "muted": true, "cameraOff": true, "sharing": false})
+    );
+    bob.send(json!({"type": "call-state", "sharing": true}))
+        .await;
+    assert_eq!(
+        ann.recv_type("peer-state").await,
+        json!({"type": "peer-state", "peer": bob.peer, "hand": false,
+               "muted": false, "cameraOff": false, "sharing": true})
+    );
 
     let (mut cat, joined) = Client::joined(&url, "hands", "Cat").await;
-    let hands: Vec<(String, bool)> = joined["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .map(|m| {
+    assert_eq!(
+        call_states(&joined),
+        [
             (
-                m["name"].as_str().expect("name").to_owned(),
-                m["hand"] == true,
-            )
-        })
-        .collect();
-    assert_eq!(hands, [("Ann".to_owned(), true), ("Bob".to_owned(), false)]);
+                "Ann".to_owned(),
+                json!({"hand": true, "muted": true, "cameraOff": true})
+            ),
+            ("Bob".to_owned(), json!({"sharing": true})),
+        ]
+    );
     ann.recv_type("peer-joined").await;
     bob.recv_type("peer-joined").await;
 
-    // Ann's socket drops and she resumes: her hand is still up for everyone.
+    // Ann's socket drops; meanwhile Bob stops sharing, which she is not there to
+    // hear. Her resume tells her, and her own state is still hers for everyone.
     let token = ann.resume_token.clone();
     let ann_id = ann.peer.clone();
     ann.close(4000).await;
+    bob.send(json!({"type": "call-state", "sharing": false, "muted": true}))
+        .await;
+    assert_eq!(cat.recv_type("peer-state").await["muted"], true);
     let mut ann = Client::connect(&url).await;
     ann.send(json!({"type": "resume", "token": token})).await;
-    ann.recv_type("resumed").await;
+    let resumed = ann.recv_type("resumed").await;
+    assert_eq!(
+        call_states(&resumed),
+        [
+            ("Bob".to_owned(), json!({"muted": true})),
+            ("Cat".to_owned(), json!({})),
+        ]
+    );
     let (_dan, joined) = Client::joined(&url, "hands", "Dan").await;
     assert_eq!(joined["members"][0]["id"], ann_id.as_str());
-    assert_eq!(joined["members"][0]["hand"], true);
+    assert_eq!(
+        call_states(&joined)[0],
+        (
+            "Ann".to_owned(),
+            json!({"hand": true, "muted": true, "cameraOff": true})
+        )
+    );
 
     ann.send(json!({"type": "call-state", "hand": false})).await;
     for other in [&mut bob, &mut cat] {
         other.recv_type("peer-joined").await;
         let lowered = other.recv_type("peer-state").await;
         assert_eq!(
-            (lowered["peer"].as_str(), lowered["hand"].as_bool()),
-            (Some(ann_id.as_str()), Some(false))
+            lowered,
+            json!({"type": "peer-state", "peer": ann_id, "hand": false,
+                   "muted": true, "cameraOff": true, "sharing": false})
         );
     }
+}
+
+#[tokio::test]
+async fn a_call_state_that_names_no_field_is_an_invalid_message_and_changes_nothing() {
+    let node = spawn_node(|_| {}).await;
+    let url = node.ws_url();
+    let (mut ann, _) = Client::joined(&url, "empty-state", "Ann").await;
+    let (mut bob, _) = Client::joined(&url, "empty-state", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    for (id, frame) in [
+        ("s1", json!({"type": "call-state", "id": "s1"})),
+        (
+            "s2",
+            json!({"type": "call-state", "id": "s2", "raised": true}),
+        ),
+        (
+            "s3",
+            json!({"type": "call-state", "id": "s3", "muted": "yes"}),
+        ),
+    ] {
+        ann.send(frame).await;
+        assert_eq!(ann.expect_error("invalid-message").await["id"], id);
+    }
+    // The session goes on, and the next change is the first the others hear.
+    ann.send(json!({"type": "call-state", "muted": true})).await;
+    assert_eq!(
+        bob.recv_type("peer-state").await,
+        json!({"type": "peer-state", "peer": ann.peer, "hand": false,
+               "muted": true, "cameraOff": false, "sharing": false})
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::fleet::{fleet, Backing, Keys, Node};
-use common::{member_ids, Client, Event};
+use common::{call_states, member_ids, Client, Event};
 use serde_json::json;
 use vc_fleet::Data;
 
@@ -52,6 +52,7 @@ on_every_backing!(
     a_forged_resume_on_another_node_changes_nothing,
     two_resumes_of_one_seat_on_two_nodes_leave_one_socket_holding_it,
     room_wide_messages_cross_nodes_and_a_late_joiner_elsewhere_gets_history_and_hands,
+    call_state_set_on_one_node_is_in_members_on_another_and_survives_an_empty_redis,
     chat_sent_while_someone_joins_on_another_node_arrives_exactly_once_in_order,
     relays_to_a_dropped_peer_are_replayed_exactly_once_in_order_on_another_node,
     after_an_empty_redis_restart_numbering_goes_on_and_a_lost_gap_is_reported,
@@ -563,6 +564,83 @@ async fn room_wide_messages_cross_nodes_and_a_late_joiner_elsewhere_gets_history
     assert!(
         !redis.exists("vc:{talk}:chat").await,
         "history of an emptied room"
+    );
+}
+
+/// Each peer's call state lives with its seat: a joiner on another node reads
+/// it in `members`, and when Redis comes back empty the nodes write it back
+/// with the seats (REASSERT), so that the next joiner still reads it and the
+/// next change applies to it.
+async fn call_state_set_on_one_node_is_in_members_on_another_and_survives_an_empty_redis(
+    backing: Backing,
+) {
+    let (mut redis, nodes) = fleet(backing, 2, &[]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "state", "Ann").await;
+    let (mut bob, _) = Client::joined(&nodes[1].ws_url(), "state", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    ann.send(json!({"type": "call-state", "muted": true, "cameraOff": true}))
+        .await;
+    assert_eq!(
+        bob.recv_type("peer-state").await,
+        json!({"type": "peer-state", "peer": ann.peer, "hand": false,
+               "muted": true, "cameraOff": true, "sharing": false})
+    );
+    bob.send(json!({"type": "call-state", "sharing": true, "hand": true}))
+        .await;
+    assert_eq!(ann.recv_type("peer-state").await["sharing"], true);
+
+    let expected = [
+        ("Ann".to_owned(), json!({"muted": true, "cameraOff": true})),
+        ("Bob".to_owned(), json!({"hand": true, "sharing": true})),
+    ];
+    let (_cat, joined) = Client::joined(&nodes[1].ws_url(), "state", "Cat").await;
+    assert_eq!(call_states(&joined), expected);
+    let (_dan, joined) = Client::joined(&nodes[0].ws_url(), "state", "Dan").await;
+    assert_eq!(call_states(&joined)[..2], expected);
+
+    redis.kill();
+    for node in &nodes {
+        node.wait_ready(false, Duration::from_secs(10))
+            .expect("readiness falls");
+    }
+    // Refused at once while Redis is away, and nothing changes. (Past Cat's and
+    // Dan's arrivals first.)
+    ann.recv_type("peer-joined").await;
+    ann.recv_type("peer-joined").await;
+    ann.send(json!({"type": "call-state", "id": 7, "hand": true}))
+        .await;
+    assert_eq!(ann.expect_error("unavailable").await["id"], 7);
+    redis.restart(Data::Empty).expect("redis restarts");
+    for node in &nodes {
+        node.wait_ready(true, Duration::from_secs(20))
+            .expect("readiness returns");
+    }
+    let record = redis
+        .hget("vc:{state}:members", &ann.peer)
+        .await
+        .expect("Ann's seat is written back");
+    let record: serde_json::Value = serde_json::from_str(&record).expect("a seat record");
+    assert_eq!(
+        (&record["muted"], &record["cameraOff"]),
+        (&json!(true), &json!(true)),
+        "{record}"
+    );
+    let (_eve, joined) = Client::joined(&nodes[1].ws_url(), "state", "Eve").await;
+    assert_eq!(call_states(&joined)[..2], expected);
+
+    // A change after the restart applies to the state written back. Bob reads
+    // past the arrivals since (and any re-announcement after the restart).
+    ann.send(json!({"type": "call-state", "muted": false}))
+        .await;
+    let mut state = bob.recv().await;
+    while state["type"] != "peer-state" {
+        assert_eq!(state["type"], "peer-joined", "{state}");
+        state = bob.recv().await;
+    }
+    assert_eq!(
+        state,
+        json!({"type": "peer-state", "peer": ann.peer, "hand": false,
+               "muted": false, "cameraOff": true, "sharing": false})
     );
 }
 

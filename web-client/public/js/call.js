@@ -15,12 +15,18 @@
 // - `hand` {peerId, name, hand, failed?}: someone's hand went up or down (`local`
 //   for this side; `failed` when this side's change did not reach the others)
 // - `state-undelivered` {peerId, name}: this side's mute/camera/screen state did
-//   not reach a peer in time; it is sent again, and reaches them once the node
-//   delivers again
+//   not reach a peer (peerId null: the room) in time; it is sent again, and
+//   reaches them once the node delivers again
 // - `reaction` {peerId, emoji}: a passing reaction (`local` for this side's own)
 // - `ended` {reason, error?}: `left`, or `lost` when the room could not be re-entered
+//
+// This side's call state (hand, mute, camera, screen) goes to the room as
+// `call-state`, the whole of it each time, and again after every resume or
+// rejoin; the node keeps it with the seat, so each peer's state comes from
+// `members` (join, resume) and `peer-state`. A revision-2 node keeps only the
+// hand: there mute, camera and screen go to each peer as app-data, as before.
 
-import { REACTIONS, SignalingClient } from '../lib/signaling-client.js';
+import { REACTIONS, SignalingClient, callStateOf } from '../lib/signaling-client.js';
 import { callReport, summarize, takeSnapshot } from './call-stats.js';
 import { PeerLink } from './peer-link.js';
 import { safetyCodeOf } from './safety-code.js';
@@ -29,6 +35,14 @@ const STATS_INTERVAL_MS = 2000;
 const REPORT_INTERVAL_MS = 10_000;
 /** Chat messages a page keeps; the node keeps fewer for late joiners. */
 const CHAT_LIMIT = 200;
+/** After `broadcast-rate-limited`, the call state goes again this much later (the bucket refills at 2 a second). */
+const STATE_RETRY_MS = 1000;
+
+/** What a tile shows of a peer's media ({audio, video, screen}), from its call state. */
+export function mediaOfCallState(state) {
+  const { muted, cameraOff, sharing } = callStateOf(state);
+  return { audio: !muted, video: !cameraOff, screen: sharing };
+}
 
 /** Bytes of UTF-8 in `text`, as the node counts them. */
 export function utf8Length(text) {
@@ -60,8 +74,11 @@ export class Call extends EventTarget {
   #chat = [];
   #ownChat = new Map();
   #handRaised = false;
+  /** The request id of the last call-state that changed the hand, and of the last one sent. */
   #handRequest = null;
-  /** Whether this side changed its hand since joining: then a resume says it again. */
+  #stateRequest = null;
+  #stateRetryTimer = null;
+  /** Whether this side changed its hand since joining: then a resume says it again (revision 2). */
   #handChanged = false;
   /** Each peer's hand as last shown, so that a state told again is no news. */
   #shownHands = new Map();
@@ -136,7 +153,7 @@ export class Call extends EventTarget {
     on('rejoined', (message) => this.#onRejoined(message));
     on('session-lost', ({ error }) => this.#end('lost', error));
     on('chat', (message) => this.#addChat(message));
-    on('peer-state', ({ peer, hand }) => this.#onPeerState(peer, hand));
+    on('peer-state', (message) => this.#onPeerState(message));
     on('reaction', ({ from, emoji }) => {
       if (this.#links.has(from)) this.#emit('reaction', { peerId: from, emoji });
     });
@@ -153,6 +170,8 @@ export class Call extends EventTarget {
     }
     this.#media.addEventListener('change', this.#onMediaChange);
     for (const member of client.members) this.#addPeer(member.id, member.name);
+    // The seat starts with every field false: say what differs (a muted lobby).
+    if (this.callStates && Object.values(this.#ownCallState()).some(Boolean)) this.#sendCallState();
     this.#timers.push(setInterval(() => this.#sampleStats(), STATS_INTERVAL_MS));
     this.#timers.push(setInterval(() => this.#sendReports(false), REPORT_INTERVAL_MS));
   }
@@ -185,6 +204,7 @@ export class Call extends EventTarget {
   }
 
   #detach() {
+    clearTimeout(this.#stateRetryTimer);
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers = [];
     for (const unsubscribe of this.#unsubscribers) unsubscribe();
@@ -236,6 +256,11 @@ export class Call extends EventTarget {
     return this.#client.revision >= 2;
   }
 
+  /** Whether the node keeps mute, camera and screen with the seat (protocol revision 3). */
+  get callStates() {
+    return this.#client.revision >= 3;
+  }
+
   /** Longest chat message the node takes, in bytes of UTF-8. */
   get maxChatBytes() {
     return this.#client.maxChatBytes || 2000;
@@ -282,8 +307,27 @@ export class Call extends EventTarget {
   setHand(hand) {
     this.#handRaised = Boolean(hand);
     this.#handChanged = true;
-    this.#handRequest = this.#client.setHand(this.#handRaised);
+    this.#sendCallState({ handChanged: true });
     this.#emit('hand', { peerId: 'local', name: this.#displayName, hand: this.#handRaised });
+  }
+
+  /** This side's whole call state, as the others are to see it. */
+  #ownCallState() {
+    const { audio, video, screen } = this.#media.state;
+    return { hand: this.#handRaised, muted: !audio, cameraOff: !video, sharing: Boolean(screen) };
+  }
+
+  // The whole state each time: the node keeps it with the seat and tells the
+  // others. A revision-2 node takes the hand from it and ignores the rest.
+  #sendCallState({ handChanged = false } = {}) {
+    clearTimeout(this.#stateRetryTimer);
+    this.#stateRetryTimer = null;
+    try {
+      this.#stateRequest = this.#client.setCallState(this.#ownCallState());
+      if (handChanged) this.#handRequest = this.#stateRequest;
+    } catch (err) {
+      if (err?.name !== 'SignalingError') throw err;
+    }
   }
 
   /** A passing reaction for everyone; shown on this side at once. */
@@ -320,12 +364,14 @@ export class Call extends EventTarget {
     }
   }
 
-  #onPeerState(peerId, hand) {
+  #onPeerState(message) {
+    const peerId = message.peer;
     const link = this.#links.get(peerId);
     if (!link) return;
+    if (this.callStates) link.setRemoteState(mediaOfCallState(message));
     this.#emit('peer-changed', { link });
     // A peer says its state again after a reconnect: news only when it changed.
-    const raised = Boolean(hand);
+    const raised = message.hand === true;
     if (this.#shownHands.get(peerId) === raised) return;
     this.#shownHands.set(peerId, raised);
     this.#emit('hand', { peerId, name: link.name, hand: raised });
@@ -335,7 +381,7 @@ export class Call extends EventTarget {
     if (!this.#ownRequestFailed(error.requestId, error.code)) console.warn('signaling:', error.code, error.message);
   }
 
-  // An own chat message or hand change that did not go out; false for anything else.
+  // An own chat message or call state that did not go out; false for anything else.
   #ownRequestFailed(requestId, code) {
     const own = this.#ownChat.get(requestId);
     if (own) {
@@ -344,17 +390,38 @@ export class Call extends EventTarget {
       this.#emit('chat-failed', { message: own, code });
       return true;
     }
-    if (requestId !== undefined && requestId === this.#handRequest) {
-      // Not changed after all: show what the others see.
-      this.#handRaised = !this.#handRaised;
-      this.#emit('hand', { peerId: 'local', name: this.#displayName, hand: this.#handRaised, failed: code });
+    if (requestId === undefined || (requestId !== this.#stateRequest && requestId !== this.#handRequest)) return false;
+    // Each call-state carries the whole state: a later one makes an earlier failure moot.
+    if (this.callStates && requestId !== this.#stateRequest) return true;
+    if (this.callStates && code === 'broadcast-rate-limited') {
+      // Too many room-wide messages at once: the latest whole state goes a moment later.
+      clearTimeout(this.#stateRetryTimer);
+      this.#stateRetryTimer = setTimeout(() => this.#sendCallState(), STATE_RETRY_MS);
       return true;
     }
-    return false;
+    if (requestId === this.#handRequest) {
+      // Not changed after all: show what the others see.
+      this.#handRaised = !this.#handRaised;
+      this.#handRequest = null;
+      this.#emit('hand', { peerId: 'local', name: this.#displayName, hand: this.#handRaised, failed: code });
+    }
+    return true;
   }
 
   // The library gave a message up: the node refused it for too long.
   #onUndelivered({ message, requestId, code }) {
+    if (message.type === 'call-state' && this.callStates) {
+      const latest = requestId === this.#stateRequest;
+      this.#ownRequestFailed(requestId, code);
+      if (!latest) return;
+      // The others must end up seeing this side's state: say so once, and keep trying.
+      if (!this.#undeliveredTold.has(null)) {
+        this.#undeliveredTold.add(null);
+        this.#emit('state-undelivered', { peerId: null, name: 'The others' });
+      }
+      this.#sendCallState();
+      return;
+    }
     if (this.#ownRequestFailed(requestId, code)) return;
     if (message.type !== 'app-data') return;
     const link = this.#links.get(message.to);
@@ -381,9 +448,11 @@ export class Call extends EventTarget {
   }
 
   #addPeer(peerId, name, { arrived = false } = {}) {
+    const member = this.#client.members.find((m) => m.id === peerId);
     const existing = this.#links.get(peerId);
     if (existing) {
       existing.name = name;
+      if (this.callStates && member) existing.setRemoteState(mediaOfCallState(member));
       this.#emit('peer-changed', { link: existing });
       return existing;
     }
@@ -418,9 +487,11 @@ export class Call extends EventTarget {
       link.setRemoteState(early);
       this.#earlyAppData.delete(peerId);
     }
+    if (this.callStates && member) link.setRemoteState(mediaOfCallState(member));
     this.#emit('peer-added', { link, arrived });
     link.start();
-    this.#sendLocalState(peerId, { askBack: true });
+    // The node tells each peer the others' state; a revision-2 node does not.
+    if (!this.callStates) this.#sendLocalState(peerId, { askBack: true });
     this.#capBitrates();
     return link;
   }
@@ -461,6 +532,7 @@ export class Call extends EventTarget {
       return;
     }
     link.setRemoteState(data);
+    // A page on a revision-2 node asks; it learns this side's state no other way.
     if (data?.askBack) this.#sendLocalState(from);
   }
 
@@ -475,8 +547,9 @@ export class Call extends EventTarget {
   #localMediaChanged() {
     for (const [peerId, link] of this.#links) {
       link.updateLocalTracks();
-      this.#sendLocalState(peerId);
+      if (!this.callStates) this.#sendLocalState(peerId);
     }
+    if (this.callStates) this.#sendCallState();
   }
 
   // Back on signaling as the same peer. The room may have changed meanwhile, and
@@ -501,20 +574,27 @@ export class Call extends EventTarget {
       }
       link.setIceServers(iceServers ?? []);
       link.recoverAfterSignalingGap({ networkMayHaveChanged: renegotiate });
-      this.#sendLocalState(member.id, { askBack: true });
+      if (this.callStates) {
+        // What changed while this side was away, peer-state messages it missed included.
+        this.#onPeerState({ peer: member.id, ...callStateOf(member) });
+      } else {
+        this.#sendLocalState(member.id, { askBack: true });
+      }
     }
-    // The seat keeps the hand, but a change sent just before the socket went may
-    // not have reached the node.
-    if (this.#handChanged && this.roomMessages) this.#handRequest = this.#client.setHand(this.#handRaised);
+    // The seat keeps the state, but a change sent just before the socket went may
+    // not have reached the node: the whole state goes again.
+    if (this.callStates) this.#sendCallState({ handChanged: this.#handChanged });
+    else if (this.#handChanged && this.roomMessages) this.#sendCallState({ handChanged: true });
   }
 
   // A new peer id: the others see a new peer, so every connection starts over.
-  // The new seat's hand starts lowered: raise it again if it was up.
+  // The new seat's state starts all false: say it again where it differs.
   #onRejoined({ chat, previousPeer }) {
     this.#closeAllLinks();
     for (const member of this.#client.members) this.#addPeer(member.id, member.name);
     this.#mergeHistory(chat, [this.peerId, previousPeer]);
-    if (this.#handRaised) this.#handRequest = this.#client.setHand(true);
+    const differs = this.callStates ? Object.values(this.#ownCallState()).some(Boolean) : this.#handRaised;
+    if (differs) this.#sendCallState({ handChanged: this.#handRaised });
     this.#emit('rejoined');
   }
 

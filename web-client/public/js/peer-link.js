@@ -12,7 +12,8 @@
 //   made again.
 //
 // Events: `state` (connection or ICE state changed), `remote-state` (the peer's
-// microphone/camera state, from app-data), `negotiated` (an offer/answer exchange
+// microphone/camera/screen state, from its call state, or from app-data on a
+// revision-2 node), `negotiated` (an offer/answer exchange
 // completed), `ice-disconnected` (ICE went `disconnected` or `failed`: the
 // network may have changed under this side, signaling included).
 

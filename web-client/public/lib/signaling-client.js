@@ -1,5 +1,8 @@
 // A client for the Video Caller signaling protocol (docs/protocol.md), version 1,
-// revision 3 (room-wide chat, raised hands and reactions; sequenced delivery).
+// revision 3 (room-wide chat, reactions, and each member's call state: a raised
+// hand, a muted microphone, a camera turned off, a shared screen; sequenced
+// delivery). It also talks to revision-2 nodes, which keep only the hand of the
+// call state and do not number frames.
 //
 // It owns one WebSocket to a node at a time and keeps the session alive across
 // drops: it reconnects with exponential backoff, takes its seat back with
@@ -82,6 +85,17 @@ const ROOM_TYPES = ['chat', 'reaction'];
 
 /** What is kept and sent again when refused: what goes to peers and to the whole room. */
 const REDELIVERED_TYPES = new Set([...RELAY_TYPES, ...ROOM_TYPES, 'call-state']);
+
+/**
+ * The fields of a call state (protocol revision 3; revision 2 knows `hand`
+ * only): in `members` each is present while true, in `peer-state` all are.
+ */
+export const CALL_STATE_FIELDS = Object.freeze(['hand', 'muted', 'cameraOff', 'sharing']);
+
+/** The whole call state `from` describes: each field a boolean, absent ones false. */
+export function callStateOf(from) {
+  return Object.fromEntries(CALL_STATE_FIELDS.map((field) => [field, from?.[field] === true]));
+}
 
 /** The reactions the node relays (protocol revision 2). */
 export const REACTIONS = Object.freeze(['👍', '👏', '😂', '😮', '❤️', '🎉']);
@@ -205,6 +219,8 @@ export class SignalingClient {
   #holdOutgoing = false;
 
   #session = null;
+  /** This side's call state as last set (null: never), for `setCallState`. */
+  #callState = null;
   /** The close event of the last socket in use that ended, for the next `resumed`. */
   #lastLoss = null;
   #joinRequest = null;
@@ -385,6 +401,8 @@ export class SignalingClient {
     }
     const request = { params: { room, name, token }, result: deferred(), inFlight: false };
     this.#joinRequest = request;
+    // A new seat starts with every field of its call state false.
+    this.#callState = null;
     if (!this.#wantOpen) this.connect();
     else if (this.#state === ConnectionState.CONNECTED) this.#sendJoin(this.#link);
     return request.result.promise;
@@ -552,9 +570,26 @@ export class SignalingClient {
     return this.#sendRoomWide({ type: 'chat', text });
   }
 
-  /** Raises (`true`) or lowers the hand, for the whole room to see. */
-  setHand(hand) {
-    return this.#sendRoomWide({ type: 'call-state', hand: Boolean(hand) });
+  /**
+   * This side's call state, for the whole room to see and the node to keep with
+   * the seat: `change` names any of {@link CALL_STATE_FIELDS}; the others keep
+   * what was last set here (false at first). The message carries the whole state,
+   * so that a newer one held for a retry replaces an older one without losing a
+   * field, and a revision-2 node, which needs `hand`, takes it too. Returns the
+   * request id.
+   */
+  setCallState(change = {}) {
+    const next = callStateOf(this.#callState);
+    for (const field of CALL_STATE_FIELDS) {
+      if (typeof change[field] === 'boolean') next[field] = change[field];
+    }
+    this.#callState = next;
+    return this.#sendRoomWide({ type: 'call-state', ...next });
+  }
+
+  /** The call state this side last set, every field a boolean. */
+  get callState() {
+    return callStateOf(this.#callState);
   }
 
   /** A passing reaction, one of {@link REACTIONS}. */
@@ -889,8 +924,9 @@ export class SignalingClient {
         this.#emit('peer-left', message);
         break;
       case 'peer-state': {
+        // The whole state: what the member had before no longer matters.
         const member = this.#session?.members.get(message.peer);
-        if (member) member.hand = Boolean(message.hand);
+        if (member) Object.assign(member, callStateOf(message));
         this.#emit('peer-state', message);
         break;
       }

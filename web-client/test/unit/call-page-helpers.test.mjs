@@ -1,8 +1,9 @@
-// Connection quality levels and safety codes, as pure functions.
+// Connection quality levels, safety codes and what a tile shows of a call state, as pure functions.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
+import { mediaOfCallState } from '../../public/js/call.js';
 import { qualityOf } from '../../public/js/call-stats.js';
 import { fingerprintOf, safetyCode } from '../../public/js/safety-code.js';
 
@@ -44,4 +45,12 @@ test('the status line: never "Connected" while changes are refused, never "Conne
   assert.equal(away.tone, 'warn');
   assert.match(away.label, /^Your call continues\. The server can’t be reached right now\./);
   assert.match(signalingStatus({ state: 'reconnecting', retryInMs: 4000 }).label, /^Connection lost/, 'without media, the connection is lost');
+});
+
+test('a tile shows a call state: muted is no audio, camera off no video, sharing a screen; absent is false', () => {
+  assert.deepEqual(mediaOfCallState({ muted: true }), { audio: false, video: true, screen: false });
+  assert.deepEqual(mediaOfCallState({ cameraOff: true, sharing: true, hand: true }), { audio: true, video: false, screen: true });
+  assert.deepEqual(mediaOfCallState({ id: 'p-bob', name: 'Bob' }), { audio: true, video: true, screen: false });
+  assert.deepEqual(mediaOfCallState(undefined), { audio: true, video: true, screen: false });
+  assert.deepEqual(mediaOfCallState({ muted: 'yes' }), { audio: true, video: true, screen: false });
 });

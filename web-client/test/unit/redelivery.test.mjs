@@ -140,11 +140,11 @@ test('the newest state wins: a held state of the same kind and target is replace
   client.sendAppData('p-bob', { audio: false }, { state: true });
   client.sendAppData('p-bob', { note: 'not a state' });
   const newest = client.sendAppData('p-bob', { audio: false, video: false }, { state: true });
-  client.setHand(true);
+  client.setCallState({ hand: true });
   const hand = await box.take('call-state');
   refuse(server, hand);
   await eventually(() => client.delivery.held === 3, { message: 'three held' });
-  const lowered = client.setHand(false);
+  const lowered = client.setCallState({ hand: false, muted: true });
   assert.equal(client.delivery.held, 3, 'the lowered hand replaced the raised one');
 
   const first = await box.take('app-data');
@@ -153,7 +153,15 @@ test('the newest state wins: a held state of the same kind and target is replace
   const state = await box.take('app-data');
   assert.equal(state.id, newest);
   assert.deepEqual(state.data, { audio: false, video: false });
-  assert.deepEqual(await box.take('call-state'), { type: 'call-state', hand: false, id: lowered });
+  // The newest holds the whole state: nothing of the one it replaced is lost.
+  assert.deepEqual(await box.take('call-state'), {
+    type: 'call-state',
+    hand: false,
+    muted: true,
+    cameraOff: false,
+    sharing: false,
+    id: lowered,
+  });
   assert.equal(eventsOf('undelivered').length, 0, 'a replaced state is no loss');
   await client.close();
 });

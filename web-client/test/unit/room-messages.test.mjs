@@ -7,15 +7,22 @@ import assert from 'node:assert/strict';
 import { REACTIONS } from '../../public/lib/signaling-client.js';
 import { headCountText } from '../../public/js/ui/messages.js';
 import { eventually } from './fake-network.mjs';
-import { joinedClient } from './helpers.mjs';
+import { joinedClient, joinedReply } from './helpers.mjs';
 
 test('chat, hands and reactions go out with request ids and come in as events', async () => {
   const { client, server, eventsOf } = await joinedClient();
   const chatId = client.sendChat('Hello\nall');
-  const handId = client.setHand(true);
+  const handId = client.setCallState({ hand: true });
   const reactionId = client.sendReaction('🎉');
   assert.deepEqual(await server.next('chat'), { type: 'chat', text: 'Hello\nall', id: chatId });
-  assert.deepEqual(await server.next('call-state'), { type: 'call-state', hand: true, id: handId });
+  assert.deepEqual(await server.next('call-state'), {
+    type: 'call-state',
+    hand: true,
+    muted: false,
+    cameraOff: false,
+    sharing: false,
+    id: handId,
+  });
   assert.deepEqual(await server.next('reaction'), { type: 'reaction', emoji: '🎉', id: reactionId });
   assert.equal(new Set([chatId, handId, reactionId]).size, 3);
 
@@ -33,6 +40,55 @@ test('chat, hands and reactions go out with request ids and come in as events', 
   await eventually(() => eventsOf('error').length === 1, { message: 'the error' });
   assert.equal(eventsOf('error')[0].requestId, chatId);
   assert.equal(eventsOf('error')[0].code, 'chat-too-long');
+  await client.close();
+});
+
+test('the call state goes whole, a change merged into what was set; peer-state replaces a member’s', async () => {
+  const { client, server, eventsOf } = await joinedClient();
+  assert.deepEqual(client.callState, { hand: false, muted: false, cameraOff: false, sharing: false });
+  const muted = client.setCallState({ muted: true });
+  assert.deepEqual(await server.next('call-state'), {
+    type: 'call-state',
+    hand: false,
+    muted: true,
+    cameraOff: false,
+    sharing: false,
+    id: muted,
+  });
+  // Only booleans of the four fields count; the rest keeps what was set.
+  const sharing = client.setCallState({ sharing: true, cameraOff: 'yes', raised: true });
+  assert.deepEqual(await server.next('call-state'), {
+    type: 'call-state',
+    hand: false,
+    muted: true,
+    cameraOff: false,
+    sharing: true,
+    id: sharing,
+  });
+  assert.deepEqual(client.callState, { hand: false, muted: true, cameraOff: false, sharing: true });
+
+  server.send({ type: 'peer-state', peer: 'p-bob', hand: true, muted: true, cameraOff: false, sharing: false });
+  await eventually(() => eventsOf('peer-state').length === 1, { message: 'peer-state' });
+  assert.deepEqual(client.members[0], { id: 'p-bob', name: 'Bob', hand: true, muted: true, cameraOff: false, sharing: false });
+  // From a revision-2 sender's node: only the hand; what it leaves out is false.
+  server.send({ type: 'peer-state', peer: 'p-bob', hand: false });
+  await eventually(() => eventsOf('peer-state').length === 2, { message: 'second peer-state' });
+  assert.deepEqual(client.members[0], { id: 'p-bob', name: 'Bob', hand: false, muted: false, cameraOff: false, sharing: false });
+  await client.close();
+});
+
+test('a new join starts the call state over', async () => {
+  const { client, server } = await joinedClient();
+  client.setCallState({ hand: true, muted: true });
+  await server.next('call-state');
+  const leaving = client.leave();
+  server.send({ type: 'left', id: (await server.next('leave')).id });
+  await leaving;
+  const joining = client.join({ room: 'standup', name: 'Ann' });
+  const join = await server.next('join');
+  server.send({ ...joinedReply(join), peer: 'p-self-2' });
+  await joining;
+  assert.deepEqual(client.callState, { hand: false, muted: false, cameraOff: false, sharing: false });
   await client.close();
 });
 

@@ -136,8 +136,14 @@ impl BusHub {
         }
     }
 
+    /// Numbers the envelope and delivers it (or holds it) in one step, as
+    /// Redis's script does: delivery keeps the order of the numbers.
     fn publish(&self, envelope: &Envelope) {
-        let envelope = &self.streams.number(envelope);
+        self.streams
+            .publish(envelope, |numbered| self.deliver(numbered));
+    }
+
+    fn deliver(&self, envelope: &Envelope) {
         let sinks: Vec<Arc<dyn EnvelopeSink>> = {
             let mut state = self.lock();
             state.published.push(envelope.clone());

@@ -47,7 +47,8 @@ impl Bus for MemoryBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.sink.deliver(&self.streams.number(envelope));
+        self.streams
+            .publish(envelope, |numbered| self.sink.deliver(numbered));
         Ok(())
     }
 
@@ -55,7 +56,8 @@ impl Bus for MemoryBus {
         // Kept first: a joiner reading the history between the two steps finds
         // the message there and drops the copy that reaches its seat.
         self.history.keep(&envelope.room, entry);
-        self.sink.deliver(&self.streams.number(envelope));
+        self.streams
+            .publish(envelope, |numbered| self.sink.deliver(numbered));
         Ok(())
     }
 
@@ -127,7 +129,7 @@ impl MemoryHistory {
 #[derive(Debug, Default)]
 struct SeatStream {
     last: u64,
-    log: VecDeque<(u64, Envelope, usize)>,
+    log: VecDeque<(u64, Arc<Envelope>, usize)>,
     bytes: usize,
     /// When the last event was kept: the buffer lives `resume.window` past it.
     touched: Option<Instant>,
@@ -203,53 +205,89 @@ impl MemoryStreams {
         }
     }
 
-    /// The envelope numbered for each seat it is for, each of which keeps it.
-    pub fn number(&self, envelope: &Envelope) -> Envelope {
-        let mut numbered = envelope.clone();
+    /// Numbers the envelope for each seat it is for, keeps it in their buffers
+    /// (one copy, shared by the buffers and the delivery), and hands it to
+    /// `deliver` before any other envelope is numbered: as with Redis, where
+    /// the script numbers and publishes in one step, envelopes reach the sinks
+    /// in the order of their numbers, so that no seat sees a lower number after
+    /// a higher one (which it would drop as a duplicate).
+    pub fn publish(&self, envelope: &Envelope, deliver: impl FnOnce(&Envelope)) {
+        let mut rooms = self.lock();
+        let numbered = self.number(&mut rooms, envelope);
+        deliver(&numbered);
+    }
+
+    fn number(
+        &self,
+        rooms: &mut HashMap<RoomName, HashMap<PeerId, SeatStream>>,
+        envelope: &Envelope,
+    ) -> Arc<Envelope> {
         let size = envelope_size(envelope);
         let now = Instant::now();
-        let mut rooms = self.lock();
         let Some(seats) = rooms.get_mut(&envelope.room) else {
-            return numbered;
-        };
-        let mut keep = |peer: &PeerId, stream: &mut SeatStream| {
-            stream.last += 1;
-            if stream
-                .touched
-                .is_some_and(|at| now.duration_since(at) > self.window)
-            {
-                stream.log.clear();
-                stream.bytes = 0;
-            }
-            stream.log.push_back((stream.last, envelope.clone(), size));
-            stream.bytes += size;
-            stream.touched = Some(now);
-            while stream.log.len() > 1
-                && (stream.log.len() > self.settings.buffer_messages
-                    || stream.bytes > self.settings.buffer_bytes)
-            {
-                if let Some((_, _, gone)) = stream.log.pop_front() {
-                    stream.bytes -= gone;
-                }
-            }
-            numbered.seqs.insert(peer.clone(), stream.last);
+            return Arc::new(envelope.clone());
         };
         match envelope.event.recipients() {
             Recipients::One(to) => {
-                if let Some(stream) = seats.get_mut(to) {
-                    keep(to, stream);
-                }
+                let Some(stream) = seats.get_mut(to) else {
+                    return Arc::new(envelope.clone());
+                };
+                // The relay's one seat: numbered and kept on one lookup.
+                stream.last += 1;
+                let seq = stream.last;
+                let mut numbered = envelope.clone();
+                numbered.seqs.insert(to.clone(), seq);
+                let numbered = Arc::new(numbered);
+                self.keep(stream, seq, &numbered, size, now);
+                numbered
             }
             Recipients::AllBut(sender) => {
+                let mut numbered = envelope.clone();
                 for (peer, stream) in seats.iter_mut() {
                     if peer.as_str() != sender {
-                        keep(peer, stream);
+                        stream.last += 1;
+                        numbered.seqs.insert(peer.clone(), stream.last);
                     }
                 }
+                let numbered = Arc::new(numbered);
+                for (peer, seq) in numbered.seqs.iter() {
+                    if let Some(stream) = seats.get_mut(peer) {
+                        self.keep(stream, seq, &numbered, size, now);
+                    }
+                }
+                numbered
             }
-            Recipients::Nobody => {}
+            Recipients::Nobody => Arc::new(envelope.clone()),
         }
-        numbered
+    }
+
+    /// Keeps one event in a seat's buffer, within the bounds.
+    fn keep(
+        &self,
+        stream: &mut SeatStream,
+        seq: u64,
+        envelope: &Arc<Envelope>,
+        size: usize,
+        now: Instant,
+    ) {
+        if stream
+            .touched
+            .is_some_and(|at| now.duration_since(at) > self.window)
+        {
+            stream.log.clear();
+            stream.bytes = 0;
+        }
+        stream.log.push_back((seq, Arc::clone(envelope), size));
+        stream.bytes += size;
+        stream.touched = Some(now);
+        while stream.log.len() > 1
+            && (stream.log.len() > self.settings.buffer_messages
+                || stream.bytes > self.settings.buffer_bytes)
+        {
+            if let Some((_, _, gone)) = stream.log.pop_front() {
+                stream.bytes -= gone;
+            }
+        }
     }
 
     pub fn replay(&self, room: &RoomName, peer: &PeerId) -> SeatLog {
@@ -264,7 +302,7 @@ impl MemoryStreams {
                 stream
                     .log
                     .iter()
-                    .map(|(seq, envelope, _)| (*seq, envelope.clone()))
+                    .map(|(seq, envelope, _)| (*seq, Envelope::clone(envelope)))
                     .collect()
             } else {
                 Vec::new()

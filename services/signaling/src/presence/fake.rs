@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use vc_protocol::{LeaveReason, RoomName};
+use vc_protocol::{CallState, CallStateChange, LeaveReason, RoomName};
 
 use super::memory::MemoryPresence;
 use super::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
@@ -123,18 +123,18 @@ impl Presence for FakePresence {
             .await
     }
 
-    async fn set_hand(
+    async fn set_call_state(
         &self,
         room: &RoomName,
         peer: &PeerId,
         conn: &ConnId,
-        hand: bool,
-    ) -> Result<bool, PresenceError> {
+        change: CallStateChange,
+    ) -> Result<Option<CallState>, PresenceError> {
         self.faults
             .run(
-                Op::PresenceSetHand,
+                Op::PresenceSetCallState,
                 injected,
-                self.store.set_hand(room, peer, conn, hand),
+                self.store.set_call_state(room, peer, conn, change),
             )
             .await
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
-use vc_protocol::{LeaveReason, RoomName};
+use vc_protocol::{CallState, CallStateChange, LeaveReason, RoomName};
 
 use super::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::bus::memory::{MemoryHistory, MemoryStreams};
@@ -171,24 +171,19 @@ impl Presence for MemoryPresence {
         Ok(self.with_rooms(|rooms| rooms.get(room).map_or(0, Vec::len)))
     }
 
-    async fn set_hand(
+    async fn set_call_state(
         &self,
         room: &RoomName,
         peer: &PeerId,
         conn: &ConnId,
-        hand: bool,
-    ) -> Result<bool, PresenceError> {
+        change: CallStateChange,
+    ) -> Result<Option<CallState>, PresenceError> {
         Ok(self.with_rooms(|rooms| {
-            match rooms
+            let member = rooms
                 .get_mut(room)
-                .and_then(|ms| ms.iter_mut().find(|m| m.id == *peer && m.conn == *conn))
-            {
-                Some(member) => {
-                    member.hand = hand;
-                    true
-                }
-                None => false,
-            }
+                .and_then(|ms| ms.iter_mut().find(|m| m.id == *peer && m.conn == *conn))?;
+            member.state = member.state.with(change);
+            Some(member.state)
         }))
     }
 }
@@ -268,7 +263,7 @@ mod tests {
             resume_secret: format!("secret-{id}"),
             grant_expires_ms: None,
             parked: None,
-            hand: false,
+            state: CallState::default(),
             stream: String::new(),
         }
     }

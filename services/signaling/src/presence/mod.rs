@@ -13,7 +13,7 @@ pub mod memory;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use vc_protocol::{DisplayName, LeaveReason, Member, RoomName};
+use vc_protocol::{CallState, CallStateChange, DisplayName, LeaveReason, Member, RoomName};
 
 use crate::vocabulary::{ConnId, NodeId, PeerId};
 
@@ -59,10 +59,12 @@ pub struct MemberRecord {
     /// will be given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parked: Option<Parked>,
-    /// The peer's raised hand (`call-state`), kept with the seat so that joiners
-    /// see it and a resume keeps it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub hand: bool,
+    /// The peer's state in the call (`call-state`), kept with the seat so that
+    /// joiners and resumers see it and a resume keeps it. Flat in the record,
+    /// each field only while true (`hand`, `muted`, `cameraOff`, `sharing`), as
+    /// the scripts write it.
+    #[serde(flatten)]
+    pub state: CallState,
     /// The id of the seat's stream (16 hex digits), minted at the join and kept
     /// for the seat's life: a resume whose client names another stream cannot
     /// be told its replay is complete.
@@ -98,7 +100,7 @@ impl MemberRecord {
             id: self.id.to_string(),
             name: self.name.to_string(),
             user: self.user.clone(),
-            hand: self.hand,
+            state: self.state,
         }
     }
 }
@@ -163,12 +165,14 @@ pub trait Presence: Send + Sync + 'static {
     /// How many seats the room has, parked ones included: one cheap read.
     async fn count(&self, room: &RoomName) -> Result<usize, PresenceError>;
 
-    /// Raises or lowers the seat's hand if `conn` still holds it. True when it did.
-    async fn set_hand(
+    /// Sets the fields of the seat's call state that `change` names, in one
+    /// atomic step, if `conn` still holds the seat. Returns the whole state that
+    /// results, or None when `conn` does not hold the seat.
+    async fn set_call_state(
         &self,
         room: &RoomName,
         peer: &PeerId,
         conn: &ConnId,
-        hand: bool,
-    ) -> Result<bool, PresenceError>;
+        change: CallStateChange,
+    ) -> Result<Option<CallState>, PresenceError>;
 }

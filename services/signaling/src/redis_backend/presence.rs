@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
-use vc_protocol::{LeaveReason, RoomName};
+use vc_protocol::{CallState, CallStateChange, LeaveReason, RoomName};
 
 use super::connection::Connections;
 use super::{keys, scripts};
@@ -205,23 +205,29 @@ impl Presence for RedisPresence {
             .map_err(PresenceError::Unavailable)
     }
 
-    async fn set_hand(
+    async fn set_call_state(
         &self,
         room: &RoomName,
         peer: &PeerId,
         conn: &ConnId,
-        hand: bool,
-    ) -> Result<bool, PresenceError> {
+        change: CallStateChange,
+    ) -> Result<Option<CallState>, PresenceError> {
+        let change = serde_json::to_string(&change).map_err(PresenceError::Record)?;
         let mut commands = self.connections.commands();
-        let done: i64 = scripts::SET_HAND
+        let seat: Option<String> = scripts::SET_CALL_STATE
             .key(keys::members(room))
             .arg(peer.as_str())
             .arg(conn.as_str())
-            .arg(if hand { "1" } else { "0" })
+            .arg(change)
             .invoke_async(&mut commands)
             .await
             .map_err(PresenceError::Unavailable)?;
-        Ok(done == 1)
+        seat.map(|seat| {
+            serde_json::from_str::<MemberRecord>(&seat)
+                .map(|record| record.state)
+                .map_err(PresenceError::Record)
+        })
+        .transpose()
     }
 }
 

@@ -176,18 +176,28 @@ return reply
     )
 });
 
-/// `KEYS[1]` members hash. ARGV: peer, conn, "1" to raise the hand or "0" to lower
-/// it. Reply: 1 when the seat was changed.
-pub static SET_HAND: LazyLock<Script> = LazyLock::new(|| {
+/// `KEYS[1]` members hash. ARGV: peer, conn, the change as JSON (the call state
+/// fields it sets, each `true` or `false`; absent ones keep their value). A
+/// field is stored only while true, as the record's serde writes it.
+/// Reply: the changed record, nil when `conn` does not hold the seat.
+pub static SET_CALL_STATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
+if not raw then return false end
 local record = cjson.decode(raw)
-if record.conn ~= ARGV[2] then return 0 end
-if ARGV[3] == '1' then record.hand = true else record.hand = nil end
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
-return 1
+if record.conn ~= ARGV[2] then return false end
+local change = cjson.decode(ARGV[3])
+for _, field in ipairs({'hand', 'muted', 'cameraOff', 'sharing'}) do
+  if change[field] == true then
+    record[field] = true
+  elseif change[field] == false then
+    record[field] = nil
+  end
+end
+local seat = cjson.encode(record)
+redis.call('HSET', KEYS[1], ARGV[1], seat)
+return seat
 ",
     )
 });

@@ -304,6 +304,29 @@ pub fn member_ids(reply: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Each member's call state, by name, from a `joined` or `resumed`: the fields
+/// that are there (all of them true; a false one is left out).
+pub fn call_states(reply: &Value) -> Vec<(String, Value)> {
+    reply["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let state: serde_json::Map<String, Value> = m
+                .as_object()
+                .expect("a member")
+                .iter()
+                .filter(|(k, _)| ["hand", "muted", "cameraOff", "sharing"].contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (
+                m["name"].as_str().expect("name").to_owned(),
+                Value::Object(state),
+            )
+        })
+        .collect()
+}
+
 /// A plain HTTP/1.1 GET over loopback: status code and body.
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     let (status, _, body) = http_get_with_headers(port, path).await;
