@@ -72,8 +72,11 @@ export function resumedReply(resume, overrides = {}) {
   };
 }
 
-/** Connects and joins room `standup` as Ann; returns the server side of the socket. */
-export async function joinedClient(options) {
+/**
+ * Connects and joins room `standup` as Ann; returns the server side of the socket.
+ * `reply` adds fields to the node's `joined` (a `stream`, say).
+ */
+export async function joinedClient(options, reply = {}) {
   const setup = makeClient(options);
   const connected = setup.client.connect();
   const server = await setup.network.nextConnection();
@@ -81,7 +84,7 @@ export async function joinedClient(options) {
   await connected;
   const joining = setup.client.join({ room: 'standup', name: 'Ann' });
   const join = await server.next('join');
-  server.send(joinedReply(join));
+  server.send(joinedReply(join, reply));
   await joining;
   return { ...setup, server };
 }

@@ -2,23 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { eventually } from './fake-network.mjs';
-import { joinedReply, makeClient, resumedReply } from './helpers.mjs';
+import { joinedClient, joinedReply, resumedReply } from './helpers.mjs';
 
 const STREAM = '00ff00ff00ff00ff';
 
 /** Joined as Ann on a numbered stream; returns the server side too. */
-async function numberedClient() {
-  const setup = makeClient();
-  const connected = setup.client.connect();
-  const server = await setup.network.nextConnection();
-  server.welcome('node-a');
-  await connected;
-  const joining = setup.client.join({ room: 'standup', name: 'Ann' });
-  const join = await server.next('join');
-  server.send(joinedReply(join, { stream: STREAM }));
-  await joining;
-  return { ...setup, server };
-}
+const numberedClient = () => joinedClient(undefined, { stream: STREAM });
 
 const offer = (seq, sdp) => ({ seq, type: 'offer', from: 'p-bob', sdp });
 
@@ -91,15 +80,8 @@ test('an incomplete replay is told to the page with the resumed seat; a join sta
 });
 
 test('a node that does not number frames gets neither acks nor lastSeq', async () => {
-  const setup = makeClient();
-  const connected = setup.client.connect();
-  const server = await setup.network.nextConnection();
-  server.welcome('node-a');
-  await connected;
-  const joining = setup.client.join({ room: 'standup', name: 'Ann' });
-  const join = await server.next('join');
-  server.send(joinedReply(join));
-  await joining;
+  const setup = await joinedClient();
+  const { server } = setup;
   server.send({ type: 'offer', from: 'p-bob', sdp: 'plain' });
   await eventually(() => setup.eventsOf('offer').length === 1, { message: 'an offer' });
   setup.client.sendAnswer('p-bob', 'v=0');
