@@ -229,7 +229,11 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again(backing: B
     let (mut redis, nodes) = fleet(backing, 2, &[]);
     let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "outage", "Ann").await;
     let (mut bob, _) = Client::joined(&nodes[1].ws_url(), "outage", "Bob").await;
-    ann.recv_type("peer-joined").await;
+    let (mut dan, _) = Client::joined(&nodes[0].ws_url(), "outage", "Dan").await;
+    for _ in 0..2 {
+        ann.recv_type("peer-joined").await;
+    }
+    bob.recv_type("peer-joined").await;
 
     redis.kill();
     let down_at = Instant::now();
@@ -237,10 +241,17 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again(backing: B
         node.wait_ready(false, Duration::from_secs(10))
             .expect("readiness falls");
     }
-    // Sessions stay connected; what cannot be delivered is refused, not lost.
-    ann.send(json!({"type": "offer", "id": 1, "to": bob.peer, "sdp": "v=0"}))
+    // Sessions stay connected. Dan is on Ann's node: her offer is handed over
+    // at once, unnumbered. Bob is on the other node: hers is kept, not refused.
+    ann.send(json!({"type": "offer", "id": 1, "to": dan.peer, "sdp": "v=0 dan"}))
         .await;
-    assert_eq!(ann.expect_error("unavailable").await["id"], 1);
+    let to_dan = dan.recv().await;
+    assert_eq!(to_dan["sdp"], "v=0 dan", "{to_dan}");
+    for n in 2..5 {
+        ann.send(json!({"type": "offer", "id": n, "to": bob.peer, "sdp": format!("v=0 kept {n}")}))
+            .await;
+    }
+    bob.expect_silence(Duration::from_millis(300)).await;
 
     redis.restart(Data::Empty).expect("redis restarts");
     for node in &nodes {
@@ -250,13 +261,20 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again(backing: B
     let recovered = down_at.elapsed();
     ann.send(json!({"type": "offer", "to": bob.peer, "sdp": "v=0 after"}))
         .await;
+    // What was kept arrives first, in order, numbered like any other frame.
+    for n in 2..5 {
+        assert_eq!(bob.recv_type("offer").await["sdp"], format!("v=0 kept {n}"));
+    }
     assert_eq!(bob.recv_type("offer").await["sdp"], "v=0 after");
+    // Nothing was refused to Ann.
+    ann.send(json!({"type": "ping", "id": 9})).await;
+    assert_eq!(ann.recv_type("pong").await["id"], 9);
     bob.send(json!({"type": "answer", "to": ann.peer, "sdp": "v=0 back"}))
         .await;
     assert_eq!(ann.recv_type("answer").await["sdp"], "v=0 back");
-    // Presence was written back: a newcomer sees both.
+    // Presence was written back: a newcomer sees all three.
     let (_cat, joined) = Client::joined(&nodes[1].ws_url(), "outage", "Cat").await;
-    assert_eq!(member_ids(&joined).len(), 2);
+    assert_eq!(member_ids(&joined).len(), 3);
     for node in &nodes {
         let (_, metrics) = common::http_get(node.port, "/metrics").await;
         assert!(

@@ -79,6 +79,9 @@ pub struct Client {
 }
 
 /// The frames a node numbers on the seat's stream: everything from the room.
+/// The relayed messages, which a node hands over unnumbered while its Redis is away.
+pub const RELAYED: [&str; 4] = ["offer", "answer", "candidate", "app-data"];
+
 pub const NUMBERED: [&str; 9] = [
     "offer",
     "answer",
@@ -186,7 +189,10 @@ impl Client {
             self.last_seq = 0;
         }
         let seq = message.as_object_mut().and_then(|m| m.remove("seq"));
-        if NUMBERED.contains(&kind.as_str()) {
+        // A relay handed over between two seats of one node while its Redis is
+        // away carries no number (docs/protocol.md).
+        let handed_over = seq.is_none() && RELAYED.contains(&kind.as_str());
+        if NUMBERED.contains(&kind.as_str()) && !handed_over {
             let seq = seq
                 .and_then(|s| s.as_u64())
                 .unwrap_or_else(|| panic!("a {kind} without a seq: {message}"));
