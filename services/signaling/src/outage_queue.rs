@@ -20,6 +20,7 @@
 //! [`RedisSettings::max_backoff`]: crate::config::RedisSettings::max_backoff
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,9 @@ pub struct OutageQueue {
     seat_grace: Duration,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
+    /// Entries waiting plus the one in flight, as the last change of `state`
+    /// left them: read on every publish, so without the lock.
+    waiting: AtomicUsize,
     wake: Notify,
 }
 
@@ -124,6 +128,7 @@ impl OutageQueue {
             seat_grace,
             metrics,
             state: Mutex::new(State::default()),
+            waiting: AtomicUsize::new(0),
             wake: Notify::new(),
         });
         lifecycle.spawn(Arc::clone(&queue).flush(lifecycle.subscribe()));
@@ -136,14 +141,24 @@ impl OutageQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Changes the state under the lock, and publishes how much waits.
+    fn change<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.lock();
+        let result = f(&mut state);
+        let waiting = state.entries.len() + usize::from(state.in_flight);
+        self.waiting.store(waiting, Ordering::Release);
+        drop(state);
+        self.metrics.outage_queued.set(gauge(waiting));
+        result
+    }
+
     /// Whether an envelope must queue rather than go to the bus now: the bus is
     /// away, or earlier ones still wait (a sender's order must hold).
     pub fn must_queue(&self) -> bool {
         if !self.bus.is_connected() {
             return true;
         }
-        let state = self.lock();
-        state.in_flight || !state.entries.is_empty()
+        self.waiting.load(Ordering::Acquire) > 0
     }
 
     /// Whether the queue keeps anything at all (`outage.queue_messages` > 0).
@@ -153,34 +168,21 @@ impl OutageQueue {
 
     /// Takes `queued` at the tail, or refuses it when it would pass a bound.
     pub fn push(&self, queued: Queued) -> Result<(), QueueFull> {
-        let mut state = self.lock();
-        if state.entries.len() >= self.settings.queue_messages
-            || state.bytes + queued.bytes > self.settings.queue_bytes
-        {
-            drop(state);
+        let (messages, bytes) = (self.settings.queue_messages, self.settings.queue_bytes);
+        let taken = self.change(|state| {
+            if state.entries.len() >= messages || state.bytes + queued.bytes > bytes {
+                return false;
+            }
+            state.bytes += queued.bytes;
+            state.entries.push_back(queued);
+            true
+        });
+        if !taken {
             self.count_dropped("full");
-            return Err(QueueFull {
-                messages: self.settings.queue_messages,
-                bytes: self.settings.queue_bytes,
-            });
+            return Err(QueueFull { messages, bytes });
         }
-        state.bytes += queued.bytes;
-        state.entries.push_back(queued);
-        let len = state.entries.len();
-        drop(state);
-        self.metrics.outage_queued.set(gauge(len));
         self.wake.notify_one();
         Ok(())
-    }
-
-    /// How many envelopes wait.
-    pub fn len(&self) -> usize {
-        self.lock().entries.len()
-    }
-
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The flush task: publishes the oldest entry whenever the bus takes it,
@@ -188,15 +190,14 @@ impl OutageQueue {
     async fn flush(self: Arc<Self>, mut phase: watch::Receiver<Phase>) {
         let mut connected_since: Option<Instant> = None;
         loop {
-            let head = {
-                let mut state = self.lock();
+            let head = self.change(|state| {
                 let head = state.entries.pop_front();
                 if let Some(head) = &head {
                     state.bytes -= head.bytes;
                     state.in_flight = true;
                 }
                 head
-            };
+            });
             let Some(head) = head else {
                 tokio::select! {
                     () = self.wake.notified() => continue,
@@ -210,20 +211,17 @@ impl OutageQueue {
             }
             let outcome = self.publish(head, connected_since).await;
             match outcome {
-                Flushed::Done => {
-                    self.lock().in_flight = false;
-                }
+                Flushed::Done => self.change(|state| state.in_flight = false),
                 Flushed::Dropped(queued, reason) => {
-                    self.lock().in_flight = false;
+                    self.change(|state| state.in_flight = false);
                     self.refuse(&queued, reason);
                 }
                 Flushed::Later(queued) => {
-                    {
-                        let mut state = self.lock();
+                    self.change(|state| {
                         state.bytes += queued.bytes;
                         state.entries.push_front(queued);
                         state.in_flight = false;
-                    }
+                    });
                     self.expire();
                     tokio::select! {
                         () = tokio::time::sleep(RETRY_EVERY) => {}
@@ -231,13 +229,11 @@ impl OutageQueue {
                     }
                 }
             }
-            self.metrics.outage_queued.set(gauge(self.len()));
         }
-        let left: Vec<Queued> = {
-            let mut state = self.lock();
+        let left: Vec<Queued> = self.change(|state| {
             state.bytes = 0;
             state.entries.drain(..).collect()
-        };
+        });
         if !left.is_empty() {
             info!(
                 messages = left.len(),
@@ -247,7 +243,6 @@ impl OutageQueue {
         for queued in &left {
             self.refuse(queued, "shutdown");
         }
-        self.metrics.outage_queued.set(0);
     }
 
     async fn publish(&self, queued: Queued, connected_since: Option<Instant>) -> Flushed {
@@ -287,8 +282,7 @@ impl OutageQueue {
     /// Drops what waited longer than `outage.max_wait`, telling the senders.
     fn expire(&self) {
         let max_wait = self.settings.max_wait;
-        let expired: Vec<Queued> = {
-            let mut state = self.lock();
+        let expired: Vec<Queued> = self.change(|state| {
             let (keep, expired): (VecDeque<Queued>, VecDeque<Queued>) = state
                 .entries
                 .drain(..)
@@ -296,7 +290,7 @@ impl OutageQueue {
             state.entries = keep;
             state.bytes = state.entries.iter().map(|queued| queued.bytes).sum();
             expired.into()
-        };
+        });
         for queued in &expired {
             self.refuse(queued, "expired");
         }
