@@ -210,6 +210,14 @@ pub trait EnvelopeSink: Send + Sync + 'static {
         let _ = (seat, log);
         true
     }
+
+    /// Tells each attached seat of `room` the call state of every other member
+    /// it knows of, as `members` (read from presence) has it: after Redis came
+    /// back empty, a change broadcast before this node wrote its seats back
+    /// was numbered for nobody here.
+    fn tell_states(&self, room: &RoomName, members: &[Member]) {
+        let _ = (room, members);
+    }
 }
 
 /// An attached seat of this node, as [`EnvelopeSink::hold_attached`] found it,

@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use vc_protocol::{Member, ReconnectReason, RelayKind, RoomName, ServerMessage};
+use vc_protocol::{BroadcastKind, Member, ReconnectReason, RelayKind, RoomName, ServerMessage};
 
 use crate::bus::SeatLog;
 use crate::envelope::{AttachedSeat, Envelope, EnvelopeSink, Event};
@@ -433,6 +433,36 @@ impl Router {
         complete
     }
 
+    /// Queues, unnumbered, a `peer-state` for every member of `members` whose
+    /// call state is not the one this node's seats were last told (the
+    /// mirror's), to each attached seat of `room` that knows of it
+    /// ([`EnvelopeSink::tell_states`]).
+    pub fn tell_states(&self, room: &RoomName, members: &[Member]) {
+        let mut rooms = self.lock();
+        let Some(local) = rooms.get_mut(room) else {
+            return;
+        };
+        for member in members {
+            let Some(mirrored) = local.mirror.iter_mut().find(|m| m.id == member.id) else {
+                continue;
+            };
+            if mirrored.state == member.state {
+                continue;
+            }
+            mirrored.state = member.state;
+            let out = Outbound::message(&ServerMessage::PeerState {
+                peer: member.id.clone(),
+                state: member.state,
+            });
+            for (peer, seat) in &local.seats {
+                let attached = seat.held.is_none() && seat.catching_up.is_none();
+                if attached && peer.as_str() != member.id && seat.known.peers.contains(&member.id) {
+                    seat.handle.send(out.clone());
+                }
+            }
+        }
+    }
+
     pub fn stats(&self) -> RouterStats {
         let rooms = self.lock();
         RouterStats {
@@ -469,6 +499,10 @@ impl EnvelopeSink for Router {
 
     fn catch_up(&self, seat: &AttachedSeat, log: Option<&SeatLog>) -> bool {
         Router::catch_up(self, seat, log)
+    }
+
+    fn tell_states(&self, room: &RoomName, members: &[Member]) {
+        Router::tell_states(self, room, members);
     }
 }
 
@@ -540,6 +574,9 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
             frame,
             chat,
         } => {
+            if message == BroadcastKind::PeerState.as_str() {
+                mirror_state(&mut local.mirror, frame);
+            }
             let out = Outbound {
                 text: frame.as_str().into(),
                 kind: relay_kind(message),
@@ -555,6 +592,16 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
                     push(seat, change, out.clone(), envelope.seq_for(id.as_str()));
                 }
             }
+        }
+    }
+}
+
+/// Keeps the call state a `peer-state` frame tells in the room's mirror, so
+/// that [`Router::tell_states`] knows what this node's seats were told.
+fn mirror_state(mirror: &mut [Member], frame: &str) {
+    if let Ok(ServerMessage::PeerState { peer, state }) = serde_json::from_str(frame) {
+        if let Some(member) = mirror.iter_mut().find(|m| m.id == peer) {
+            member.state = state;
         }
     }
 }

@@ -116,6 +116,7 @@ impl RedisBackend {
             connections: Arc::clone(&self.connections),
             bus: Arc::clone(&self.bus),
             sink: Arc::clone(&self.sink),
+            presence: Arc::clone(&self.presence),
             held,
             publisher: Arc::clone(&publisher),
             metrics: Arc::clone(&self.metrics),
