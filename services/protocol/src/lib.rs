@@ -45,5 +45,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// `joined` and `resumed`; 3 the whole [`CallState`] (`muted`, `cameraOff`,
 /// `sharing` beside `hand`) in `call-state`, `peer-state` and the members, and
 /// sequenced delivery (`seq` on every frame from the room, `stream`, `ack`,
-/// `lastSeq` and `replay`).
-pub const PROTOCOL_REVISION: u32 = 3;
+/// `lastSeq` and `replay`); 4 signaling through a Redis outage: relays between
+/// two seats of one node handed over without `seq`, messages for other nodes
+/// kept and a late `unavailable` for one that could not be, and `reconnect`
+/// with reason `missed`.
+pub const PROTOCOL_REVISION: u32 = 4;

@@ -69,6 +69,11 @@ wire_enum! {
     pub enum ReconnectReason {
         /// The node is shutting down; another node will take the session.
         Draining,
+        /// Frames of the seat's stream were lost on the bus (its node was cut
+        /// off from Redis) and the seat's buffer cannot give them all back: the
+        /// resume that follows says `replay: "incomplete"`, and the client
+        /// renegotiates its calls.
+        Missed,
     }
 }
 

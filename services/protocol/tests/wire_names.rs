@@ -108,7 +108,7 @@ fn one_server_message_of_each_type() -> Vec<ServerMessage> {
     vec![
         ServerMessage::Welcome {
             protocol: 1,
-            revision: 3,
+            revision: 4,
             node: "n".into(),
             max_frame_bytes: 65536,
             max_chat_bytes: Some(2000),

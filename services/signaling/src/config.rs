@@ -47,6 +47,7 @@ pub struct Settings {
     pub heartbeat: HeartbeatSettings,
     pub resume: ResumeSettings,
     pub replay: ReplaySettings,
+    pub outage: OutageSettings,
     pub auth: AuthSettings,
     pub ice: IceSettings,
     pub redis: RedisSettings,
@@ -222,6 +223,32 @@ impl Default for ReplaySettings {
         Self {
             buffer_messages: 512,
             buffer_bytes: 262_144,
+        }
+    }
+}
+
+/// What a node keeps of its sessions' messages for other nodes while Redis is
+/// away, to publish when it is back: bounded by count, bytes and age.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutageSettings {
+    /// Messages kept, for all sessions of the node together; 0 keeps none (the
+    /// node refuses them with `unavailable` at once).
+    pub queue_messages: usize,
+    /// Bytes of messages kept, for all sessions of the node together.
+    pub queue_bytes: usize,
+    /// A kept message still not published after this long is dropped, and its
+    /// sender told.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for OutageSettings {
+    fn default() -> Self {
+        Self {
+            queue_messages: 10_000,
+            queue_bytes: 16 * 1024 * 1024,
+            max_wait: Duration::from_secs(30),
         }
     }
 }
@@ -621,6 +648,15 @@ impl Settings {
         }
         if self.replay.buffer_bytes < 1024 {
             return bad("replay.buffer_bytes", "must be at least 1024");
+        }
+        if self.outage.queue_messages > 1_000_000 {
+            return bad("outage.queue_messages", "must be at most 1000000");
+        }
+        if self.outage.queue_messages > 0 && self.outage.queue_bytes < 65_536 {
+            return bad("outage.queue_bytes", "must be at least 65536");
+        }
+        if self.outage.max_wait < Duration::from_secs(1) {
+            return bad("outage.max_wait", "must be at least 1s");
         }
         if self.heartbeat.interval.is_zero() {
             return bad("heartbeat.interval", "must be positive");

@@ -13,6 +13,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vc_protocol::{LeaveReason, Member, RoomName};
 
+use crate::bus::SeatLog;
 use crate::vocabulary::{ConnId, NodeId, PeerId};
 
 /// What travels on the bus: one event for one room, with the metadata every node
@@ -167,6 +168,14 @@ pub enum Event {
 }
 
 impl Event {
+    /// Bytes of the frame the event carries, for the bounds of what keeps it.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Event::Relay { frame, .. } | Event::Broadcast { frame, .. } => frame.len(),
+            _ => 0,
+        }
+    }
+
     pub fn recipients(&self) -> Recipients<'_> {
         match self {
             Event::Relay { to, .. } => Recipients::One(to),
@@ -185,4 +194,37 @@ pub trait EnvelopeSink: Send + Sync + 'static {
     /// what its publisher still owns, and a receiver copies only what it keeps.
     /// Must not call back into the bus.
     fn deliver(&self, envelope: &Envelope);
+
+    /// The seats attached here, each holding from now on what the bus brings
+    /// it until [`EnvelopeSink::catch_up`]: a bus that lost its subscriptions
+    /// calls it before subscribing again, then reads each seat's buffer.
+    fn hold_attached(&self) -> Vec<AttachedSeat> {
+        Vec::new()
+    }
+
+    /// Gives `seat` what `log` (its buffer, read after its room was subscribed
+    /// again; `None` when it could not be read) holds past what the seat was
+    /// sent, then what was held for it. False when the seat may have missed
+    /// frames the buffer cannot give back.
+    fn catch_up(&self, seat: &AttachedSeat, log: Option<&SeatLog>) -> bool {
+        let _ = (seat, log);
+        true
+    }
+
+    /// Tells each attached seat of `room` the call state of every other member
+    /// it knows of, as `members` (read from presence) has it: after Redis came
+    /// back empty, a change broadcast before this node wrote its seats back
+    /// was numbered for nobody here.
+    fn tell_states(&self, room: &RoomName, members: &[Member]) {
+        let _ = (room, members);
+    }
+}
+
+/// An attached seat of this node, as [`EnvelopeSink::hold_attached`] found it,
+/// with the connection that held it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedSeat {
+    pub room: RoomName,
+    pub peer: PeerId,
+    pub conn: ConnId,
 }

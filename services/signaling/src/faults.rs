@@ -91,6 +91,7 @@ impl Gate {
 struct PlanState {
     queued: HashMap<Op, VecDeque<Fault>>,
     calls: Vec<Op>,
+    bus_down: bool,
 }
 
 /// The faults a test has planned for the fakes that share this plan, and the log
@@ -112,6 +113,16 @@ impl FaultPlan {
 
     fn queue(&self, op: Op, fault: Fault) {
         self.lock().queued.entry(op).or_default().push_back(fault);
+    }
+
+    /// Takes the bus away (it reports itself disconnected and refuses every
+    /// publish, as the Redis bus does while Redis is away) or brings it back.
+    pub fn set_bus_down(&self, down: bool) {
+        self.lock().bus_down = down;
+    }
+
+    pub fn bus_is_down(&self) -> bool {
+        self.lock().bus_down
     }
 
     /// The next call of `op` fails without running.

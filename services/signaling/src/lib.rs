@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod node;
 pub mod origin;
+pub mod outage_queue;
 pub mod outbox;
 pub mod presence;
 pub mod publisher;

@@ -1,6 +1,8 @@
 //! `Publisher`: the one way this node puts an envelope on the bus. It stamps each
 //! envelope (room, this node as origin, the publish time, the current trace
-//! context) and counts it in the bus metrics.
+//! context) and counts it in the bus metrics. What a session sends to its room
+//! ([`Publisher::publish_from`]) goes to the [`OutageQueue`] instead while the
+//! bus cannot take it, and is published from there when it can.
 //!
 //! [`Rooms`](crate::rooms::Rooms) owns it and publishes every room operation
 //! through it. The Redis backend's own tasks are handed the same publisher when
@@ -18,37 +20,63 @@ use crate::bus::{Bus, BusError};
 use crate::clock::unix_us;
 use crate::envelope::{Envelope, Event, Seqs};
 use crate::metrics::Metrics;
+use crate::outage_queue::{OutageQueue, Queued, Sender};
 use crate::vocabulary::{NodeId, PeerId};
 
 pub struct Publisher {
     node_id: NodeId,
     bus: Arc<dyn Bus>,
+    queue: Arc<OutageQueue>,
     metrics: Arc<Metrics>,
 }
 
 impl Publisher {
-    pub fn new(node_id: NodeId, bus: Arc<dyn Bus>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        node_id: NodeId,
+        bus: Arc<dyn Bus>,
+        queue: Arc<OutageQueue>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             node_id,
             bus,
+            queue,
             metrics,
+        }
+    }
+
+    /// Publishes what a session sent (a relay, a room-wide message, with the
+    /// chat entry to keep), or, while the bus cannot take it, keeps it in the
+    /// outage queue, behind whatever waits there. `Ok` means it was published
+    /// or kept; the sender (made only when needed) hears if a kept one is
+    /// dropped later. `Err` means it was not sent, and the session says so.
+    pub async fn publish_from(
+        &self,
+        room: &RoomName,
+        event: Event,
+        kept: Option<&str>,
+        sender: impl FnOnce() -> Sender,
+    ) -> Result<(), BusError> {
+        let envelope = self.stamp(room, event);
+        let queueing = self.queue.is_enabled();
+        if queueing && self.queue.must_queue() {
+            let queued = Queued::new(envelope, kept.map(str::to_owned), sender());
+            return Ok(self.queue.push(queued)?);
+        }
+        match self.send(&envelope, kept).await {
+            // Refused before any command was sent: certainly not published.
+            Err(BusError::Disconnected) if queueing => {
+                let queued = Queued::new(envelope, kept.map(str::to_owned), sender());
+                Ok(self.queue.push(queued)?)
+            }
+            other => other,
         }
     }
 
     /// Publishes `event` to the room.
     pub async fn publish(&self, room: &RoomName, event: Event) -> Result<(), BusError> {
-        self.publish_with(room, event, None).await
-    }
-
-    /// Publishes a chat message's `event` and keeps `entry` in the room's
-    /// history in the same step ([`Bus::publish_kept`]).
-    pub async fn publish_kept(
-        &self,
-        room: &RoomName,
-        event: Event,
-        entry: &str,
-    ) -> Result<(), BusError> {
-        self.publish_with(room, event, Some(entry)).await
+        let envelope = self.stamp(room, event);
+        self.send(&envelope, None).await
     }
 
     /// Tells the room that `peer` is gone; a failure is logged, since nobody
@@ -71,24 +99,22 @@ impl Publisher {
         }
     }
 
-    async fn publish_with(
-        &self,
-        room: &RoomName,
-        event: Event,
-        kept: Option<&str>,
-    ) -> Result<(), BusError> {
-        let envelope = Envelope {
+    fn stamp(&self, room: &RoomName, event: Event) -> Envelope {
+        Envelope {
             room: room.clone(),
             origin: self.node_id.clone(),
             sent_at_us: unix_us(),
             traceparent: crate::telemetry::current_traceparent(),
             event,
             seqs: Seqs::default(),
-        };
+        }
+    }
+
+    async fn send(&self, envelope: &Envelope, kept: Option<&str>) -> Result<(), BusError> {
         let started = Instant::now();
         let result = match kept {
-            Some(entry) => self.bus.publish_kept(&envelope, entry).await,
-            None => self.bus.publish(&envelope).await,
+            Some(entry) => self.bus.publish_kept(envelope, entry).await,
+            None => self.bus.publish(envelope).await,
         };
         self.metrics
             .bus_publish

@@ -9,6 +9,7 @@
 //! seat, so no event about the room can fall between the snapshot and the stream.
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use thiserror::Error;
 use tracing::{debug, warn};
@@ -28,6 +29,7 @@ use crate::ice::IceServers;
 use crate::ids::random_hex;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::outage_queue::{OutageQueue, Sender};
 use crate::outbox::{Outbound, SessionHandle};
 use crate::presence::{MemberRecord, Parked, Presence, PresenceError, ResumeClaim};
 use crate::publisher::Publisher;
@@ -137,10 +139,21 @@ impl Rooms {
                     }
                 })
             });
+            // A relay for a seat Redis does not have yet waits for as long as
+            // the seat's node takes to reconnect and write its seats back.
+            let seat_grace = settings.redis.max_backoff + Duration::from_secs(1);
+            let queue = OutageQueue::start(
+                Arc::clone(&bus),
+                settings.outage.clone(),
+                seat_grace,
+                Arc::clone(&metrics),
+                lifecycle,
+            );
             Self {
                 publisher: Arc::new(Publisher::new(
                     node_id.clone(),
                     Arc::clone(&bus),
+                    queue,
                     Arc::clone(&metrics),
                 )),
                 held: Arc::new(HeldSeats::new()),
@@ -505,12 +518,16 @@ impl Rooms {
 
     /// Relays a finished frame to `to`, if it is another member of the room.
     /// `to` is the client's text: one that is not a peer id names nobody.
+    /// While the bus is away, a frame for a seat of this node is handed over
+    /// directly, and one for another node waits in the outage queue; `sender`
+    /// is who to tell if it is dropped there.
     pub async fn relay(
         &self,
         seat: &Seat,
         to: &str,
         kind: RelayKind,
         frame: String,
+        sender: impl FnOnce() -> Sender,
     ) -> Result<(), Refusal> {
         let to = PeerId::parse(to)
             .ok()
@@ -525,23 +542,38 @@ impl Rooms {
                     ),
                 )
             })?;
+        // Unnumbered: without Redis nothing can number it, and the seat's
+        // stream goes on from the bus once it is back.
+        if !self.bus.is_connected() && self.router.hand_over(&seat.room, &to, &frame, kind) {
+            debug!(kind = kind.as_str(), "handed over while the bus is away");
+            return Ok(());
+        }
         let event = Event::Relay {
             from: seat.peer.clone(),
             to,
             message: kind.to_string(),
             frame,
         };
-        self.publish(&seat.room, event).await.map_err(|e| {
-            warn!(room = %seat.room, error = %e, "relay not delivered");
-            Refusal::unavailable(kind.as_str())
-        })?;
+        self.publisher
+            .publish_from(&seat.room, event, None, sender)
+            .await
+            .map_err(|e| {
+                warn!(room = %seat.room, error = %e, "relay not delivered");
+                Refusal::unavailable(kind.as_str())
+            })?;
         debug!(kind = kind.as_str(), "relayed");
         Ok(())
     }
 
     /// Says `text` to every other member of the room, stamped with the seat's
-    /// peer id and name, and keeps it in the room's history for later joiners.
-    pub async fn chat(&self, seat: &Seat, text: &str) -> Result<(), Refusal> {
+    /// peer id and name, and keeps it in the room's history for later joiners
+    /// (while the bus is away, once it is back: see [`Rooms::relay`]).
+    pub async fn chat(
+        &self,
+        seat: &Seat,
+        text: &str,
+        sender: impl FnOnce() -> Sender,
+    ) -> Result<(), Refusal> {
         let text = validate_chat_text(text, self.settings.limits.max_chat_bytes).map_err(|e| {
             let code = match e {
                 ChatTextError::Empty => ErrorCode::ChatEmpty,
@@ -568,7 +600,7 @@ impl Rooms {
             chat: Some(entry.message_id),
         };
         self.publisher
-            .publish_kept(&seat.room, event, &kept)
+            .publish_from(&seat.room, event, Some(&kept), sender)
             .await
             .map_err(|e| {
                 warn!(room = %seat.room, error = %e, "chat not delivered");
@@ -583,6 +615,7 @@ impl Rooms {
         &self,
         seat: &Seat,
         change: CallStateChange,
+        sender: impl FnOnce() -> Sender,
     ) -> Result<(), Refusal> {
         // With Redis away, presence would wait out its reconnect before failing:
         // refused at once instead, changing nothing. The client sends its state
@@ -617,14 +650,22 @@ impl Rooms {
             .to_json(),
             chat: None,
         };
-        self.publish(&seat.room, event).await.map_err(|e| {
-            warn!(room = %seat.room, error = %e, "call state not delivered");
-            Refusal::unavailable("call-state")
-        })
+        self.publisher
+            .publish_from(&seat.room, event, None, sender)
+            .await
+            .map_err(|e| {
+                warn!(room = %seat.room, error = %e, "call state not delivered");
+                Refusal::unavailable("call-state")
+            })
     }
 
     /// A passing reaction for every other member; nothing is kept.
-    pub async fn react(&self, seat: &Seat, emoji: &str) -> Result<(), Refusal> {
+    pub async fn react(
+        &self,
+        seat: &Seat,
+        emoji: &str,
+        sender: impl FnOnce() -> Sender,
+    ) -> Result<(), Refusal> {
         if !is_reaction(emoji) {
             return Err(Refusal::new(
                 ErrorCode::InvalidReaction,
@@ -641,10 +682,13 @@ impl Rooms {
             .to_json(),
             chat: None,
         };
-        self.publish(&seat.room, event).await.map_err(|e| {
-            warn!(room = %seat.room, error = %e, "reaction not delivered");
-            Refusal::unavailable("reaction")
-        })
+        self.publisher
+            .publish_from(&seat.room, event, None, sender)
+            .await
+            .map_err(|e| {
+                warn!(room = %seat.room, error = %e, "reaction not delivered");
+                Refusal::unavailable("reaction")
+            })
     }
 
     /// How many seats the room has, for a lobby: with auth on, only for the

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use vc_protocol::{
-    CallState, CallStateChange, ErrorCode, LeaveReason, Member, RelayKind, Replay, ServerMessage,
-    REACTIONS,
+    CallState, CallStateChange, ErrorCode, LeaveReason, Member, RelayKind, Replay, RequestId,
+    ServerMessage, REACTIONS,
 };
 
 use super::{JoinRequest, Refusal, ResumeRequest, Rooms, Seat};
@@ -22,6 +22,7 @@ use crate::envelope::Event;
 use crate::faults::{FaultPlan, Op};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
+use crate::outage_queue::Sender;
 use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::presence::fake::FakePresence;
 use crate::presence::memory::MemoryPresence;
@@ -229,7 +230,7 @@ impl Node {
             sdp: sdp.to_owned(),
         };
         self.rooms
-            .relay(from, to.as_str(), RelayKind::Offer, frame.to_json())
+            .relay(from, to.as_str(), RelayKind::Offer, frame.to_json(), sender)
             .await
     }
 
@@ -301,6 +302,17 @@ impl Client {
 
     fn evicted(&self) -> Option<Eviction> {
         *self.evicted.borrow()
+    }
+}
+
+/// The sender of a message whose refusals nobody reads.
+fn sender() -> Sender {
+    let (tx, _outbox) = mpsc::channel(1);
+    let (evict, _evicted) = watch::channel(None);
+    Sender {
+        handle: SessionHandle::new(tx, evict),
+        id: None,
+        what: "test",
     }
 }
 
@@ -1419,8 +1431,14 @@ async fn a_resume_on_another_node_replays_exactly_what_the_parked_seat_missed_in
     n1.offer(&b, &a.peer, "second")
         .await
         .expect("relayed to a parked seat");
-    n1.rooms.react(&b, REACTIONS[0]).await.expect("reaction");
-    n1.rooms.chat(&b, "are you there?").await.expect("chat");
+    n1.rooms
+        .react(&b, REACTIONS[0], sender)
+        .await
+        .expect("reaction");
+    n1.rooms
+        .chat(&b, "are you there?", sender)
+        .await
+        .expect("chat");
     n1.offer(&b, &a.peer, "third").await.expect("relayed");
     assert!(ann.saw().is_empty(), "the parked socket got nothing");
 
@@ -1686,7 +1704,7 @@ async fn a_call_state_change_sets_only_its_fields_and_the_others_hear_the_whole_
     ];
     for (asked, whole) in steps {
         n1.rooms
-            .set_call_state(&a, change(asked))
+            .set_call_state(&a, change(asked), sender)
             .await
             .expect("taken");
         assert_eq!(
@@ -1709,7 +1727,7 @@ async fn a_call_state_presence_cannot_record_is_refused_and_not_told() {
     n1.faults.fail_next(Op::PresenceSetCallState);
     let refusal = n1
         .rooms
-        .set_call_state(&a, change(r#"{"muted":true}"#))
+        .set_call_state(&a, change(r#"{"muted":true}"#), sender)
         .await
         .expect_err("presence failed");
     assert_eq!(refusal.code, ErrorCode::Unavailable);
@@ -1727,11 +1745,11 @@ async fn a_late_joiner_on_another_node_reads_each_members_state_in_joined() {
     let (mut ann, mut bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
     let (a, b, _token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
     n1.rooms
-        .set_call_state(&a, change(r#"{"muted":true,"cameraOff":true}"#))
+        .set_call_state(&a, change(r#"{"muted":true,"cameraOff":true}"#), sender)
         .await
         .expect("taken");
     n1.rooms
-        .set_call_state(&b, change(r#"{"sharing":true,"hand":true}"#))
+        .set_call_state(&b, change(r#"{"sharing":true,"hand":true}"#), sender)
         .await
         .expect("taken");
 
@@ -1798,7 +1816,7 @@ async fn a_chat_message_in_the_history_the_buffer_and_the_held_frames_reaches_th
         })
     };
     gate.reached().await;
-    n1.rooms.chat(&b, "once only").await.expect("chat");
+    n1.rooms.chat(&b, "once only", sender).await.expect("chat");
     gate.open();
     finished(resuming).await.expect("resumes");
     let outs: Vec<Outbound> = std::iter::from_fn(|| again.outbox.try_recv().ok()).collect();
@@ -1831,13 +1849,13 @@ async fn a_resumer_reads_the_state_it_missed_and_keeps_its_own() {
     );
     let (a, b, token) = ann_and_bob(&n1, &mut ann, &mut bob).await;
     n1.rooms
-        .set_call_state(&a, change(r#"{"hand":true}"#))
+        .set_call_state(&a, change(r#"{"hand":true}"#), sender)
         .await
         .expect("taken");
     n1.rooms.park(a.clone(), LeaveReason::Disconnected, 0).await;
     // Bob changes his state while Ann's socket is gone: she is not told.
     n1.rooms
-        .set_call_state(&b, change(r#"{"muted":true,"sharing":true}"#))
+        .set_call_state(&b, change(r#"{"muted":true,"sharing":true}"#), sender)
         .await
         .expect("taken");
     assert!(peer_states(&ann.received()).is_empty());
@@ -1862,4 +1880,115 @@ async fn a_resumer_reads_the_state_it_missed_and_keeps_its_own() {
             ),
         ]
     );
+}
+
+/// Waits until `client` was sent `n` frames, and returns them with their `seq`.
+async fn numbered_frames(client: &mut Client, n: usize) -> Vec<(Option<u64>, String)> {
+    let mut frames = Vec::new();
+    while frames.len() < n {
+        let out = tokio::time::timeout(Duration::from_secs(5), client.outbox.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {frames:?} arrived"))
+            .expect("outbox open");
+        frames.push(numbered(&out));
+    }
+    frames
+}
+
+#[tokio::test]
+async fn while_the_bus_is_away_a_node_relays_between_its_own_seats_and_keeps_the_rest_in_order() {
+    let fleet = Fleet::new();
+    let (n1, n2) = (fleet.node("n1"), fleet.node("n2"));
+    let (mut ann, mut bob, mut cat) = (Client::new("a1"), Client::new("b1"), Client::new("c1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    let b = n1.join(&bob, "Bob").await.expect("bob joins");
+    let c = n2.join(&cat, "Cat").await.expect("cat joins");
+    ann.saw();
+    bob.saw();
+    cat.saw();
+
+    n1.faults.set_bus_down(true);
+    // Bob is on Ann's node: handed over at once, without a number.
+    n1.offer(&a, &b.peer, "to bob").await.expect("handed over");
+    assert_eq!(bob.numbered(), [(None, offer(&a, "to bob"))]);
+    // Cat is on the other node: kept, not refused, and nothing reaches her yet.
+    for sdp in ["one", "two", "three"] {
+        n1.offer(&a, &c.peer, sdp).await.expect("kept for the bus");
+    }
+    n1.rooms
+        .chat(&a, "still here?", sender)
+        .await
+        .expect("chat kept");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        cat.saw().is_empty(),
+        "nothing crosses while the bus is away"
+    );
+
+    n1.faults.set_bus_down(false);
+    let frames = numbered_frames(&mut cat, 4).await;
+    let lines: Vec<&str> = frames.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        lines[..3],
+        [offer(&a, "one"), offer(&a, "two"), offer(&a, "three")],
+        "in the order sent"
+    );
+    assert!(lines[3].starts_with("chat"), "then the chat: {lines:?}");
+    let seqs: Vec<u64> = frames
+        .iter()
+        .map(|(seq, _)| seq.expect("numbered"))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "numbered in order: {seqs:?}"
+    );
+    // Bob got the chat too, once the bus took it; nothing was refused to Ann.
+    assert_eq!(bob.numbered().len(), 1);
+    assert!(ann.saw().is_empty(), "Ann was told of no refusal");
+    // The bus takes new messages directly again.
+    n1.offer(&a, &c.peer, "four").await.expect("relayed");
+    assert_eq!(numbered_frames(&mut cat, 1).await[0].1, offer(&a, "four"));
+}
+
+#[tokio::test]
+async fn a_full_outage_queue_refuses_at_once_and_one_that_waits_too_long_tells_its_sender() {
+    let mut settings = Settings::default();
+    settings.outage.queue_messages = 1;
+    settings.outage.max_wait = Duration::from_secs(1);
+    let fleet = Fleet::with(settings);
+    let (n1, n2) = (fleet.node("n1"), fleet.node("n2"));
+    let (mut ann, mut cat) = (Client::new("a1"), Client::new("c1"));
+    let a = n1.join(&ann, "Ann").await.expect("ann joins");
+    let c = n2.join(&cat, "Cat").await.expect("cat joins");
+    ann.saw();
+    cat.saw();
+
+    n1.faults.set_bus_down(true);
+    let kept = || Sender {
+        handle: ann.handle.clone(),
+        id: Some(RequestId::Number(7)),
+        what: "offer",
+    };
+    n1.rooms
+        .relay(&a, c.peer.as_str(), RelayKind::Offer, "{}".to_owned(), kept)
+        .await
+        .expect("the first is kept");
+    let refused = n1.offer(&a, &c.peer, "no room").await.expect_err("full");
+    assert_eq!(refused.code, ErrorCode::Unavailable);
+
+    // Past `outage.max_wait` the kept one is dropped and Ann hears of it, by id.
+    let told = tokio::time::timeout(Duration::from_secs(5), ann.outbox.recv())
+        .await
+        .expect("Ann is told")
+        .expect("outbox open");
+    match serde_json::from_str::<ServerMessage>(&told.text).expect("a server message") {
+        ServerMessage::Error { code, id, .. } => {
+            assert_eq!(code, ErrorCode::Unavailable);
+            assert_eq!(id, Some(RequestId::Number(7)));
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    n1.faults.set_bus_down(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(cat.saw().is_empty(), "the dropped one never arrives");
 }

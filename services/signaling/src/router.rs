@@ -19,9 +19,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use vc_protocol::{Member, RoomName, ServerMessage};
+use vc_protocol::{BroadcastKind, Member, ReconnectReason, RelayKind, RoomName, ServerMessage};
 
-use crate::envelope::{Envelope, EnvelopeSink, Event};
+use crate::bus::SeatLog;
+use crate::envelope::{AttachedSeat, Envelope, EnvelopeSink, Event};
 use crate::metrics::{relay_kind, Metrics};
 use crate::outbox::{Eviction, Outbound, SessionHandle};
 use crate::vocabulary::{ConnId, NodeId, PeerId};
@@ -85,6 +86,10 @@ struct LocalSeat {
     /// back (with what was held meanwhile) if the resume fails, so that a resume
     /// that fails changes nothing for the seat's owner.
     displaced: Option<Box<LocalSeat>>,
+    /// `Some` while the node reads back what this attached seat may have missed
+    /// while its room was not subscribed (after a Redis outage): frames the bus
+    /// brings meanwhile wait here, so that the missed ones go out first.
+    catching_up: Option<Vec<Held>>,
 }
 
 impl LocalSeat {
@@ -125,6 +130,14 @@ impl LocalSeat {
             }
             next = seat.displaced.take();
         }
+    }
+
+    /// The seat of connection `conn` in this displacement chain.
+    fn of_conn(&mut self, conn: &ConnId) -> Option<&mut LocalSeat> {
+        if self.conn == *conn {
+            return Some(self);
+        }
+        self.displaced.as_deref_mut()?.of_conn(conn)
     }
 
     /// Evicts every active connection of this seat except `conn`, which presence
@@ -199,6 +212,7 @@ impl Router {
                 held: Some(Vec::new()),
                 known: Known::default(),
                 displaced,
+                catching_up: None,
             },
         );
     }
@@ -321,11 +335,132 @@ impl Router {
         }
     }
 
+    /// Hands `frame` straight to `to`'s socket if `to` is attached here and
+    /// neither pending nor catching up, without a number: how two seats of this
+    /// node keep talking while the bus is away. False when it is not.
+    pub fn hand_over(&self, room: &RoomName, to: &PeerId, frame: &str, kind: RelayKind) -> bool {
+        let rooms = self.lock();
+        let Some(seat) = rooms.get(room).and_then(|local| local.seats.get(to)) else {
+            return false;
+        };
+        if seat.held.is_some() || seat.catching_up.is_some() {
+            return false;
+        }
+        seat.handle.send(Outbound {
+            text: frame.into(),
+            kind: kind.as_str(),
+            sent_at_us: crate::clock::unix_us(),
+            cross_node: false,
+        });
+        true
+    }
+
     /// Whether `peer` is a member of `room` as far as this node knows.
     pub fn is_member(&self, room: &RoomName, peer: &PeerId) -> bool {
         self.lock()
             .get(room)
             .is_some_and(|local| local.mirror.iter().any(|m| m.id == peer.as_str()))
+    }
+
+    /// Marks every attached seat as catching up (see [`Router::catch_up`]) and
+    /// returns them. Called before the rooms are subscribed again, so that
+    /// nothing the bus brings afterwards goes out before what was missed.
+    pub fn hold_attached(&self) -> Vec<AttachedSeat> {
+        let mut rooms = self.lock();
+        let mut attached = Vec::new();
+        for (room, local) in rooms.iter_mut() {
+            for (peer, seat) in &mut local.seats {
+                if seat.held.is_some() {
+                    continue;
+                }
+                seat.catching_up.get_or_insert_with(Default::default);
+                attached.push(AttachedSeat {
+                    room: room.clone(),
+                    peer: peer.clone(),
+                    conn: seat.conn.clone(),
+                });
+            }
+        }
+        attached
+    }
+
+    /// Ends the catch-up of `seat`: queues, in order, what `log` (the seat's
+    /// replay buffer, read after its room was subscribed again) holds past
+    /// what the seat was sent, then what the bus brought meanwhile, each
+    /// number once. Returns false when the buffer could not show that nothing
+    /// is missing (it was not read, or no longer reaches back far enough): the
+    /// client is then asked to reconnect, so that its resume hears that the
+    /// replay is incomplete and it renegotiates its calls.
+    pub fn catch_up(&self, seat: &AttachedSeat, log: Option<&SeatLog>) -> bool {
+        let mut rooms = self.lock();
+        let Some(local) = rooms.get_mut(&seat.room) else {
+            return true;
+        };
+        let Some(local_seat) = local
+            .seats
+            .get_mut(&seat.peer)
+            .and_then(|top| top.of_conn(&seat.conn))
+        else {
+            return true;
+        };
+        let Some(held) = local_seat.catching_up.take() else {
+            return true;
+        };
+        let sent = local_seat.handle.sent_seq();
+        let complete = log.is_some_and(|log| log.covers(sent));
+        for (seq, envelope) in log.map(|log| log.entries.as_slice()).unwrap_or_default() {
+            if *seq <= sent {
+                continue;
+            }
+            if let Some((change, out)) = frame_for(
+                envelope,
+                seat.peer.as_str(),
+                envelope.origin != self.node_id,
+            ) {
+                deliver_numbered(local_seat, &change, out, *seq);
+            }
+        }
+        for (change, out, seq) in held {
+            deliver_numbered(local_seat, &change, out, seq);
+        }
+        if !complete {
+            local_seat
+                .handle
+                .send(Outbound::message(&ServerMessage::Reconnect {
+                    reason: ReconnectReason::Missed,
+                }));
+        }
+        complete
+    }
+
+    /// Queues, unnumbered, a `peer-state` for every member of `members` whose
+    /// call state is not the one this node's seats were last told (the
+    /// mirror's), to each attached seat of `room` that knows of it
+    /// ([`EnvelopeSink::tell_states`]).
+    pub fn tell_states(&self, room: &RoomName, members: &[Member]) {
+        let mut rooms = self.lock();
+        let Some(local) = rooms.get_mut(room) else {
+            return;
+        };
+        for member in members {
+            let Some(mirrored) = local.mirror.iter_mut().find(|m| m.id == member.id) else {
+                continue;
+            };
+            if mirrored.state == member.state {
+                continue;
+            }
+            mirrored.state = member.state;
+            let out = Outbound::message(&ServerMessage::PeerState {
+                peer: member.id.clone(),
+                state: member.state,
+            });
+            for (peer, seat) in &local.seats {
+                let attached = seat.held.is_none() && seat.catching_up.is_none();
+                if attached && peer.as_str() != member.id && seat.known.peers.contains(&member.id) {
+                    seat.handle.send(out.clone());
+                }
+            }
+        }
     }
 
     pub fn stats(&self) -> RouterStats {
@@ -357,6 +492,18 @@ impl EnvelopeSink for Router {
         }
         apply(local, envelope, cross_node);
     }
+
+    fn hold_attached(&self) -> Vec<AttachedSeat> {
+        Router::hold_attached(self)
+    }
+
+    fn catch_up(&self, seat: &AttachedSeat, log: Option<&SeatLog>) -> bool {
+        Router::catch_up(self, seat, log)
+    }
+
+    fn tell_states(&self, room: &RoomName, members: &[Member]) {
+        Router::tell_states(self, room, members);
+    }
 }
 
 /// Applies one envelope to a synced room: updates the mirror and queues frames.
@@ -367,7 +514,7 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
         } => {
             if let Some(seat) = local.seats.get_mut(to) {
                 let seq = envelope.seq_for(to.as_str());
-                if let (None, Some(seq)) = (&seat.held, seq) {
+                if let (None, None, Some(seq)) = (&seat.held, &seat.catching_up, seq) {
                     // An active seat: a relay tells every client something, so
                     // the number alone decides, and the frame is copied once.
                     let kind = relay_kind(message);
@@ -427,6 +574,9 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
             frame,
             chat,
         } => {
+            if message == BroadcastKind::PeerState.as_str() {
+                mirror_state(&mut local.mirror, frame);
+            }
             let out = Outbound {
                 text: frame.as_str().into(),
                 kind: relay_kind(message),
@@ -446,6 +596,16 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
     }
 }
 
+/// Keeps the call state a `peer-state` frame tells in the room's mirror, so
+/// that [`Router::tell_states`] knows what this node's seats were told.
+fn mirror_state(mirror: &mut [Member], frame: &str) {
+    if let Ok(ServerMessage::PeerState { peer, state }) = serde_json::from_str(frame) {
+        if let Some(member) = mirror.iter_mut().find(|m| m.id == peer) {
+            member.state = state;
+        }
+    }
+}
+
 /// Hands a frame of the room's stream to a seat: held while the seat is
 /// pending, else queued once. A frame with no `seq` for the seat was published
 /// before the seat had a stream (before its `JOIN`): its snapshot and history
@@ -454,9 +614,12 @@ fn push(seat: &mut LocalSeat, change: Change, out: Outbound, seq: Option<u64>) {
     let Some(seq) = seq else {
         return;
     };
-    match &mut seat.held {
-        Some(held) => held.push((change, out, seq)),
-        None => deliver_numbered(seat, &change, out, seq),
+    if let Some(held) = &mut seat.held {
+        held.push((change, out, seq));
+    } else if let Some(held) = &mut seat.catching_up {
+        held.push((change, out, seq));
+    } else {
+        deliver_numbered(seat, &change, out, seq);
     }
 }
 
@@ -580,6 +743,123 @@ mod tests {
 
     fn reply() -> Outbound {
         Outbound::message(&ServerMessage::Left { id: None })
+    }
+
+    /// An offer from `b` to `me` numbered `seq` on `me`'s stream.
+    fn offer_to_me(sdp: &str, seq: u64) -> Envelope {
+        Envelope {
+            room: room("r"),
+            origin: node("other"),
+            sent_at_us: 0,
+            traceparent: None,
+            event: Event::Relay {
+                from: peer("b"),
+                to: peer("me"),
+                message: "offer".into(),
+                frame: ServerMessage::Offer {
+                    from: "b".into(),
+                    sdp: sdp.into(),
+                }
+                .to_json(),
+            },
+            seqs: [(peer("me"), seq)].into_iter().collect(),
+        }
+    }
+
+    /// A router with `me` attached (its `joined` reply drained) and sent offer 1.
+    fn attached_after_one_offer() -> (Router, mpsc::Receiver<Outbound>) {
+        let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
+        let (handle, mut rx, _e) = seat();
+        router.reserve(&room("r"), &peer("me"), &conn("c1"), handle);
+        assert!(router.activate(
+            &room("r"),
+            member("me"),
+            &conn("c1"),
+            &[member("b")],
+            Vec::new(),
+            reply(),
+            &[],
+        ));
+        router.deliver(&offer_to_me("1", 1));
+        assert_eq!(drain(&mut rx), ["left", "offer"]);
+        (router, rx)
+    }
+
+    /// The frames queued since, as (seq, sdp or type).
+    fn frames(rx: &mut mpsc::Receiver<Outbound>) -> Vec<(Option<u64>, String)> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|out| {
+                let value: serde_json::Value = serde_json::from_str(&out.text).unwrap();
+                let what = value["sdp"].as_str().unwrap_or(out.kind).to_owned();
+                (value["seq"].as_u64(), what)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_seat_catching_up_gets_what_its_buffer_has_past_what_it_was_sent_then_what_was_held() {
+        let (router, mut rx) = attached_after_one_offer();
+        let attached = router.hold_attached();
+        assert_eq!(attached.len(), 1);
+        // Arrives on the new subscription while the buffer is being read: held.
+        router.deliver(&offer_to_me("4", 4));
+        assert!(frames(&mut rx).is_empty(), "held behind what was missed");
+        let log = SeatLog {
+            last: 4,
+            entries: (1..=4)
+                .map(|seq| (seq, offer_to_me(&seq.to_string(), seq)))
+                .collect(),
+        };
+        assert!(router.catch_up(&attached[0], Some(&log)));
+        let expected: Vec<(Option<u64>, String)> =
+            (2..=4).map(|seq| (Some(seq), seq.to_string())).collect();
+        assert_eq!(
+            frames(&mut rx),
+            expected,
+            "the gap once, in order, then the rest"
+        );
+        // Delivered as usual again.
+        router.deliver(&offer_to_me("5", 5));
+        assert_eq!(frames(&mut rx), [(Some(5), "5".to_owned())]);
+    }
+
+    #[test]
+    fn a_seat_whose_buffer_cannot_show_the_gap_is_asked_to_reconnect() {
+        let (router, mut rx) = attached_after_one_offer();
+        let attached = router.hold_attached();
+        // Offers 2 and 3 fell out of the buffer.
+        let log = SeatLog {
+            last: 5,
+            entries: vec![(4, offer_to_me("4", 4)), (5, offer_to_me("5", 5))],
+        };
+        assert!(!router.catch_up(&attached[0], Some(&log)));
+        assert_eq!(
+            frames(&mut rx),
+            [
+                (Some(4), "4".to_owned()),
+                (Some(5), "5".to_owned()),
+                (None, "reconnect".to_owned())
+            ]
+        );
+        // A buffer that could not be read at all says the same.
+        let attached = router.hold_attached();
+        assert!(!router.catch_up(&attached[0], None));
+        assert_eq!(frames(&mut rx), [(None, "reconnect".to_owned())]);
+    }
+
+    #[test]
+    fn a_relay_is_handed_over_only_to_a_seat_that_is_attached_and_not_catching_up() {
+        let (router, mut rx) = attached_after_one_offer();
+        let frame = ServerMessage::Offer {
+            from: "b".into(),
+            sdp: "direct".into(),
+        }
+        .to_json();
+        assert!(router.hand_over(&room("r"), &peer("me"), &frame, RelayKind::Offer));
+        assert_eq!(frames(&mut rx), [(None, "direct".to_owned())]);
+        assert!(!router.hand_over(&room("r"), &peer("b"), &frame, RelayKind::Offer));
+        let _attached = router.hold_attached();
+        assert!(!router.hand_over(&room("r"), &peer("me"), &frame, RelayKind::Offer));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::frame_guard::{Violation, ViolationCell};
 use crate::lifecycle::Phase;
 use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
+use crate::outage_queue::Sender;
 use crate::outbox::{Acknowledged, Eviction, Outbound, SessionHandle};
 use crate::ratelimit::{Strikes, TokenBucket};
 use crate::rooms::{JoinRequest, Refusal, ResumeRequest, Seat};
@@ -458,37 +459,65 @@ impl Session {
                     .inc();
                 self.seat = Some(resumed?);
             }
-            ClientMessage::Offer { to, sdp, .. } => {
+            ClientMessage::Offer { to, sdp, id } => {
                 let seat = self.seat()?;
                 let frame = ServerMessage::Offer {
                     from: seat.peer.to_string(),
                     sdp,
                 };
-                relay(&rooms, seat, &to, RelayKind::Offer, frame.to_json()).await?;
+                let sender = || self.sender(id, RelayKind::Offer.as_str());
+                relay(&rooms, seat, &to, RelayKind::Offer, frame.to_json(), sender).await?;
             }
-            ClientMessage::Answer { to, sdp, .. } => {
+            ClientMessage::Answer { to, sdp, id } => {
                 let seat = self.seat()?;
                 let frame = ServerMessage::Answer {
                     from: seat.peer.to_string(),
                     sdp,
                 };
-                relay(&rooms, seat, &to, RelayKind::Answer, frame.to_json()).await?;
+                let sender = || self.sender(id, RelayKind::Answer.as_str());
+                relay(
+                    &rooms,
+                    seat,
+                    &to,
+                    RelayKind::Answer,
+                    frame.to_json(),
+                    sender,
+                )
+                .await?;
             }
-            ClientMessage::Candidate { to, candidate, .. } => {
+            ClientMessage::Candidate { to, candidate, id } => {
                 let seat = self.seat()?;
                 let frame = ServerMessage::Candidate {
                     from: seat.peer.to_string(),
                     candidate,
                 };
-                relay(&rooms, seat, &to, RelayKind::Candidate, frame.to_json()).await?;
+                let sender = || self.sender(id, RelayKind::Candidate.as_str());
+                relay(
+                    &rooms,
+                    seat,
+                    &to,
+                    RelayKind::Candidate,
+                    frame.to_json(),
+                    sender,
+                )
+                .await?;
             }
-            ClientMessage::AppData { to, data, .. } => {
+            ClientMessage::AppData { to, data, id } => {
                 let seat = self.seat()?;
                 let frame = ServerMessage::AppData {
                     from: seat.peer.to_string(),
                     data,
                 };
-                relay(&rooms, seat, &to, RelayKind::AppData, frame.to_json()).await?;
+                let sender = || self.sender(id, RelayKind::AppData.as_str());
+                relay(
+                    &rooms,
+                    seat,
+                    &to,
+                    RelayKind::AppData,
+                    frame.to_json(),
+                    sender,
+                )
+                .await?;
             }
             ClientMessage::Leave { id } => {
                 let seat = self.seat.take().ok_or_else(not_joined)?;
@@ -504,20 +533,32 @@ impl Session {
             // Answered here, from the session alone: no seat, no bus, no Redis. It
             // has already taken its token from the bucket like any message.
             ClientMessage::Ping { id } => self.reply(ServerMessage::Pong { id }),
-            ClientMessage::Chat { text, .. } => {
+            ClientMessage::Chat { text, id } => {
                 self.take_broadcast_token()?;
-                rooms.chat(self.seat()?, &text).await?;
+                let sender = || self.sender(id, "chat");
+                rooms.chat(self.seat()?, &text, sender).await?;
             }
-            ClientMessage::CallState { change, .. } => {
+            ClientMessage::CallState { change, id } => {
                 self.take_broadcast_token()?;
-                rooms.set_call_state(self.seat()?, change).await?;
+                let sender = || self.sender(id, "call-state");
+                rooms.set_call_state(self.seat()?, change, sender).await?;
             }
-            ClientMessage::Reaction { emoji, .. } => {
+            ClientMessage::Reaction { emoji, id } => {
                 self.take_broadcast_token()?;
-                rooms.react(self.seat()?, &emoji).await?;
+                let sender = || self.sender(id, "reaction");
+                rooms.react(self.seat()?, &emoji, sender).await?;
             }
         }
         Ok(())
+    }
+
+    /// Who sent a message, for the outage queue to tell if it drops it.
+    fn sender(&self, id: Option<RequestId>, what: &'static str) -> Sender {
+        Sender {
+            handle: self.handle.clone(),
+            id,
+            what,
+        }
     }
 
     /// Takes a piggybacked acknowledgement: cumulative, so one lower than an
@@ -708,6 +749,7 @@ async fn relay(
     to: &str,
     kind: RelayKind,
     frame: String,
+    sender: impl FnOnce() -> Sender,
 ) -> Result<(), Refusal> {
     let span = debug_span!(
         parent: None,
@@ -717,7 +759,10 @@ async fn relay(
         trace_id = tracing::field::Empty
     );
     telemetry::record_trace_id(&span);
-    rooms.relay(seat, to, kind, frame).instrument(span).await
+    rooms
+        .relay(seat, to, kind, frame, sender)
+        .instrument(span)
+        .await
 }
 
 fn not_joined() -> Refusal {

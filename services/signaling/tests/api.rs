@@ -748,7 +748,7 @@ async fn room_of_three_and_a_neighbour(url: &str) -> (Client, Client, Client, Cl
 async fn chat_reaches_every_other_member_once_stamped_by_the_node() {
     let node = spawn_node(|_| {}).await;
     let (mut ann, mut bob, mut cat, mut dan) = room_of_three_and_a_neighbour(&node.ws_url()).await;
-    assert_eq!(ann.welcome["revision"], 3);
+    assert_eq!(ann.welcome["revision"], 4);
     assert_eq!(ann.welcome["maxChatBytes"], 2000);
     // Who sent it comes from the seat: a client's own claims are ignored.
     ann.send(json!({"type": "chat", "id": 5, "text": "  Zoe\u{0308} says <b>hi</b>\nsecond line ", "from": "0000000000000000", "name": "Mallory"}))

@@ -56,6 +56,7 @@ on_every_backing!(
     chat_sent_while_someone_joins_on_another_node_arrives_exactly_once_in_order,
     relays_to_a_dropped_peer_are_replayed_exactly_once_in_order_on_another_node,
     after_an_empty_redis_restart_numbering_goes_on_and_a_lost_gap_is_reported,
+    a_mute_made_before_another_node_is_back_from_an_empty_redis_reaches_its_seats,
 );
 
 async fn negotiate_across(a: &Node, b: &Node, room: &str) {
@@ -229,7 +230,11 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again(backing: B
     let (mut redis, nodes) = fleet(backing, 2, &[]);
     let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "outage", "Ann").await;
     let (mut bob, _) = Client::joined(&nodes[1].ws_url(), "outage", "Bob").await;
-    ann.recv_type("peer-joined").await;
+    let (mut dan, _) = Client::joined(&nodes[0].ws_url(), "outage", "Dan").await;
+    for _ in 0..2 {
+        ann.recv_type("peer-joined").await;
+    }
+    bob.recv_type("peer-joined").await;
 
     redis.kill();
     let down_at = Instant::now();
@@ -237,10 +242,17 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again(backing: B
         node.wait_ready(false, Duration::from_secs(10))
             .expect("readiness falls");
     }
-    // Sessions stay connected; what cannot be delivered is refused, not lost.
-    ann.send(json!({"type": "offer", "id": 1, "to": bob.peer, "sdp": "v=0"}))
+    // Sessions stay connected. Dan is on Ann's node: her offer is handed over
+    // at once, unnumbered. Bob is on the other node: hers is kept, not refused.
+    ann.send(json!({"type": "offer", "id": 1, "to": dan.peer, "sdp": "v=0 dan"}))
         .await;
-    assert_eq!(ann.expect_error("unavailable").await["id"], 1);
+    let to_dan = dan.recv().await;
+    assert_eq!(to_dan["sdp"], "v=0 dan", "{to_dan}");
+    for n in 2..5 {
+        ann.send(json!({"type": "offer", "id": n, "to": bob.peer, "sdp": format!("v=0 kept {n}")}))
+            .await;
+    }
+    bob.expect_silence(Duration::from_millis(300)).await;
 
     redis.restart(Data::Empty).expect("redis restarts");
     for node in &nodes {
@@ -250,13 +262,20 @@ async fn a_redis_restart_flips_readiness_then_negotiation_works_again(backing: B
     let recovered = down_at.elapsed();
     ann.send(json!({"type": "offer", "to": bob.peer, "sdp": "v=0 after"}))
         .await;
+    // What was kept arrives first, in order, numbered like any other frame.
+    for n in 2..5 {
+        assert_eq!(bob.recv_type("offer").await["sdp"], format!("v=0 kept {n}"));
+    }
     assert_eq!(bob.recv_type("offer").await["sdp"], "v=0 after");
+    // Nothing was refused to Ann.
+    ann.send(json!({"type": "ping", "id": 9})).await;
+    assert_eq!(ann.recv_type("pong").await["id"], 9);
     bob.send(json!({"type": "answer", "to": ann.peer, "sdp": "v=0 back"}))
         .await;
     assert_eq!(ann.recv_type("answer").await["sdp"], "v=0 back");
-    // Presence was written back: a newcomer sees both.
+    // Presence was written back: a newcomer sees all three.
     let (_cat, joined) = Client::joined(&nodes[1].ws_url(), "outage", "Cat").await;
-    assert_eq!(member_ids(&joined).len(), 2);
+    assert_eq!(member_ids(&joined).len(), 3);
     for node in &nodes {
         let (_, metrics) = common::http_get(node.port, "/metrics").await;
         assert!(
@@ -630,18 +649,70 @@ async fn call_state_set_on_one_node_is_in_members_on_another_and_survives_an_emp
     assert_eq!(call_states(&joined)[..2], expected);
 
     // A change after the restart applies to the state written back. Bob reads
-    // past the arrivals since (and any re-announcement after the restart).
+    // past the arrivals since, any re-announcement after the restart, and the
+    // states his node told him again once it was back (all as they were).
     ann.send(json!({"type": "call-state", "muted": false}))
         .await;
     let mut state = bob.recv().await;
-    while state["type"] != "peer-state" {
-        assert_eq!(state["type"], "peer-joined", "{state}");
+    while state["type"] != "peer-state" || state["muted"] == true {
+        assert!(
+            state["type"] == "peer-joined" || state["type"] == "peer-state",
+            "{state}"
+        );
         state = bob.recv().await;
     }
     assert_eq!(
         state,
         json!({"type": "peer-state", "peer": ann.peer, "hand": false,
                "muted": false, "cameraOff": true, "sharing": false})
+    );
+}
+
+/// After Redis comes back empty, a node that writes its seats back late has
+/// missed every room-wide message published before: no seat of its was a
+/// member then. Its resync reads the room's call states once its seats are
+/// back and tells them, so that a mute made meanwhile still reaches them.
+async fn a_mute_made_before_another_node_is_back_from_an_empty_redis_reaches_its_seats(
+    backing: Backing,
+) {
+    let (mut redis, nodes) = fleet(backing, 2, &[]);
+    let (mut ann, _) = Client::joined(&nodes[0].ws_url(), "late-state", "Ann").await;
+    let (mut bob, _) = Client::joined(&nodes[1].ws_url(), "late-state", "Bob").await;
+    ann.recv_type("peer-joined").await;
+    redis.kill();
+    for node in &nodes {
+        node.wait_ready(false, Duration::from_secs(10))
+            .expect("readiness falls");
+    }
+    let late = nodes[1].pid().expect("node-2 runs").to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, late.as_str()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} {late}");
+    };
+    signal("-STOP");
+    redis.restart(Data::Empty).expect("redis restarts");
+    let first = nodes[0].wait_ready(true, Duration::from_secs(20));
+    if first.is_err() {
+        signal("-CONT");
+    }
+    first.expect("Ann's node resyncs");
+    // Taken by Ann's node, told to a room where Bob has no seat yet.
+    ann.send(json!({"type": "call-state", "id": 3, "muted": true}))
+        .await;
+    ann.send(json!({"type": "ping", "id": 4})).await;
+    assert_eq!(ann.recv_type("pong").await["id"], 4, "not refused");
+    signal("-CONT");
+    nodes[1]
+        .wait_ready(true, Duration::from_secs(20))
+        .expect("Bob's node resyncs");
+    let state = bob.recv_type("peer-state").await;
+    assert_eq!(
+        state,
+        json!({"type": "peer-state", "peer": ann.peer, "hand": false,
+               "muted": true, "cameraOff": false, "sharing": false})
     );
 }
 

@@ -1,8 +1,9 @@
 // A client for the Video Caller signaling protocol (docs/protocol.md), version 1,
-// revision 3 (room-wide chat, reactions, and each member's call state: a raised
+// revision 4 (room-wide chat, reactions, and each member's call state: a raised
 // hand, a muted microphone, a camera turned off, a shared screen; sequenced
-// delivery). It also talks to revision-2 nodes, which keep only the hand of the
-// call state and do not number frames.
+// delivery; signaling through a Redis outage, with a late refusal of a message
+// the node kept). It also talks to revision-2 and -3 nodes: a revision-2 node
+// keeps only the hand of the call state and does not number frames.
 //
 // It owns one WebSocket to a node at a time and keeps the session alive across
 // drops: it reconnects with exponential backoff, takes its seat back with
@@ -231,6 +232,12 @@ export class SignalingClient {
   #held;
   /** Messages sent and not yet known taken or refused, by id: {entry, link, sendNo}. */
   #sent = new Map();
+  /**
+   * The last messages sent, by id, known taken or not: a node that kept one
+   * through a Redis outage may still refuse it later (`unavailable` after a
+   * `pong`), and the refusal then finds it here.
+   */
+  #recent = new Map();
   #sends = 0;
   /** The one message sent again as a test of the node, and the `ping` behind it. */
   #probe = null;
@@ -649,6 +656,9 @@ export class SignalingClient {
     this.#sent.set(id, { entry, link, sendNo: this.#sends });
     // Long taken or refused by now: a refusal comes back within a round trip.
     if (this.#sent.size > SENT_MEMORY) this.#sent.delete(this.#sent.keys().next().value);
+    this.#recent.delete(id);
+    this.#recent.set(id, entry);
+    if (this.#recent.size > SENT_MEMORY) this.#recent.delete(this.#recent.keys().next().value);
     if (this.#refused) this.#confirmSoon();
   }
 
@@ -764,6 +774,7 @@ export class SignalingClient {
   #forgetRedelivery() {
     this.#held.takeAll();
     this.#sent.clear();
+    this.#recent.clear();
     this.#probe = null;
     clearTimeout(this.#redeliveryTimer);
     this.#redeliveryTimer = null;
@@ -903,6 +914,14 @@ export class SignalingClient {
         if (sent) this.#sent.delete(message.id);
         if (sent && this.#session && REFUSED_FOR_NOW.has(message.code)) {
           this.#refusedForNow(sent.entry, message.code);
+          break;
+        }
+        // Refused after it was known taken: the node kept it through an outage
+        // and could not deliver it. Held again (given up at once if too old).
+        const kept = sent || message.id === undefined ? undefined : this.#recent.get(message.id);
+        if (kept && this.#session && REFUSED_FOR_NOW.has(message.code)) {
+          this.#recent.delete(message.id);
+          this.#refusedForNow(kept, message.code);
           break;
         }
         if (sent && this.#probe?.entry === sent.entry) {

@@ -65,7 +65,7 @@ test('a mute pressed while Redis is away reaches the other node’s page when it
   const annId = (await ann.state()).peerId;
   assert.equal(await isMuted(bob, annId), false);
   assert.equal(await pill(ann).isVisible(), false, 'no pill while all is well');
-  assert.equal((await ann.page.evaluate(() => window.__vc.call.client.revision)), 3);
+  assert.equal((await ann.page.evaluate(() => window.__vc.call.client.revision)), 4);
   const annAppData = await countAppData(ann);
 
   // Closing the launcher's stdin stops its redis-server at once (SIGKILL).

@@ -279,3 +279,42 @@ test('a seat lost and taken again drops what was held for the old peer id', asyn
   assert.deepEqual((await nextBox.take('app-data')).data, { n: 2 });
   await client.close();
 });
+
+/** Sends app-data to Bob, then gets a refusal and a `pong` for one to Cleo: Bob's is known taken after. */
+async function bobsKnownTaken(client, server, box) {
+  const id = client.sendAppData('p-bob', { n: 1 });
+  const toBob = await box.take('app-data');
+  client.sendAppData('p-cleo', { n: 2 });
+  refuse(server, await box.take('app-data'));
+  assert.deepEqual((await box.take('app-data')).data, { n: 2 }, 'the retry');
+  await box.pongAll();
+  await eventually(() => client.delivery.state === 'ok', { message: 'delivery ok after the pong' });
+  return { id, toBob };
+}
+
+test('a refusal after the pong, for a message the node kept through an outage, holds it again', async () => {
+  const { client, server, box, eventsOf } = await joined();
+  const { id, toBob } = await bobsKnownTaken(client, server, box);
+  // The node kept it while Redis was away and then could not deliver it.
+  refuse(server, toBob);
+  const again = await box.take('app-data');
+  assert.equal(again.id, id, 'sent again with its request id');
+  assert.deepEqual(again.data, { n: 1 });
+  await box.pongAll();
+  await eventually(() => client.delivery.state === 'ok', { message: 'delivery ok again' });
+  assert.equal(eventsOf('error').length, 0, 'a refusal for now is no error for the page');
+  assert.equal(eventsOf('undelivered').length, 0);
+});
+
+test('a late refusal of a message older than the age bound tells the page it was not delivered', async () => {
+  const { client, server, box, eventsOf } = await joined({ maxAgeMs: 200 });
+  const { id, toBob } = await bobsKnownTaken(client, server, box);
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  refuse(server, toBob);
+  await eventually(() => eventsOf('undelivered').length === 1, { message: 'undelivered' });
+  const [told] = eventsOf('undelivered');
+  assert.equal(told.requestId, id);
+  assert.equal(told.reason, 'expired');
+  assert.equal(told.code, 'unavailable');
+  assert.equal(box.pending, 0, 'not sent again');
+});

@@ -219,6 +219,9 @@ impl Bus for FakeBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        if self.faults.bus_is_down() {
+            return Err(BusError::Disconnected);
+        }
         self.faults
             .run(Op::BusPublish, injected, async {
                 self.hub.publish(envelope);
@@ -228,6 +231,9 @@ impl Bus for FakeBus {
     }
 
     async fn publish_kept(&self, envelope: &Envelope, entry: &str) -> Result<(), BusError> {
+        if self.faults.bus_is_down() {
+            return Err(BusError::Disconnected);
+        }
         self.faults
             .run(Op::BusPublish, injected, async {
                 // Kept first, as the in-process bus does.
@@ -260,6 +266,6 @@ impl Bus for FakeBus {
     }
 
     fn is_connected(&self) -> bool {
-        true
+        !self.faults.bus_is_down()
     }
 }

@@ -85,6 +85,13 @@ pub enum BusError {
     Redis(#[source] redis::RedisError),
     #[error("envelope could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The relay's target has no seat on the bus (it left, or Redis came back
+    /// empty and its node has not written its seats back yet): nothing was
+    /// published.
+    #[error("the relay's target has no seat on the bus")]
+    NoSeat,
+    #[error(transparent)]
+    QueueFull(#[from] crate::outage_queue::QueueFull),
     /// A failure a test told a fake to return.
     #[cfg(test)]
     #[error("injected fault")]

@@ -132,8 +132,14 @@ impl RedisBus {
             .arg(chat_lifetime_ms)
             .invoke_async::<i64>(&mut commands)
             .await
-            .map(|_| ())
             .map_err(BusError::Redis)
+            .and_then(|receivers| {
+                if receivers < 0 {
+                    Err(BusError::NoSeat)
+                } else {
+                    Ok(())
+                }
+            })
     }
 }
 

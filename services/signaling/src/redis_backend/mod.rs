@@ -53,6 +53,7 @@ pub struct RedisBackend {
     connections: Arc<Connections>,
     bus: Arc<RedisBus>,
     presence: Arc<RedisPresence>,
+    sink: Arc<dyn EnvelopeSink>,
     metrics: Arc<Metrics>,
 }
 
@@ -74,7 +75,11 @@ impl RedisBackend {
             .await
             .map_err(RedisSetupError::Connect)?;
         let connections = Arc::new(connections);
-        tokio::spawn(bus::deliver_pushes(pushes, sink, Arc::clone(&connections)));
+        tokio::spawn(bus::deliver_pushes(
+            pushes,
+            Arc::clone(&sink),
+            Arc::clone(&connections),
+        ));
         info!(url = %redacted_url(&settings.url), sharded = settings.sharded, "connected to Redis");
         Ok(Self {
             node_id: node_id.clone(),
@@ -88,6 +93,7 @@ impl RedisBackend {
             )),
             presence: Arc::new(RedisPresence::new(node_id, Arc::clone(&connections))),
             connections,
+            sink,
             metrics,
         })
     }
@@ -109,6 +115,8 @@ impl RedisBackend {
             settings: self.settings.clone(),
             connections: Arc::clone(&self.connections),
             bus: Arc::clone(&self.bus),
+            sink: Arc::clone(&self.sink),
+            presence: Arc::clone(&self.presence),
             held,
             publisher: Arc::clone(&publisher),
             metrics: Arc::clone(&self.metrics),

@@ -5,30 +5,45 @@
 //! another connection took meanwhile is left alone), put its rooms back in its
 //! rooms set, refresh its liveness key; then report connected, and announce again
 //! (`peer-joined`) each attached seat that `REASSERT` had to re-create, since
-//! other nodes may have been told it left (a sweep during a partition).
+//! other nodes may have been told it left (a sweep during a partition). Last,
+//! each attached seat catches up: what other nodes published for it while its
+//! room was not subscribed here is in its replay buffer, so the node reads the
+//! buffer and sends what the seat was not sent, before what arrived since. In
+//! rooms where Redis had lost a seat of this node, the seats are then told the
+//! call states they missed: a change broadcast before the seats were back was
+//! numbered for nobody here.
 //!
 //! The seats come from [`HeldSeats`], the node's one record of them, which the
 //! room core keeps; the announcements go through the node's [`Publisher`].
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use redis::AsyncCommands;
 use thiserror::Error;
-use tracing::info;
+use tracing::{info, warn};
 use vc_protocol::{Member, RoomName};
 
 use super::bus::RedisBus;
 use super::connection::Connections;
-use super::presence::encode_record;
+use super::presence::{encode_record, RedisPresence};
 use super::{keys, liveness, scripts};
+use crate::bus::Bus;
 use crate::config::RedisSettings;
+use crate::envelope::{AttachedSeat, EnvelopeSink};
 use crate::held_seats::HeldSeats;
 use crate::metrics::Metrics;
+use crate::presence::{MemberRecord, Presence};
 use crate::publisher::Publisher;
 use crate::vocabulary::NodeId;
 
 /// `REASSERT`'s answer when the seat was missing and has been written again.
 const RECREATED: i64 = 2;
+
+/// Replay buffers read at once while seats catch up: enough to fill the
+/// connection's pipeline, few enough not to crowd out live traffic.
+const CATCH_UP_READS: usize = 32;
 
 #[derive(Debug, Error)]
 pub(super) enum ResyncError {
@@ -43,6 +58,8 @@ pub(super) struct Resync {
     pub settings: RedisSettings,
     pub connections: Arc<Connections>,
     pub bus: Arc<RedisBus>,
+    pub sink: Arc<dyn EnvelopeSink>,
+    pub presence: Arc<RedisPresence>,
     pub held: Arc<HeldSeats>,
     pub publisher: Arc<Publisher>,
     pub metrics: Arc<Metrics>,
@@ -52,8 +69,12 @@ impl Resync {
     /// Makes the node whole again and reports it connected. An error leaves it
     /// disconnected, for the supervisor to try again.
     pub async fn run(&self) -> Result<(), ResyncError> {
+        // Before any room is subscribed again: whatever the bus brings from
+        // now on waits behind what the seats missed. A run that fails leaves
+        // them holding, and the next one takes them over.
+        let attached = self.sink.hold_attached();
         let rooms = self.bus.resubscribe().await?;
-        let recreated = self.reassert().await?;
+        let (recreated, lost_rooms) = self.reassert().await?;
         self.metrics
             .bus_resubscriptions
             .inc_by(u64::try_from(rooms).unwrap_or(u64::MAX));
@@ -64,15 +85,62 @@ impl Resync {
         for (room, member) in recreated {
             self.publisher.announce_arrival(&room, member).await;
         }
+        self.catch_up(attached).await;
+        // Read after this node's seats are back: a state set before the read
+        // is in it, one set after reaches these seats as a broadcast.
+        for room in &lost_rooms {
+            match self.presence.members(room).await {
+                Ok(records) => {
+                    let members: Vec<Member> = records.iter().map(MemberRecord::member).collect();
+                    self.sink.tell_states(room, &members);
+                }
+                Err(e) => {
+                    warn!(%room, error = %e, "reading a room's call states after an outage failed")
+                }
+            }
+        }
         Ok(())
     }
 
+    /// Reads each seat's buffer and hands it to the sink, which sends what the
+    /// seat missed and then what it held. A seat whose buffer cannot be read is
+    /// told to reconnect, like one whose buffer no longer reaches back.
+    async fn catch_up(&self, seats: Vec<AttachedSeat>) {
+        let count = seats.len();
+        let outcomes: Vec<bool> = futures_util::stream::iter(seats)
+            .map(|seat| async move {
+                let log = match self.bus.replay(&seat.room, &seat.peer).await {
+                    Ok(log) => Some(log),
+                    Err(e) => {
+                        warn!(room = %seat.room, error = %e, "reading a seat's replay buffer after an outage failed");
+                        None
+                    }
+                };
+                self.sink.catch_up(&seat, log.as_ref())
+            })
+            .buffer_unordered(CATCH_UP_READS)
+            .collect()
+            .await;
+        let incomplete = outcomes.iter().filter(|complete| !**complete).count();
+        for (outcome, n) in [("complete", count - incomplete), ("incomplete", incomplete)] {
+            self.metrics
+                .bus_catch_ups
+                .with_label_values(&[outcome])
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+        info!(
+            seats = count,
+            incomplete, "seats caught up after a Redis outage"
+        );
+    }
+
     /// Writes back every seat held here; returns the attached ones that Redis
-    /// had lost, to announce again.
-    async fn reassert(&self) -> Result<Vec<(RoomName, Member)>, ResyncError> {
+    /// had lost, to announce again, and the rooms where it had lost any seat.
+    async fn reassert(&self) -> Result<(Vec<(RoomName, Member)>, HashSet<RoomName>), ResyncError> {
         let seats = self.held.all();
         let mut commands = self.connections.commands();
         let mut recreated = Vec::new();
+        let mut lost_rooms = HashSet::new();
         for (room, record, sent) in &seats {
             let outcome: i64 = scripts::REASSERT
                 .key(keys::members(room))
@@ -82,8 +150,11 @@ impl Resync {
                 .arg(*sent)
                 .invoke_async(&mut commands)
                 .await?;
-            if outcome == RECREATED && record.parked.is_none() {
-                recreated.push((room.clone(), record.member()));
+            if outcome == RECREATED {
+                lost_rooms.insert(room.clone());
+                if record.parked.is_none() {
+                    recreated.push((room.clone(), record.member()));
+                }
             }
             let _: i64 = commands
                 .sadd(keys::node_rooms(&self.node_id), room.as_str())
@@ -91,6 +162,6 @@ impl Resync {
         }
         liveness::heartbeat(&self.node_id, &self.settings, &mut commands).await?;
         info!(seats = seats.len(), "presence re-asserted");
-        Ok(recreated)
+        Ok((recreated, lost_rooms))
     }
 }

@@ -203,7 +203,8 @@ return seat
 });
 
 /// `KEYS[1]` members hash, `KEYS[2]` seqs hash, `KEYS[3]` chat list. ARGV: whom the
-/// event is for (`one`: peer ARGV[2] if it has a seat; `all`: every seat but
+/// event is for (`one`: peer ARGV[2], and nothing is published when it has no
+/// seat, since no node would deliver it; `all`: every seat but
 /// ARGV[2]; `none`), the envelope JSON, PUBLISH or SPUBLISH, channel, the replay
 /// buffers' key prefix, most entries and bytes a buffer keeps, a buffer's
 /// lifetime in ms, then a chat entry to keep ('' for none), most chat entries,
@@ -214,7 +215,8 @@ return seat
 /// (trimmed from the oldest to the bounds, the newest always kept); publishes
 /// the envelope with `"seqs":{peer:seq,...}` appended as its last field. The
 /// envelope is never decoded here: peer ids are hex, so the map is written
-/// as text. Reply: the PUBLISH's receiver count.
+/// as text. Reply: the PUBLISH's receiver count, or -1 for a `one` whose peer
+/// has no seat.
 pub static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -226,7 +228,8 @@ if ARGV[10] ~= '' then
 end
 local targets = {}
 if ARGV[1] == 'one' then
-  if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then targets[1] = ARGV[2] end
+  if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
+  targets[1] = ARGV[2]
 elseif ARGV[1] == 'all' then
   for _, peer in ipairs(redis.call('HKEYS', KEYS[1])) do
     if peer ~= ARGV[2] then targets[#targets + 1] = peer end

@@ -79,6 +79,11 @@ pub struct Client {
 }
 
 /// The frames a node numbers on the seat's stream: everything from the room.
+/// What a node may send unnumbered around a Redis outage: relays it hands over
+/// between its own seats, and call states it tells again after an empty Redis.
+pub const UNNUMBERED_AFTER_OUTAGE: [&str; 5] =
+    ["offer", "answer", "candidate", "app-data", "peer-state"];
+
 pub const NUMBERED: [&str; 9] = [
     "offer",
     "answer",
@@ -186,7 +191,11 @@ impl Client {
             self.last_seq = 0;
         }
         let seq = message.as_object_mut().and_then(|m| m.remove("seq"));
-        if NUMBERED.contains(&kind.as_str()) {
+        // A relay handed over between two seats of one node while its Redis is
+        // away carries no number, nor a call state told again after Redis came
+        // back empty (docs/protocol.md).
+        let handed_over = seq.is_none() && UNNUMBERED_AFTER_OUTAGE.contains(&kind.as_str());
+        if NUMBERED.contains(&kind.as_str()) && !handed_over {
             let seq = seq
                 .and_then(|s| s.as_u64())
                 .unwrap_or_else(|| panic!("a {kind} without a seq: {message}"));
