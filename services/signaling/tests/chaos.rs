@@ -39,10 +39,6 @@ mod standalone {
 }
 
 mod redis_cluster {
-    /// Not in the default run: after a Cluster restart a node's resync sometimes
-    /// keeps timing out for over 30 s (3 runs in 12), which fails the run on the
-    /// node, not on delivery. `cargo test --test chaos -- --ignored` runs it.
-    #[ignore = "a node's resync after a Cluster restart sometimes times out for over 30 s"]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sequenced_messages_survive_every_disruption() {
         super::chaos(super::Backing::Cluster).await;

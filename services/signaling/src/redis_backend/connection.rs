@@ -5,10 +5,19 @@
 //!
 //! Two connection managers: `commands` (publish, scripts, heartbeats) and
 //! `subscriber` (SUBSCRIBE/SSUBSCRIBE, with RESP3 pushes to a channel).
+//!
+//! A standalone connection manager reconnects by itself. A Cluster connection
+//! of the redis crate can get stuck after every master restarted: once its map
+//! of node connections is empty it retries a slot refresh over no connections
+//! forever (`slot refresh failed: No connections found`), and every command
+//! fails. [`Connections::reopen`] replaces such a pair with new connections,
+//! which the supervisor calls when an outage outlasts [`REOPEN_AFTER`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -20,14 +29,31 @@ use tracing::{info, warn};
 use crate::config::RedisSettings;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest a Redis command may take before it counts as failed.
+/// Longest a Redis command may take before it counts as failed; on a Cluster,
+/// with every retry of the command included.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a Cluster connection may stay unusable before the supervisor
+/// replaces it with a new one: longer than a Cluster takes to form again after
+/// a restart, so a connection that repairs itself is left to do so.
+pub const REOPEN_AFTER: Duration = Duration::from_secs(3);
+/// Shortest and longest wait (ms) before a Cluster command is retried after
+/// `CLUSTERDOWN` or `TRYAGAIN` (a restarted Cluster forming again). The redis
+/// crate's own shortest is 1.28 s, which leaves no second try within
+/// [`RESPONSE_TIMEOUT`].
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (50, 500);
 
 /// The connection pair of one node, and whether the supervisor last found it up.
 pub struct Connections {
+    settings: RedisSettings,
+    pair: ArcSwap<Pair>,
+    /// Where a reopened subscriber sends what it receives.
+    pushes: UnboundedSender<PushInfo>,
+    connected: AtomicBool,
+}
+
+struct Pair {
     commands: RedisConn,
     subscriber: RedisConn,
-    connected: AtomicBool,
 }
 
 impl Connections {
@@ -35,12 +61,12 @@ impl Connections {
     pub async fn open(
         settings: &RedisSettings,
     ) -> RedisResult<(Self, UnboundedReceiver<PushInfo>)> {
-        let commands = open(settings, RESPONSE_TIMEOUT, None).await?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let subscriber = open(settings, RESPONSE_TIMEOUT, Some(push_tx)).await?;
+        let pair = open_pair(settings, &push_tx).await?;
         let connections = Self {
-            commands,
-            subscriber,
+            settings: settings.clone(),
+            pair: ArcSwap::from_pointee(pair),
+            pushes: push_tx,
             connected: AtomicBool::new(true),
         };
         Ok((connections, push_rx))
@@ -48,12 +74,29 @@ impl Connections {
 
     /// The command connection (a cheap clone of a multiplexed handle).
     pub fn commands(&self) -> RedisConn {
-        self.commands.clone()
+        self.pair.load().commands.clone()
     }
 
     /// The subscriber connection.
     pub fn subscriber(&self) -> RedisConn {
-        self.subscriber.clone()
+        self.pair.load().subscriber.clone()
+    }
+
+    /// Whether the pair is on a Redis Cluster, whose connections may need
+    /// [`Connections::reopen`].
+    pub fn is_cluster(&self) -> bool {
+        self.settings.cluster
+    }
+
+    /// Opens a new pair and puts it in place of the current one, which goes
+    /// away with its last clone; on an error the current pair stays. The new
+    /// subscriber has no subscriptions: call this only while the bus is marked
+    /// disconnected, so that the resync subscribes every room again.
+    pub async fn reopen(&self) -> RedisResult<()> {
+        let pair = open_pair(&self.settings, &self.pushes).await?;
+        self.pair.store(Arc::new(pair));
+        info!("Redis connections reopened");
+        Ok(())
     }
 
     /// Whether both connections answered the last ping and any outage since
@@ -82,6 +125,16 @@ pub enum RedisConn {
     Cluster(ClusterConnection),
 }
 
+async fn open_pair(
+    settings: &RedisSettings,
+    pushes: &UnboundedSender<PushInfo>,
+) -> RedisResult<Pair> {
+    Ok(Pair {
+        commands: open(settings, RESPONSE_TIMEOUT, None).await?,
+        subscriber: open(settings, RESPONSE_TIMEOUT, Some(pushes.clone())).await?,
+    })
+}
+
 /// Opens a RESP3 connection; pub/sub messages go to `pushes` when given.
 async fn open(
     settings: &RedisSettings,
@@ -103,7 +156,9 @@ async fn open(
             .tcp_settings(tcp)
             .use_protocol(ProtocolVersion::RESP3)
             .connection_timeout(CONNECT_TIMEOUT)
-            .response_timeout(response_timeout);
+            .response_timeout(response_timeout)
+            .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
+            .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1);
         if let Some(pushes) = pushes {
             builder = builder.push_sender(pushes);
         }

@@ -52,8 +52,10 @@ impl Liveness {
     /// with this node's id left behind: a fresh process holds no seats.
     pub fn spawn(self, phase: tokio::sync::watch::Receiver<Phase>) {
         tokio::spawn(async move {
-            let mut commands = self.connections.commands();
-            if let Err(e) = self.sweep_node(&mut commands, &self.node_id).await {
+            if let Err(e) = self
+                .sweep_node(&mut self.connections.commands(), &self.node_id)
+                .await
+            {
                 warn!(error = %e, "sweeping a previous run's seats failed");
             }
             let mut ticker = tokio::time::interval(self.settings.heartbeat_interval);
@@ -64,6 +66,10 @@ impl Liveness {
                 if *phase.borrow() == Phase::Stopping {
                     return;
                 }
+                // Taken anew each time and never kept: the supervisor may have
+                // reopened the connections, and a stuck Cluster connection ends
+                // only with its last handle.
+                let mut commands = self.connections.commands();
                 if let Err(e) = heartbeat(&self.node_id, &self.settings, &mut commands).await {
                     warn!(error = %e, "heartbeat failed");
                     continue;

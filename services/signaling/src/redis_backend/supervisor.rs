@@ -3,13 +3,20 @@
 //! subscriber, see [`super::bus::deliver_pushes`]), and the first good ping after
 //! an outage hands over to the [`Resync`], which reports connected again once
 //! the node is whole.
+//!
+//! On a Redis Cluster, an outage that outlasts [`REOPEN_AFTER`] (pings or the
+//! resync still failing) makes the supervisor open a new connection pair in
+//! place of the old one, and again every [`REOPEN_AFTER`] while it lasts: the
+//! redis crate's Cluster connection can be stuck for good after every master
+//! restarted (see `connection.rs`), while a new one finds the Cluster at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tracing::warn;
 
-use super::connection::Connections;
+use super::connection::{Connections, REOPEN_AFTER};
 use super::resync::Resync;
 use crate::lifecycle::Phase;
 
@@ -30,12 +37,25 @@ impl Supervisor {
     async fn run(self, mut phase: tokio::sync::watch::Receiver<Phase>) {
         let mut ticker = tokio::time::interval(PING_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Since when the connections have been unusable (or last reopened).
+        let mut failing_since: Option<Instant> = None;
         while crate::lifecycle::next_tick(&mut ticker, &mut phase).await {
             if !self.ping().await {
                 self.connections.set_connected(false);
             } else if !self.connections.is_connected() {
                 if let Err(e) = self.resync.run().await {
                     warn!(error = %e, "resync after outage failed; retrying");
+                }
+            }
+            if self.connections.is_connected() {
+                failing_since = None;
+                continue;
+            }
+            let since = *failing_since.get_or_insert_with(Instant::now);
+            if self.connections.is_cluster() && since.elapsed() >= REOPEN_AFTER {
+                failing_since = Some(Instant::now());
+                if let Err(e) = self.connections.reopen().await {
+                    warn!(error = %e, "reopening the Redis Cluster connections failed; retrying");
                 }
             }
         }
