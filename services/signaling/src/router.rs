@@ -68,6 +68,11 @@ impl Known {
     }
 }
 
+/// Frames a seat holds while it catches up, at most: memory per socket stays
+/// bounded however long a resync takes, since what is not held is in the
+/// seat's buffer.
+const CATCH_UP_HOLD: usize = 256;
+
 /// A frame held for a pending seat: what it changes, the frame, its `seq`.
 type Held = (Change, Outbound, u64);
 
@@ -617,7 +622,11 @@ fn push(seat: &mut LocalSeat, change: Change, out: Outbound, seq: Option<u64>) {
     if let Some(held) = &mut seat.held {
         held.push((change, out, seq));
     } else if let Some(held) = &mut seat.catching_up {
-        held.push((change, out, seq));
+        // Past the bound the frame is left to the buffer, where the publish
+        // put it: the catch-up reads it from there, or reports the gap.
+        if held.len() < CATCH_UP_HOLD {
+            held.push((change, out, seq));
+        }
     } else {
         deliver_numbered(seat, &change, out, seq);
     }
@@ -768,8 +777,14 @@ mod tests {
 
     /// A router with `me` attached (its `joined` reply drained) and sent offer 1.
     fn attached_after_one_offer() -> (Router, mpsc::Receiver<Outbound>) {
+        attached_with_outbox(8)
+    }
+
+    fn attached_with_outbox(capacity: usize) -> (Router, mpsc::Receiver<Outbound>) {
         let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
-        let (handle, mut rx, _e) = seat();
+        let (tx, mut rx) = mpsc::channel(capacity);
+        let (etx, _erx) = watch::channel(None);
+        let handle = SessionHandle::new(tx, etx);
         router.reserve(&room("r"), &peer("me"), &conn("c1"), handle);
         assert!(router.activate(
             &room("r"),
@@ -821,6 +836,34 @@ mod tests {
         // Delivered as usual again.
         router.deliver(&offer_to_me("5", 5));
         assert_eq!(frames(&mut rx), [(Some(5), "5".to_owned())]);
+    }
+
+    #[test]
+    fn a_seat_catching_up_holds_a_bounded_number_of_frames_and_reads_the_rest_from_its_buffer() {
+        let (router, mut rx) = attached_with_outbox(4 * CATCH_UP_HOLD);
+        let attached = router.hold_attached();
+        let last = 2 + CATCH_UP_HOLD as u64 * 2;
+        for seq in 2..=last {
+            router.deliver(&offer_to_me(&seq.to_string(), seq));
+        }
+        let held = router.lock()[&room("r")].seats[&peer("me")]
+            .catching_up
+            .as_ref()
+            .map(Vec::len);
+        assert_eq!(held, Some(CATCH_UP_HOLD));
+        let log = SeatLog {
+            last,
+            entries: (1..=last)
+                .map(|seq| (seq, offer_to_me(&seq.to_string(), seq)))
+                .collect(),
+        };
+        assert!(router.catch_up(&attached[0], Some(&log)));
+        let seqs: Vec<Option<u64>> = frames(&mut rx).into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(
+            seqs,
+            (2..=last).map(Some).collect::<Vec<_>>(),
+            "every one once, in order"
+        );
     }
 
     #[test]
