@@ -211,6 +211,14 @@ pub trait EnvelopeSink: Send + Sync + 'static {
         true
     }
 
+    /// From now on, an attached seat whose frames from the bus skip a number
+    /// holds what arrives and is sent on `gaps`, for the bus to read its buffer
+    /// and hand it to [`EnvelopeSink::catch_up`]: pub/sub lost frames on the
+    /// way (a subscription dropped and made again without an outage seen).
+    fn report_gaps_to(&self, gaps: tokio::sync::mpsc::UnboundedSender<AttachedSeat>) {
+        let _ = gaps;
+    }
+
     /// Tells each attached seat of `room` the call state of every other member
     /// it knows of, as `members` (read from presence) has it: after Redis came
     /// back empty, a change broadcast before this node wrote its seats back

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub bus_errors: IntCounterVec,
     pub bus_resubscriptions: IntCounter,
     pub bus_catch_ups: IntCounterVec,
+    pub bus_gaps: IntCounterVec,
     pub outage_queued: IntGauge,
     pub outage_flushed: IntCounter,
     pub outage_dropped: IntCounterVec,
@@ -225,6 +226,12 @@ impl Metrics {
                 r,
                 "vc_bus_catch_ups_total",
                 "Attached seats whose replay buffer was read after a bus outage, by whether it held everything they missed.",
+                &["outcome"],
+            ),
+            bus_gaps: counter_vec(
+                r,
+                "vc_bus_gaps_total",
+                "Seats whose frames from the bus skipped numbers (pub/sub lost some), by whether their buffer gave the missing ones back.",
                 &["outcome"],
             ),
             outage_queued: gauge(

@@ -17,7 +17,9 @@
 //! not given to it again.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::mpsc;
 
 use vc_protocol::{BroadcastKind, Member, ReconnectReason, RelayKind, RoomName, ServerMessage};
 
@@ -67,6 +69,11 @@ impl Known {
         }
     }
 }
+
+/// Frames a seat holds while it catches up, at most: memory per socket stays
+/// bounded however long a resync takes, since what is not held is in the
+/// seat's buffer.
+const CATCH_UP_HOLD: usize = 256;
 
 /// A frame held for a pending seat: what it changes, the frame, its `seq`.
 type Held = (Change, Outbound, u64);
@@ -175,6 +182,44 @@ pub struct Router {
     node_id: NodeId,
     metrics: Arc<Metrics>,
     rooms: Mutex<HashMap<RoomName, LocalRoom>>,
+    /// Where a seat whose frames from the bus skip a number is reported, for
+    /// its buffer to be read ([`EnvelopeSink::report_gaps_to`]); unset with
+    /// the in-process bus, which loses nothing.
+    gaps: OnceLock<mpsc::UnboundedSender<AttachedSeat>>,
+}
+
+/// What frames from the bus are checked against: their room, and where a
+/// skipped number is reported (none for frames handed back after a failed
+/// resume).
+struct Live<'a> {
+    room: &'a RoomName,
+    gaps: Option<&'a mpsc::UnboundedSender<AttachedSeat>>,
+}
+
+impl Live<'_> {
+    /// Whether `seq`, arriving live for an attached seat, skips numbers the
+    /// seat was never sent. Every number given on a seat's stream reaches the
+    /// seat's node in order unless pub/sub dropped it (a subscription lost and
+    /// made again without the node seeing an outage), so a skip means a loss.
+    /// Before the first frame (0 sent) nothing is known: a resume without
+    /// `lastSeq` starts wherever the stream is.
+    fn skips(&self, seat: &LocalSeat, seq: u64) -> bool {
+        let sent = seat.handle.sent_seq();
+        self.gaps.is_some() && sent > 0 && seq > sent + 1
+    }
+
+    /// Holds `frame` and everything after it in the seat, and asks for its
+    /// buffer to be read.
+    fn report(&self, seat: &mut LocalSeat, peer: &PeerId, frame: Held) {
+        seat.catching_up = Some(vec![frame]);
+        if let Some(gaps) = self.gaps {
+            let _ = gaps.send(AttachedSeat {
+                room: self.room.clone(),
+                peer: peer.clone(),
+                conn: seat.conn.clone(),
+            });
+        }
+    }
 }
 
 impl Router {
@@ -183,6 +228,7 @@ impl Router {
             node_id: node_id.clone(),
             metrics,
             rooms: Mutex::new(HashMap::new()),
+            gaps: OnceLock::new(),
         }
     }
 
@@ -295,7 +341,11 @@ impl Router {
             };
             if known.tells(&change) {
                 let cross_node = envelope.origin != self.node_id;
-                apply(local, &envelope, cross_node);
+                let live = Live {
+                    room,
+                    gaps: self.gaps.get(),
+                };
+                apply(local, &envelope, cross_node, &live);
             }
         }
         true
@@ -319,8 +369,10 @@ impl Router {
                 }) = local.seats.remove(peer)
                 {
                     let mut seat = *old;
+                    // Frames that were on their way to it all along.
+                    let handed_back = Live { room, gaps: None };
                     for (change, out, seq) in held.unwrap_or_default() {
-                        push(&mut seat, change, out, Some(seq));
+                        push(&mut seat, peer, change, out, Some(seq), &handed_back);
                     }
                     local.seats.insert(peer.clone(), seat);
                 }
@@ -403,11 +455,13 @@ impl Router {
         else {
             return true;
         };
-        let Some(held) = local_seat.catching_up.take() else {
-            return true;
-        };
+        // Not holding any more: another catch-up of the seat came first, and
+        // frames went out since, so this buffer may be older than what the
+        // seat was sent. Whatever it has past that still goes out, once.
+        let holding = local_seat.catching_up.take();
         let sent = local_seat.handle.sent_seq();
-        let complete = log.is_some_and(|log| log.covers(sent));
+        let complete = holding.is_none() || log.is_some_and(|log| log.covers(sent));
+        let held = holding.unwrap_or_default();
         for (seq, envelope) in log.map(|log| log.entries.as_slice()).unwrap_or_default() {
             if *seq <= sent {
                 continue;
@@ -490,7 +544,15 @@ impl EnvelopeSink for Router {
             local.backlog.push(envelope.clone());
             return;
         }
-        apply(local, envelope, cross_node);
+        let live = Live {
+            room: &envelope.room,
+            gaps: self.gaps.get(),
+        };
+        apply(local, envelope, cross_node, &live);
+    }
+
+    fn report_gaps_to(&self, gaps: mpsc::UnboundedSender<AttachedSeat>) {
+        let _ = self.gaps.set(gaps);
     }
 
     fn hold_attached(&self) -> Vec<AttachedSeat> {
@@ -507,14 +569,15 @@ impl EnvelopeSink for Router {
 }
 
 /// Applies one envelope to a synced room: updates the mirror and queues frames.
-fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
+fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool, live: &Live<'_>) {
     match &envelope.event {
         Event::Relay {
             to, frame, message, ..
         } => {
             if let Some(seat) = local.seats.get_mut(to) {
                 let seq = envelope.seq_for(to.as_str());
-                if let (None, None, Some(seq)) = (&seat.held, &seat.catching_up, seq) {
+                let active = seat.held.is_none() && seat.catching_up.is_none();
+                if let (true, Some(seq)) = (active, seq.filter(|seq| !live.skips(seat, *seq))) {
                     // An active seat: a relay tells every client something, so
                     // the number alone decides, and the frame is copied once.
                     let kind = relay_kind(message);
@@ -533,7 +596,7 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
                     sent_at_us: envelope.sent_at_us,
                     cross_node,
                 };
-                push(seat, Change::None, out, seq);
+                push(seat, to, Change::None, out, seq, live);
             }
         }
         Event::PeerJoined { member } => {
@@ -546,7 +609,8 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
             for (id, seat) in &mut local.seats {
                 if id.as_str() != member.id {
                     let seq = envelope.seq_for(id.as_str());
-                    push(seat, Change::Joined(member.id.clone()), out.clone(), seq);
+                    let change = Change::Joined(member.id.clone());
+                    push(seat, id, change, out.clone(), seq, live);
                 }
             }
         }
@@ -559,7 +623,8 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
             for (id, seat) in &mut local.seats {
                 if id != peer {
                     let seq = envelope.seq_for(id.as_str());
-                    push(seat, Change::Left(peer.to_string()), out.clone(), seq);
+                    let change = Change::Left(peer.to_string());
+                    push(seat, id, change, out.clone(), seq, live);
                 }
             }
         }
@@ -589,7 +654,8 @@ fn apply(local: &mut LocalRoom, envelope: &Envelope, cross_node: bool) {
                         from: from.to_string(),
                         chat: chat.clone(),
                     };
-                    push(seat, change, out.clone(), envelope.seq_for(id.as_str()));
+                    let seq = envelope.seq_for(id.as_str());
+                    push(seat, id, change, out.clone(), seq, live);
                 }
             }
         }
@@ -610,14 +676,27 @@ fn mirror_state(mirror: &mut [Member], frame: &str) {
 /// pending, else queued once. A frame with no `seq` for the seat was published
 /// before the seat had a stream (before its `JOIN`): its snapshot and history
 /// already tell what it says, so it is dropped.
-fn push(seat: &mut LocalSeat, change: Change, out: Outbound, seq: Option<u64>) {
+fn push(
+    seat: &mut LocalSeat,
+    peer: &PeerId,
+    change: Change,
+    out: Outbound,
+    seq: Option<u64>,
+    live: &Live<'_>,
+) {
     let Some(seq) = seq else {
         return;
     };
     if let Some(held) = &mut seat.held {
         held.push((change, out, seq));
     } else if let Some(held) = &mut seat.catching_up {
-        held.push((change, out, seq));
+        // Past the bound the frame is left to the buffer, where the publish
+        // put it: the catch-up reads it from there, or reports the gap.
+        if held.len() < CATCH_UP_HOLD {
+            held.push((change, out, seq));
+        }
+    } else if live.skips(seat, seq) {
+        live.report(seat, peer, (change, out, seq));
     } else {
         deliver_numbered(seat, &change, out, seq);
     }
@@ -768,8 +847,14 @@ mod tests {
 
     /// A router with `me` attached (its `joined` reply drained) and sent offer 1.
     fn attached_after_one_offer() -> (Router, mpsc::Receiver<Outbound>) {
+        attached_with_outbox(8)
+    }
+
+    fn attached_with_outbox(capacity: usize) -> (Router, mpsc::Receiver<Outbound>) {
         let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
-        let (handle, mut rx, _e) = seat();
+        let (tx, mut rx) = mpsc::channel(capacity);
+        let (etx, _erx) = watch::channel(None);
+        let handle = SessionHandle::new(tx, etx);
         router.reserve(&room("r"), &peer("me"), &conn("c1"), handle);
         assert!(router.activate(
             &room("r"),
@@ -821,6 +906,67 @@ mod tests {
         // Delivered as usual again.
         router.deliver(&offer_to_me("5", 5));
         assert_eq!(frames(&mut rx), [(Some(5), "5".to_owned())]);
+    }
+
+    #[test]
+    fn a_seat_catching_up_holds_a_bounded_number_of_frames_and_reads_the_rest_from_its_buffer() {
+        let (router, mut rx) = attached_with_outbox(4 * CATCH_UP_HOLD);
+        let attached = router.hold_attached();
+        let last = 2 + CATCH_UP_HOLD as u64 * 2;
+        for seq in 2..=last {
+            router.deliver(&offer_to_me(&seq.to_string(), seq));
+        }
+        let held = router.lock()[&room("r")].seats[&peer("me")]
+            .catching_up
+            .as_ref()
+            .map(Vec::len);
+        assert_eq!(held, Some(CATCH_UP_HOLD));
+        let log = SeatLog {
+            last,
+            entries: (1..=last)
+                .map(|seq| (seq, offer_to_me(&seq.to_string(), seq)))
+                .collect(),
+        };
+        assert!(router.catch_up(&attached[0], Some(&log)));
+        let seqs: Vec<Option<u64>> = frames(&mut rx).into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(
+            seqs,
+            (2..=last).map(Some).collect::<Vec<_>>(),
+            "every one once, in order"
+        );
+    }
+
+    #[test]
+    fn a_live_frame_that_skips_numbers_holds_the_seat_until_its_buffer_fills_the_gap() {
+        let (router, mut rx) = attached_after_one_offer();
+        let (gaps, mut reported) = mpsc::unbounded_channel();
+        router.report_gaps_to(gaps);
+        // Offers 2 and 3 were lost on the way; 4 and 5 arrive.
+        router.deliver(&offer_to_me("4", 4));
+        router.deliver(&offer_to_me("5", 5));
+        assert!(frames(&mut rx).is_empty(), "held behind the gap");
+        let seat = reported.try_recv().expect("the gap is reported");
+        assert_eq!((seat.room, seat.peer.as_str()), (room("r"), "me"));
+        assert!(reported.try_recv().is_err(), "once per gap");
+        let log = SeatLog {
+            last: 5,
+            entries: (1..=5)
+                .map(|seq| (seq, offer_to_me(&seq.to_string(), seq)))
+                .collect(),
+        };
+        let seat = AttachedSeat {
+            room: room("r"),
+            peer: peer("me"),
+            conn: conn("c1"),
+        };
+        assert!(router.catch_up(&seat, Some(&log)));
+        let expected: Vec<(Option<u64>, String)> =
+            (2..=5).map(|seq| (Some(seq), seq.to_string())).collect();
+        assert_eq!(frames(&mut rx), expected);
+        // Numbers in a row again: delivered as they come.
+        router.deliver(&offer_to_me("6", 6));
+        assert_eq!(frames(&mut rx), [(Some(6), "6".to_owned())]);
+        assert!(reported.try_recv().is_err());
     }
 
     #[test]

@@ -80,17 +80,26 @@ impl RedisBackend {
             Arc::clone(&sink),
             Arc::clone(&connections),
         ));
+        let (gaps, skipped) = tokio::sync::mpsc::unbounded_channel();
+        sink.report_gaps_to(gaps);
         info!(url = %redacted_url(&settings.url), sharded = settings.sharded, "connected to Redis");
+        let bus = Arc::new(RedisBus::new(
+            Arc::clone(&connections),
+            settings,
+            &all.chat,
+            &all.replay,
+            all.resume.window,
+        ));
+        tokio::spawn(resync::mend_gaps(
+            skipped,
+            Arc::clone(&bus),
+            Arc::clone(&sink),
+            Arc::clone(&metrics),
+        ));
         Ok(Self {
             node_id: node_id.clone(),
             settings: settings.clone(),
-            bus: Arc::new(RedisBus::new(
-                Arc::clone(&connections),
-                settings,
-                &all.chat,
-                &all.replay,
-                all.resume.window,
-            )),
+            bus,
             presence: Arc::new(RedisPresence::new(node_id, Arc::clone(&connections))),
             connections,
             sink,

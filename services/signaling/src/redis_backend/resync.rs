@@ -22,6 +22,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use thiserror::Error;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 use vc_protocol::{Member, RoomName};
 
@@ -37,6 +38,32 @@ use crate::metrics::Metrics;
 use crate::presence::{MemberRecord, Presence};
 use crate::publisher::Publisher;
 use crate::vocabulary::NodeId;
+
+/// Task: reads the buffer of each seat the sink reports skipping numbers, and
+/// hands it to the sink to send what pub/sub lost. A seat is reported once per
+/// gap (it holds until then), so the queue is bounded by the seats.
+pub(super) async fn mend_gaps(
+    mut skipped: mpsc::UnboundedReceiver<AttachedSeat>,
+    bus: Arc<RedisBus>,
+    sink: Arc<dyn EnvelopeSink>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(seat) = skipped.recv().await {
+        let log = match bus.replay(&seat.room, &seat.peer).await {
+            Ok(log) => Some(log),
+            Err(e) => {
+                warn!(room = %seat.room, error = %e, "reading the buffer of a seat that skipped frames failed");
+                None
+            }
+        };
+        let outcome = if sink.catch_up(&seat, log.as_ref()) {
+            "complete"
+        } else {
+            "incomplete"
+        };
+        metrics.bus_gaps.with_label_values(&[outcome]).inc();
+    }
+}
 
 /// `REASSERT`'s answer when the seat was missing and has been written again.
 const RECREATED: i64 = 2;
