@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use vc_protocol::{
     CallState, CallStateChange, ErrorCode, LeaveReason, Member, RelayKind, Replay, RequestId,
@@ -23,7 +22,7 @@ use crate::faults::{FaultPlan, Op};
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::Metrics;
 use crate::outage_queue::Sender;
-use crate::outbox::{Eviction, Outbound, SessionHandle};
+use crate::outbox::{outbox, Eviction, Next, Outbound, Receiver, SessionHandle};
 use crate::presence::fake::FakePresence;
 use crate::presence::memory::MemoryPresence;
 use crate::presence::{MemberRecord, Presence};
@@ -257,26 +256,23 @@ impl Node {
 struct Client {
     conn: ConnId,
     handle: SessionHandle,
-    outbox: mpsc::Receiver<Outbound>,
-    evicted: watch::Receiver<Option<Eviction>>,
+    outbox: Receiver,
 }
 
 impl Client {
     fn new(name: &str) -> Self {
-        let (tx, outbox) = mpsc::channel(64);
-        let (evict, evicted) = watch::channel(None);
+        let (handle, outbox) = outbox(64);
         Self {
             conn: conn(name),
-            handle: SessionHandle::new(tx, evict),
+            handle,
             outbox,
-            evicted,
         }
     }
 
     /// The frames sent to this client since the last look, decoded.
     fn received(&mut self) -> Vec<ServerMessage> {
         let mut frames = Vec::new();
-        while let Ok(out) = self.outbox.try_recv() {
+        while let Some(out) = self.outbox.try_recv() {
             let message = serde_json::from_str(&out.text)
                 .unwrap_or_else(|e| panic!("not a server message ({e}): {}", out.text));
             frames.push(message);
@@ -301,16 +297,23 @@ impl Client {
     }
 
     fn evicted(&self) -> Option<Eviction> {
-        *self.evicted.borrow()
+        self.handle.eviction()
+    }
+}
+
+/// The next frame queued for a client, waiting for it; none once it is evicted.
+async fn next_frame(outbox: &Receiver) -> Option<Outbound> {
+    match outbox.next().await {
+        Next::Frame(out) => Some(out),
+        Next::Evicted(_) => None,
     }
 }
 
 /// The sender of a message whose refusals nobody reads.
 fn sender() -> Sender {
-    let (tx, _outbox) = mpsc::channel(1);
-    let (evict, _evicted) = watch::channel(None);
+    let (handle, _outbox) = outbox(1);
     Sender {
-        handle: SessionHandle::new(tx, evict),
+        handle,
         id: None,
         what: "test",
     }
@@ -1348,7 +1351,7 @@ fn numbered(out: &Outbound) -> (Option<u64>, String) {
 impl Client {
     /// The frames since the last look, with their `seq`.
     fn numbered(&mut self) -> Vec<(Option<u64>, String)> {
-        std::iter::from_fn(|| self.outbox.try_recv().ok())
+        std::iter::from_fn(|| self.outbox.try_recv())
             .map(|out| numbered(&out))
             .collect()
     }
@@ -1406,7 +1409,7 @@ async fn ann_processed_one_offer(
 /// Takes the next frames of a resumed client: `resumed` with its `replay`, then
 /// the numbered frames.
 fn resumed_with(client: &mut Client) -> (Option<Replay>, Vec<(u64, String)>) {
-    let outs: Vec<Outbound> = std::iter::from_fn(|| client.outbox.try_recv().ok()).collect();
+    let outs: Vec<Outbound> = std::iter::from_fn(|| client.outbox.try_recv()).collect();
     let frames: Vec<(Option<u64>, String)> = outs.iter().map(numbered).collect();
     let first: ServerMessage = serde_json::from_str(&outs[0].text).expect("resumed");
     let replay = replay_of(&frames, &first);
@@ -1819,7 +1822,7 @@ async fn a_chat_message_in_the_history_the_buffer_and_the_held_frames_reaches_th
     n1.rooms.chat(&b, "once only", sender).await.expect("chat");
     gate.open();
     finished(resuming).await.expect("resumes");
-    let outs: Vec<Outbound> = std::iter::from_fn(|| again.outbox.try_recv().ok()).collect();
+    let outs: Vec<Outbound> = std::iter::from_fn(|| again.outbox.try_recv()).collect();
     let messages: Vec<ServerMessage> = outs
         .iter()
         .map(|out| serde_json::from_str(&out.text).expect("a server message"))
@@ -1886,10 +1889,10 @@ async fn a_resumer_reads_the_state_it_missed_and_keeps_its_own() {
 async fn numbered_frames(client: &mut Client, n: usize) -> Vec<(Option<u64>, String)> {
     let mut frames = Vec::new();
     while frames.len() < n {
-        let out = tokio::time::timeout(Duration::from_secs(5), client.outbox.recv())
+        let out = tokio::time::timeout(Duration::from_secs(5), next_frame(&client.outbox))
             .await
             .unwrap_or_else(|_| panic!("only {frames:?} arrived"))
-            .expect("outbox open");
+            .expect("not evicted");
         frames.push(numbered(&out));
     }
     frames
@@ -1977,10 +1980,10 @@ async fn a_full_outage_queue_refuses_at_once_and_one_that_waits_too_long_tells_i
     assert_eq!(refused.code, ErrorCode::Unavailable);
 
     // Past `outage.max_wait` the kept one is dropped and Ann hears of it, by id.
-    let told = tokio::time::timeout(Duration::from_secs(5), ann.outbox.recv())
+    let told = tokio::time::timeout(Duration::from_secs(5), next_frame(&ann.outbox))
         .await
         .expect("Ann is told")
-        .expect("outbox open");
+        .expect("not evicted");
     match serde_json::from_str::<ServerMessage>(&told.text).expect("a server message") {
         ServerMessage::Error { code, id, .. } => {
             assert_eq!(code, ErrorCode::Unavailable);

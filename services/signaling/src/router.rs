@@ -769,8 +769,8 @@ fn frame_for(envelope: &Envelope, peer: &str, cross_node: bool) -> Option<(Chang
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::{outbox, Receiver};
     use std::sync::atomic::{AtomicU64, Ordering};
-    use tokio::sync::{mpsc, watch};
     use vc_protocol::LeaveReason;
 
     use crate::vocabulary::testing::{conn, node, peer, room};
@@ -802,19 +802,15 @@ mod tests {
         }
     }
 
-    fn seat() -> (
-        SessionHandle,
-        mpsc::Receiver<Outbound>,
-        watch::Receiver<Option<Eviction>>,
-    ) {
-        let (tx, rx) = mpsc::channel(8);
-        let (etx, erx) = watch::channel(None);
-        (SessionHandle::new(tx, etx), rx, erx)
+    /// A session's handle, its outbox, and a second handle to read its switch.
+    fn seat() -> (SessionHandle, Receiver, SessionHandle) {
+        let (handle, rx) = outbox(8);
+        (handle.clone(), rx, handle)
     }
 
-    fn drain(rx: &mut mpsc::Receiver<Outbound>) -> Vec<&'static str> {
+    fn drain(rx: &mut Receiver) -> Vec<&'static str> {
         let mut kinds = Vec::new();
-        while let Ok(out) = rx.try_recv() {
+        while let Some(out) = rx.try_recv() {
             kinds.push(out.kind);
         }
         kinds
@@ -846,15 +842,13 @@ mod tests {
     }
 
     /// A router with `me` attached (its `joined` reply drained) and sent offer 1.
-    fn attached_after_one_offer() -> (Router, mpsc::Receiver<Outbound>) {
+    fn attached_after_one_offer() -> (Router, Receiver) {
         attached_with_outbox(8)
     }
 
-    fn attached_with_outbox(capacity: usize) -> (Router, mpsc::Receiver<Outbound>) {
+    fn attached_with_outbox(capacity: usize) -> (Router, Receiver) {
         let router = Router::new(&node("n"), Arc::new(Metrics::new("n")));
-        let (tx, mut rx) = mpsc::channel(capacity);
-        let (etx, _erx) = watch::channel(None);
-        let handle = SessionHandle::new(tx, etx);
+        let (handle, mut rx) = outbox(capacity);
         router.reserve(&room("r"), &peer("me"), &conn("c1"), handle);
         assert!(router.activate(
             &room("r"),
@@ -871,8 +865,8 @@ mod tests {
     }
 
     /// The frames queued since, as (seq, sdp or type).
-    fn frames(rx: &mut mpsc::Receiver<Outbound>) -> Vec<(Option<u64>, String)> {
-        std::iter::from_fn(|| rx.try_recv().ok())
+    fn frames(rx: &mut Receiver) -> Vec<(Option<u64>, String)> {
+        std::iter::from_fn(|| rx.try_recv())
             .map(|out| {
                 let value: serde_json::Value = serde_json::from_str(&out.text).unwrap();
                 let what = value["sdp"].as_str().unwrap_or(out.kind).to_owned();
@@ -1105,7 +1099,7 @@ mod tests {
             }));
         }
         assert!(drain(&mut rx1).is_empty());
-        assert_eq!(*e2.borrow(), Some(Eviction::SlowConsumer));
+        assert_eq!(e2.eviction(), Some(Eviction::SlowConsumer));
         assert_eq!(drain(&mut rx2).len(), 8);
     }
 
@@ -1127,12 +1121,12 @@ mod tests {
             peer: peer("p1"),
             conn: conn("old"),
         }));
-        assert_eq!(*e1.borrow(), None);
+        assert_eq!(e1.eviction(), None);
         router.deliver(&envelope(Event::SeatMoved {
             peer: peer("p1"),
             conn: conn("new"),
         }));
-        assert_eq!(*e1.borrow(), Some(Eviction::SeatMoved));
+        assert_eq!(e1.eviction(), Some(Eviction::SeatMoved));
     }
 
     #[test]
@@ -1161,12 +1155,12 @@ mod tests {
             })
         };
         router.deliver(&relay());
-        assert_eq!(*owner_evicted.borrow(), None);
+        assert_eq!(owner_evicted.eviction(), None);
         router.remove(&room("r"), &peer("p1"), &conn("intruder"));
         router.deliver(&relay());
         assert_eq!(drain(&mut owner_rx), ["offer", "offer"]);
         assert!(drain(&mut intruder_rx).is_empty());
-        assert_eq!(*owner_evicted.borrow(), None);
+        assert_eq!(owner_evicted.eviction(), None);
         assert_eq!(router.stats(), RouterStats { rooms: 1, seats: 1 });
     }
 
@@ -1197,7 +1191,7 @@ mod tests {
             reply(),
             &[],
         ));
-        assert_eq!(*old_evicted.borrow(), None);
+        assert_eq!(old_evicted.eviction(), None);
         assert_eq!(drain(&mut new_rx), ["left"]);
         let (newer, _rx, _e) = seat();
         router.reserve(&room("r"), &peer("p1"), &conn("newer"), newer);
@@ -1296,8 +1290,8 @@ mod tests {
         router.remove(&room("r"), &peer("p1"), &conn("y"));
         assert_eq!(drain(&mut x_rx), ["offer"]);
         assert!(drain(&mut y_rx).is_empty());
-        assert_eq!(*x_evicted.borrow(), None);
-        assert_eq!(*y_evicted.borrow(), None);
+        assert_eq!(x_evicted.eviction(), None);
+        assert_eq!(y_evicted.eviction(), None);
         assert_eq!(router.stats(), RouterStats { rooms: 1, seats: 1 });
     }
 
@@ -1318,7 +1312,7 @@ mod tests {
             &[],
         ));
         // x is still waiting for presence, which will refuse it: not evicted.
-        assert_eq!(*x_evicted.borrow(), None);
+        assert_eq!(x_evicted.eviction(), None);
         assert!(!router.activate(
             &room("r"),
             member("p1"),
@@ -1355,8 +1349,8 @@ mod tests {
             peer: peer("p1"),
             conn: conn("elsewhere"),
         }));
-        assert_eq!(*owner_evicted.borrow(), Some(Eviction::SeatMoved));
-        assert_eq!(*pending_evicted.borrow(), None);
+        assert_eq!(owner_evicted.eviction(), Some(Eviction::SeatMoved));
+        assert_eq!(pending_evicted.eviction(), None);
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
-use tokio::sync::{mpsc, watch};
 use tracing::{debug, debug_span, info_span, Instrument};
 use vc_protocol::{
     parse_client_frame, ClientMessage, ErrorCode, LeaveReason, RelayKind, RequestId, RoomName,
@@ -24,7 +23,7 @@ use crate::lifecycle::Phase;
 use crate::metrics::{join_outcome, Metrics};
 use crate::node::Node;
 use crate::outage_queue::Sender;
-use crate::outbox::{Acknowledged, Eviction, Outbound, SessionHandle};
+use crate::outbox::{self, Acknowledged, Eviction, Next, Outbound, Receiver, SessionHandle};
 use crate::ratelimit::{Strikes, TokenBucket};
 use crate::rooms::{JoinRequest, Refusal, ResumeRequest, Seat};
 use crate::telemetry;
@@ -96,6 +95,16 @@ impl Ending {
     }
 }
 
+/// What woke a waiting session.
+enum Woken {
+    /// The node's phase changed; false when the node is gone.
+    Phase(bool),
+    Outbox(Next),
+    Frame(Option<Result<AggregatedMessage, ProtocolError>>),
+    GrantExpired,
+    Tick,
+}
+
 struct Session {
     node: Arc<Node>,
     ws: actix_ws::Session,
@@ -118,60 +127,71 @@ struct Session {
 
 /// Runs a session to its end. Spawned on the actix worker that accepted the socket
 /// (`MessageStream` is not `Send`).
-pub async fn run(
+///
+/// The session is set up before the future is made, so that nothing used only to
+/// open it stays in the future, which lives as long as the socket.
+pub fn run(
     node: Arc<Node>,
     ws: actix_ws::Session,
     stream: actix_ws::MessageStream,
     violations: ViolationCell,
-) {
-    let _live = node.lifecycle.session_guard();
-    node.metrics.sessions_opened.inc();
-    let limits = node.settings.limits.clone();
-    let stream = stream
-        .max_frame_size(limits.max_frame_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(limits.max_frame_bytes);
-    let (outbox, mut outbox_rx) = mpsc::channel(limits.outbound_queue);
-    let (evict, evict_rx) = watch::channel(None);
-    let now = Instant::now();
-    let conn = ConnId::mint();
-    let span = info_span!(
-        "session",
-        node = %node.id,
-        conn = %conn,
-        trace_id = tracing::field::Empty
-    );
-    telemetry::record_trace_id(&span);
-    let mut session = Session {
-        ws,
-        handle: SessionHandle::new(outbox, evict),
-        seat: None,
-        bucket: TokenBucket::new(limits.messages_per_second, limits.message_burst, now),
-        broadcasts: TokenBucket::new(limits.broadcasts_per_second, limits.broadcast_burst, now),
-        strikes: Strikes::new(limits.abuse_strikes, limits.abuse_window),
-        last_heard: now,
-        started: now,
-        violations,
-        acked: Acknowledged::default(),
-        conn,
-        node,
-    };
+) -> impl std::future::Future<Output = ()> {
+    let live = node.lifecycle.session_guard();
+    let (mut session, stream, outbox, span) = Session::open(node, ws, stream, violations);
     async move {
-        let ending = session.serve(stream, &mut outbox_rx, evict_rx).await;
+        let _live = live;
+        let ending = session.serve(stream, &outbox).await;
         debug!(?ending, "session ended");
-        session.finish(ending, outbox_rx).await;
+        // Boxed, as every rarely taken path: the future of `run` is held for the
+        // whole life of every session, idle or not, and is as large as its
+        // largest state.
+        Box::pin(session.finish(ending, outbox)).await;
     }
     .instrument(span)
-    .await;
 }
 
 impl Session {
-    async fn serve(
-        &mut self,
-        mut stream: AggregatedMessageStream,
-        outbox: &mut mpsc::Receiver<Outbound>,
-        mut evicted: watch::Receiver<Option<Eviction>>,
-    ) -> Ending {
+    /// A new session, the client's frames, its outbox and its span.
+    fn open(
+        node: Arc<Node>,
+        ws: actix_ws::Session,
+        stream: actix_ws::MessageStream,
+        violations: ViolationCell,
+    ) -> (Self, AggregatedMessageStream, Receiver, tracing::Span) {
+        node.metrics.sessions_opened.inc();
+        let limits = node.settings.limits.clone();
+        let stream = stream
+            .max_frame_size(limits.max_frame_bytes)
+            .aggregate_continuations()
+            .max_continuation_size(limits.max_frame_bytes);
+        let (handle, outbox) = outbox::outbox(limits.outbound_queue);
+        let now = Instant::now();
+        let conn = ConnId::mint();
+        let span = info_span!(
+            "session",
+            node = %node.id,
+            conn = %conn,
+            trace_id = tracing::field::Empty
+        );
+        telemetry::record_trace_id(&span);
+        let session = Session {
+            ws,
+            handle,
+            seat: None,
+            bucket: TokenBucket::new(limits.messages_per_second, limits.message_burst, now),
+            broadcasts: TokenBucket::new(limits.broadcasts_per_second, limits.broadcast_burst, now),
+            strikes: Strikes::new(limits.abuse_strikes, limits.abuse_window),
+            last_heard: now,
+            started: now,
+            violations,
+            acked: Acknowledged::default(),
+            conn,
+            node,
+        };
+        (session, stream, outbox, span)
+    }
+
+    async fn serve(&mut self, mut stream: AggregatedMessageStream, outbox: &Receiver) -> Ending {
         let mut phase = self.node.lifecycle.subscribe();
         let heartbeat = self.node.settings.heartbeat.clone();
         let mut ticker = tokio::time::interval(heartbeat.interval);
@@ -203,41 +223,46 @@ impl Session {
                 }
                 grant_armed = grant;
             }
-            tokio::select! {
+            // What woke the session is handled after the `select!`, once its
+            // futures are gone: the wait and the handling then share the
+            // session future's space instead of adding up.
+            let woken = tokio::select! {
                 biased;
-                changed = evicted.changed() => {
-                    let why = changed.ok().and_then(|()| *evicted.borrow());
-                    return Ending::Evicted(why.unwrap_or(Eviction::SlowConsumer));
-                }
-                changed = phase.changed() => {
-                    match changed.map(|()| *phase.borrow_and_update()) {
-                        Ok(Phase::Running) => {}
-                        Ok(Phase::Draining) => self.ask_to_reconnect(),
-                        Ok(Phase::Stopping) | Err(_) => return Ending::Shutdown,
+                changed = phase.changed() => Woken::Phase(changed.is_ok()),
+                next = outbox.next() => Woken::Outbox(next),
+                frame = stream.recv() => Woken::Frame(frame),
+                () = &mut grant_timer, if grant_armed.is_some() => Woken::GrantExpired,
+                _ = ticker.tick() => Woken::Tick,
+            };
+            match woken {
+                Woken::Phase(changed) => {
+                    let now = changed.then(|| *phase.borrow_and_update());
+                    match now {
+                        Some(Phase::Running) => {}
+                        Some(Phase::Draining) => self.ask_to_reconnect(),
+                        Some(Phase::Stopping) | None => return Ending::Shutdown,
                     }
                 }
-                first = outbox.recv() => {
-                    let Some(first) = first else {
-                        return Ending::Shutdown;
-                    };
-                    if let Err(ending) = self.write(first, &mut evicted, heartbeat.timeout).await {
+                Woken::Outbox(Next::Evicted(why)) => return Ending::Evicted(why),
+                Woken::Outbox(Next::Frame(first)) => {
+                    if let Err(ending) = self.write(first, outbox, heartbeat.timeout).await {
                         return ending;
                     }
                     // Whatever else is queued goes out now, a bounded number at a
                     // time so that reading and pinging are not starved.
                     for _ in 1..WRITE_BATCH {
-                        let Ok(out) = outbox.try_recv() else { break };
-                        if let Err(ending) = self.write(out, &mut evicted, heartbeat.timeout).await {
+                        let Some(out) = outbox.try_recv() else { break };
+                        if let Err(ending) = self.write(out, outbox, heartbeat.timeout).await {
                             return ending;
                         }
                     }
                 }
-                frame = stream.recv() => {
+                Woken::Frame(frame) => {
                     if let Some(ending) = self.on_frame(frame).await {
                         return ending;
                     }
                 }
-                () = &mut grant_timer, if grant_armed.is_some() => {
+                Woken::GrantExpired => {
                     self.reply(ServerMessage::error(
                         ErrorCode::AuthExpired,
                         "your join token has expired: the call ends here",
@@ -245,7 +270,7 @@ impl Session {
                     ));
                     return Ending::GrantExpired;
                 }
-                _ = ticker.tick() => {
+                Woken::Tick => {
                     if self.last_heard.elapsed() > heartbeat.timeout {
                         return Ending::TimedOut;
                     }
@@ -261,27 +286,29 @@ impl Session {
     /// Writes one frame. A client that stops reading blocks the write once the
     /// socket's buffers fill; eviction and the heartbeat timeout must still end
     /// the session.
-    async fn write(
-        &mut self,
+    ///
+    /// Boxed: its timer and the socket's send would otherwise sit in every
+    /// session's future, written to or not.
+    fn write<'a>(
+        &'a mut self,
         out: Outbound,
-        evicted: &mut watch::Receiver<Option<Eviction>>,
+        outbox: &'a Receiver,
         patience: std::time::Duration,
-    ) -> Result<(), Ending> {
-        let sent = Sent::of(&out);
-        tokio::select! {
-            written = self.ws.text(String::from(out.text)) => {
-                if written.is_err() {
-                    return Err(Ending::Dropped);
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Ending>> + 'a>> {
+        Box::pin(async move {
+            let sent = Sent::of(&out);
+            tokio::select! {
+                written = self.ws.text(String::from(out.text)) => {
+                    if written.is_err() {
+                        return Err(Ending::Dropped);
+                    }
+                    sent.record(&self.node.metrics);
+                    Ok(())
                 }
-                sent.record(&self.node.metrics);
-                Ok(())
+                why = outbox.evicted() => Err(Ending::Evicted(why)),
+                () = tokio::time::sleep(patience) => Err(Ending::TimedOut),
             }
-            changed = evicted.changed() => {
-                let why = changed.ok().and_then(|()| *evicted.borrow());
-                Err(Ending::Evicted(why.unwrap_or(Eviction::SlowConsumer)))
-            }
-            () = tokio::time::sleep(patience) => Err(Ending::TimedOut),
-        }
+        })
     }
 
     async fn on_frame(
@@ -295,7 +322,9 @@ impl Session {
         };
         self.last_heard = Instant::now();
         match frame {
-            AggregatedMessage::Text(text) => self.on_text(&text).await,
+            // Boxed: handling a message (a relay, a join) takes far more room
+            // than waiting for one, and a session mostly waits.
+            AggregatedMessage::Text(text) => Box::pin(self.on_text(&text)).await,
             AggregatedMessage::Binary(_) => {
                 self.count_received("binary");
                 self.refuse(
@@ -307,7 +336,7 @@ impl Session {
                 )
             }
             AggregatedMessage::Ping(bytes) => {
-                if self.ws.pong(&bytes).await.is_err() {
+                if Box::pin(self.ws.pong(&bytes)).await.is_err() {
                     return Some(Ending::Dropped);
                 }
                 None
@@ -407,10 +436,14 @@ impl Session {
                             name: &name,
                             token: token.as_deref(),
                         };
-                        rooms
-                            .join(request, &self.conn, self.handle.clone())
-                            .instrument(span)
-                            .await
+                        // Boxed, like the resume below: once per seat, and the
+                        // largest futures a session awaits.
+                        Box::pin(
+                            rooms
+                                .join(request, &self.conn, self.handle.clone())
+                                .instrument(span),
+                        )
+                        .await
                     }
                     Err(refusal) => Err(refusal),
                 };
@@ -437,7 +470,7 @@ impl Session {
                             last_seq,
                             stream: stream.as_deref(),
                         };
-                        rooms.resume(request, &self.conn, self.handle.clone()).await
+                        Box::pin(rooms.resume(request, &self.conn, self.handle.clone())).await
                     }
                     Err(refusal) => Err(refusal),
                 };
@@ -461,67 +494,51 @@ impl Session {
             }
             ClientMessage::Offer { to, sdp, id } => {
                 let seat = self.seat()?;
+                // Written out before the wait, so that only the text is held.
                 let frame = ServerMessage::Offer {
                     from: seat.peer.to_string(),
                     sdp,
-                };
+                }
+                .to_json();
                 let sender = || self.sender(id, RelayKind::Offer.as_str());
-                relay(&rooms, seat, &to, RelayKind::Offer, frame.to_json(), sender).await?;
+                relay(&rooms, seat, &to, RelayKind::Offer, frame, sender).await?;
             }
             ClientMessage::Answer { to, sdp, id } => {
                 let seat = self.seat()?;
+                // Written out before the wait, so that only the text is held.
                 let frame = ServerMessage::Answer {
                     from: seat.peer.to_string(),
                     sdp,
-                };
+                }
+                .to_json();
                 let sender = || self.sender(id, RelayKind::Answer.as_str());
-                relay(
-                    &rooms,
-                    seat,
-                    &to,
-                    RelayKind::Answer,
-                    frame.to_json(),
-                    sender,
-                )
-                .await?;
+                relay(&rooms, seat, &to, RelayKind::Answer, frame, sender).await?;
             }
             ClientMessage::Candidate { to, candidate, id } => {
                 let seat = self.seat()?;
+                // Written out before the wait, so that only the text is held.
                 let frame = ServerMessage::Candidate {
                     from: seat.peer.to_string(),
                     candidate,
-                };
+                }
+                .to_json();
                 let sender = || self.sender(id, RelayKind::Candidate.as_str());
-                relay(
-                    &rooms,
-                    seat,
-                    &to,
-                    RelayKind::Candidate,
-                    frame.to_json(),
-                    sender,
-                )
-                .await?;
+                relay(&rooms, seat, &to, RelayKind::Candidate, frame, sender).await?;
             }
             ClientMessage::AppData { to, data, id } => {
                 let seat = self.seat()?;
+                // Written out before the wait, so that only the text is held.
                 let frame = ServerMessage::AppData {
                     from: seat.peer.to_string(),
                     data,
-                };
+                }
+                .to_json();
                 let sender = || self.sender(id, RelayKind::AppData.as_str());
-                relay(
-                    &rooms,
-                    seat,
-                    &to,
-                    RelayKind::AppData,
-                    frame.to_json(),
-                    sender,
-                )
-                .await?;
+                relay(&rooms, seat, &to, RelayKind::AppData, frame, sender).await?;
             }
             ClientMessage::Leave { id } => {
                 let seat = self.seat.take().ok_or_else(not_joined)?;
-                rooms.leave(&seat, LeaveReason::Left).await;
+                Box::pin(rooms.leave(&seat, LeaveReason::Left)).await;
                 self.reply(ServerMessage::Left { id });
             }
             ClientMessage::Report { report, .. } => {
@@ -536,17 +553,17 @@ impl Session {
             ClientMessage::Chat { text, id } => {
                 self.take_broadcast_token()?;
                 let sender = || self.sender(id, "chat");
-                rooms.chat(self.seat()?, &text, sender).await?;
+                Box::pin(rooms.chat(self.seat()?, &text, sender)).await?;
             }
             ClientMessage::CallState { change, id } => {
                 self.take_broadcast_token()?;
                 let sender = || self.sender(id, "call-state");
-                rooms.set_call_state(self.seat()?, change, sender).await?;
+                Box::pin(rooms.set_call_state(self.seat()?, change, sender)).await?;
             }
             ClientMessage::Reaction { emoji, id } => {
                 self.take_broadcast_token()?;
                 let sender = || self.sender(id, "reaction");
-                rooms.react(self.seat()?, &emoji, sender).await?;
+                Box::pin(rooms.react(self.seat()?, &emoji, sender)).await?;
             }
         }
         Ok(())
@@ -634,7 +651,7 @@ impl Session {
     }
 
     /// Settles the seat according to how the session ended, then closes the socket.
-    async fn finish(mut self, ending: Ending, mut outbox: mpsc::Receiver<Outbound>) {
+    async fn finish(mut self, ending: Ending, outbox: Receiver) {
         let rooms = Arc::clone(&self.node.rooms);
         let metrics = Arc::clone(&self.node.metrics);
         metrics
@@ -679,7 +696,7 @@ impl Session {
                 Ending::Abuse | Ending::Shutdown | Ending::GrantExpired
             ) {
                 // Say why before closing: the last error, or a pending `reconnect`.
-                while let Ok(out) = outbox.try_recv() {
+                while let Some(out) = outbox.try_recv() {
                     let sent = Sent::of(&out);
                     if ws.text(String::from(out.text)).await.is_err() {
                         return;
@@ -767,4 +784,30 @@ async fn relay(
 
 fn not_joined() -> Refusal {
     Refusal::new(ErrorCode::NotJoined, "join a room first")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Most bytes the future of [`run`] may take. It lives as long as its socket,
+    /// idle or not, so its size is part of every session's memory (see "Where an
+    /// idle session's memory goes" in docs/benchmarks.md). A change that grows it
+    /// past this should box its rarely taken path, as `finish`, joins and the
+    /// handling of a message are.
+    const SESSION_FUTURE_BOUND: usize = 2048;
+
+    /// The size of what `f` returns, without calling it.
+    fn returned_size<A, B, C, D, F>(_: impl FnOnce(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn the_session_future_held_per_socket_stays_small() {
+        let size = returned_size(run);
+        assert!(
+            size <= SESSION_FUTURE_BOUND,
+            "the session future is {size} bytes, over the bound of {SESSION_FUTURE_BOUND}"
+        );
+    }
 }
