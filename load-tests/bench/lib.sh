@@ -29,13 +29,15 @@ trap bench_cleanup EXIT
 # BENCH_ALLOCATOR=system|jemalloc|mimalloc builds the node with that global
 # allocator (vc-signaling's cargo features, src/allocator.rs) instead of the
 # default one, and runs that binary, kept as $OUT/bin/vc-signaling-<allocator>.
+# BENCH_NO_BUILD=1 runs the release binaries already built, when there are.
 build() {
   if [ -n "${BENCH_ALLOCATOR:-}" ]; then
     [ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$LOAD" ] && [ -x "$FLEET_BIN" ] ||
       (cd "$ROOT" && cargo build --release -q -p vc-load -p vc-fleet)
     NODE=$(build_node "$BENCH_ALLOCATOR")
   else
-    fleet_build -p vc-load
+    [ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$NODE" ] && [ -x "$LOAD" ] && [ -x "$FLEET_BIN" ] ||
+      fleet_build -p vc-load
   fi
 }
 
