@@ -137,10 +137,12 @@ pub fn run(
     violations: ViolationCell,
 ) -> impl std::future::Future<Output = ()> {
     let live = node.lifecycle.session_guard();
-    let (mut session, stream, outbox, span) = Session::open(node, ws, stream, violations);
+    let (mut session, mut stream, outbox, span) = Session::open(node, ws, stream, violations);
     async move {
         let _live = live;
-        let ending = session.serve(stream, &outbox).await;
+        // By reference: this future holds the stream already, and a second
+        // copy in `serve`'s would stay for the session's life.
+        let ending = session.serve(&mut stream, &outbox).await;
         debug!(?ending, "session ended");
         // Boxed, as every rarely taken path: the future of `run` is held for the
         // whole life of every session, idle or not, and is as large as its
@@ -191,10 +193,10 @@ impl Session {
         (session, stream, outbox, span)
     }
 
-    async fn serve(&mut self, mut stream: AggregatedMessageStream, outbox: &Receiver) -> Ending {
+    async fn serve(&mut self, stream: &mut AggregatedMessageStream, outbox: &Receiver) -> Ending {
         let mut phase = self.node.lifecycle.subscribe();
-        let heartbeat = self.node.settings.heartbeat.clone();
-        let mut ticker = tokio::time::interval(heartbeat.interval);
+        let patience = self.node.settings.heartbeat.timeout;
+        let mut ticker = tokio::time::interval(self.node.settings.heartbeat.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         // One timer for the seat's grant, moved when the seat changes, rather
@@ -245,14 +247,14 @@ impl Session {
                 }
                 Woken::Outbox(Next::Evicted(why)) => return Ending::Evicted(why),
                 Woken::Outbox(Next::Frame(first)) => {
-                    if let Err(ending) = self.write(first, outbox, heartbeat.timeout).await {
+                    if let Err(ending) = self.write(first, outbox, patience).await {
                         return ending;
                     }
                     // Whatever else is queued goes out now, a bounded number at a
                     // time so that reading and pinging are not starved.
                     for _ in 1..WRITE_BATCH {
                         let Some(out) = outbox.try_recv() else { break };
-                        if let Err(ending) = self.write(out, outbox, heartbeat.timeout).await {
+                        if let Err(ending) = self.write(out, outbox, patience).await {
                             return ending;
                         }
                     }
@@ -271,7 +273,7 @@ impl Session {
                     return Ending::GrantExpired;
                 }
                 Woken::Tick => {
-                    if self.last_heard.elapsed() > heartbeat.timeout {
+                    if self.last_heard.elapsed() > patience {
                         return Ending::TimedOut;
                     }
                     let stamp = elapsed_micros(self.started).to_be_bytes();
@@ -795,7 +797,7 @@ mod tests {
     /// idle session's memory goes" in docs/benchmarks.md). A change that grows it
     /// past this should box its rarely taken path, as `finish`, joins and the
     /// handling of a message are.
-    const SESSION_FUTURE_BOUND: usize = 2048;
+    const SESSION_FUTURE_BOUND: usize = 1536;
 
     /// The size of what `f` returns, without calling it.
     fn returned_size<A, B, C, D, F>(_: impl FnOnce(A, B, C, D) -> F) -> usize {
