@@ -417,8 +417,9 @@ def run_hold(stats, seconds, ports):
     """Calls spanning every pair of neighbouring nodes, held while faults are injected.
 
     Each peer sends app-data to the other twice a second, whatever happens: while
-    the bus is down these are refused with `unavailable`; when a node dies, its
-    peers' seats are swept by the others. Nothing here fails the run.
+    the bus is down the nodes keep them in their outage queues and publish them
+    when it is back; when a node dies, its peers' seats are swept by the others.
+    Nothing here fails the run.
     """
     deadline = time.monotonic() + seconds
     pairs = []

@@ -7,13 +7,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 mkdir -p "$OUT"
 LOAD=$ROOT/target/release/vc-load
-NODE=$ROOT/target/release/vc-signaling
+# NODE_BIN=PATH runs that vc-signaling binary instead of this checkout's release
+# build (another commit's node, to compare two), with this checkout's vc-load and
+# vc-fleet; the node is then not built. Not together with BENCH_ALLOCATOR.
+NODE=${NODE_BIN:-$ROOT/target/release/vc-signaling}
 FLEET_PROFILE=release
 source "$ROOT/services/fleet/fleet.bash"
 BASELINE=$ROOT/load-tests/baselines/socketio
 BENCH_PIDS=()
 URLS=()
 NODE_PIDS=()
+REDIS_PIDS=()
 
 # Enough descriptors for 100k sockets on each side (root may raise the hard limit).
 ulimit -n 400000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -31,7 +35,12 @@ trap bench_cleanup EXIT
 # default one, and runs that binary, kept as $OUT/bin/vc-signaling-<allocator>.
 # BENCH_NO_BUILD=1 runs the release binaries already built, when there are.
 build() {
-  if [ -n "${BENCH_ALLOCATOR:-}" ]; then
+  if [ -n "${NODE_BIN:-}" ]; then
+    [ -z "${BENCH_ALLOCATOR:-}" ] || { echo "NODE_BIN and BENCH_ALLOCATOR exclude each other" >&2; exit 1; }
+    [ -x "$NODE_BIN" ] || { echo "NODE_BIN: no executable at $NODE_BIN" >&2; exit 1; }
+    [ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$LOAD" ] && [ -x "$FLEET_BIN" ] ||
+      (cd "$ROOT" && cargo build --release -q -p vc-load -p vc-fleet)
+  elif [ -n "${BENCH_ALLOCATOR:-}" ]; then
     [ -n "${BENCH_NO_BUILD:-}" ] && [ -x "$LOAD" ] && [ -x "$FLEET_BIN" ] ||
       (cd "$ROOT" && cargo build --release -q -p vc-load -p vc-fleet)
     NODE=$(build_node "$BENCH_ALLOCATOR")
@@ -111,17 +120,19 @@ fleet() {
   BENCH_PIDS+=("$FLEET_PID")
 }
 
-# Adds the fleet's nodes to URLS and NODE_PIDS.
+# Adds the fleet's nodes to URLS and NODE_PIDS, its Redis servers to REDIS_PIDS.
 add_fleet_nodes() {
   local line
   while read -r line; do URLS+=(--url "$line"); done < <(fleet_get '.nodes[].ws')
   while read -r line; do NODE_PIDS+=("$line"); done < <(fleet_get '.nodes[].pid')
+  while read -r line; do REDIS_PIDS+=("$line"); done < <(fleet_get '.redis.pids // [] | .[]')
 }
 
 REDIS_PORT=""
 REDIS_URL=""
 start_redis() {
   fleet --nodes 0 --redis standalone
+  REDIS_PIDS+=("$(fleet_get '.redis.pids[0]')")
   REDIS_PORT=$(fleet_get '.redis.ports[0]')
   REDIS_URL=$(fleet_get '.redis.url')
 }
@@ -149,6 +160,7 @@ start_sio_node() { # id [redis]
 start_cluster() {
   URLS=()
   NODE_PIDS=()
+  REDIS_PIDS=()
   local impl=$1 nodes=$2 n
   if [ "$impl" = rust ]; then
     # One fleet: Redis (with more than one node) and the nodes.
@@ -194,7 +206,7 @@ WARMUP=${WARMUP:-2s}
 DURATION=${DURATION:-8s}
 PAIRS=${PAIRS:-100}
 SUMMARY=$OUT/summary.tsv
-[ -f "$SUMMARY" ] || printf 'impl\tnodes\tscenario\ttarget\tachieved\tp50_ms\tp99_ms\tsustained\tnode_cpu_s\tload_cpu_s\tmachine_busy_pct\tfile\n' >"$SUMMARY"
+[ -f "$SUMMARY" ] || printf 'impl\tnodes\tscenario\ttarget\tachieved\tp50_ms\tp99_ms\tsustained\tnode_cpu_s\tload_cpu_s\tmachine_busy_pct\tfile\tload1\tredis_cpu_s\n' >"$SUMMARY"
 
 PASS_calls='.calls_failed == 0 and .calls_skipped == 0 and .achieved_fraction >= 0.98 and .latency_ms["call-setup"].p99_ms < 1000'
 PASS_relay='.lost == 0 and .error_total == 0 and .achieved_fraction >= 0.98 and .latency_ms.relay.p99_ms < 200'
@@ -207,13 +219,15 @@ run_one() {
   local file="$OUT/$impl-${nodes}n-$scenario-$label-$rate.json"
   local extra=()
   [ "$scenario" = relay ] && extra=(--pairs "$PAIRS" --drain 3s)
-  local before after load_cpu mark
+  local before after load_cpu mark redis_before redis_after
   before=$(cpu_seconds "${NODE_PIDS[@]}")
+  redis_before=$(cpu_seconds "${REDIS_PIDS[@]}")
   mark=$(cpu_mark)
   local TIMEFORMAT='%U %S'
   load_cpu=$( { time "$LOAD" --quiet --json "$file" "$scenario" "${URLS[@]}" --mode "$MODE" \
       --rate "$rate" --warmup "$WARMUP" --duration "$DURATION" "${extra[@]}" >/dev/null 2>"$file.err"; } 2>&1 | tail -1 | awk '{print $1 + $2}') || true
   after=$(cpu_seconds "${NODE_PIDS[@]}")
+  redis_after=$(cpu_seconds "${REDIS_PIDS[@]}")
   local busy
   busy=$(cpu_busy_since "$mark")
   [ -s "$file" ] || echo '{"achieved_fraction":0,"latency_ms":{}}' >"$file"
@@ -221,12 +235,13 @@ run_one() {
   local verdict=fail
   jq -e "${!pass_filter}" "$file" >/dev/null 2>&1 && verdict=pass
   local phase=${!phase_var}
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$impl" "$nodes" "$scenario" "$rate" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$impl" "$nodes" "$scenario" "$rate" \
     "$(jq -r '.achieved_rate_per_s // .throughput_per_s // 0 | floor' "$file")" \
     "$(jq -r --arg p "$phase" '.latency_ms[$p].p50_ms // "-"' "$file")" \
     "$(jq -r --arg p "$phase" '.latency_ms[$p].p99_ms // "-"' "$file")" \
     "$verdict" "$(awk -v a="$before" -v b="$after" 'BEGIN{printf "%.2f", b - a}')" "${load_cpu:-0}" \
-    "$busy" "$(basename "$file")" | tee -a "$SUMMARY" >&2
+    "$busy" "$(basename "$file")" "$(cut -d' ' -f1 /proc/loadavg)" \
+    "$(awk -v a="$redis_before" -v b="$redis_after" 'BEGIN{printf "%.2f", b - a}')" | tee -a "$SUMMARY" >&2
   echo "$verdict"
 }
 

@@ -8,7 +8,9 @@
 # here). 1: one node, no Redis; 2: two nodes and one Redis, every room split
 # across them. Results: target/bench/*.json (or $BENCH_OUT) and summary.tsv,
 # max.tsv there. Rates: CALL_RATES and RELAY_RATES (space-separated) override
-# the ramps.
+# the ramps. SCENARIOS ("calls relay") picks the workloads, AT_PCTS ("50 90")
+# the shares of the highest rate measured after a ramp (empty: none). NODE_BIN
+# runs another vc-signaling binary (lib.sh).
 #
 # "Sustained" means the whole schedule ran (achieved >= 98% of the target rate),
 # nothing failed or was lost, and p99 stayed under a bound: call set-up (connect
@@ -27,12 +29,14 @@ DURATION=${DURATION:-8s}
 CALL_RATES=${CALL_RATES:-"100 225 500 750 1100 1350 1600 2000"}
 RELAY_RATES=${RELAY_RATES:-"4000 8000 12000 18000 27000 40000 60000 90000 135000"}
 PAIRS=${PAIRS:-100}
+SCENARIOS=${SCENARIOS:-"calls relay"}
+AT_PCTS=${AT_PCTS-"50 90"}
 build
 case " $IMPLS " in *" sio "*) install_baseline ;; esac
 
 for impl in $IMPLS; do
   for nodes in $TOPOLOGIES; do
-    for scenario in calls relay; do
+    for scenario in $SCENARIOS; do
       bench_cleanup
       start_cluster "$impl" "$nodes"
       rates_var=CALL_RATES
@@ -60,7 +64,7 @@ for impl in $IMPLS; do
       fi
       printf '%s\t%s\t%s\tmax\t%s\n' "$impl" "$nodes" "$scenario" "$best" | tee -a "$OUT/max.tsv" >&2
       if [ "$best" != 0 ]; then
-        for pct in 50 90; do
+        for pct in $AT_PCTS; do
           sleep 2
           run_one "$impl" "$nodes" "$scenario" $(( best * pct / 100 )) "at$pct" >/dev/null
         done

@@ -14,8 +14,9 @@
 //!
 //! A relay whose target has no seat in Redis yet (Redis came back empty and
 //! the target's node has not written its seats back) waits at the head too, for
-//! at most one reconnect of that node ([`RedisSettings::max_backoff`] and a
-//! second), then is dropped the same way: the peer is gone.
+//! as long as that node may take to reconnect (twice
+//! [`RedisSettings::max_backoff`] and 3 s, counted from when this node's bus
+//! came back), then is dropped the same way: the peer is gone.
 //!
 //! [`RedisSettings::max_backoff`]: crate::config::RedisSettings::max_backoff
 

@@ -64,8 +64,11 @@ impl Publisher {
             return Ok(self.queue.push(queued)?);
         }
         match self.send(&envelope, kept).await {
-            // Refused before any command was sent: certainly not published.
-            Err(BusError::Disconnected) if queueing => {
+            // Certainly not published: refused before any command was sent, or
+            // a relay whose target has no seat in Redis yet (its node has not
+            // written it back after an empty restart). Kept rather than
+            // refused, so that what the sender sends next waits behind it.
+            Err(BusError::Disconnected | BusError::NoSeat) if queueing => {
                 let queued = Queued::new(envelope, kept.map(str::to_owned), sender());
                 Ok(self.queue.push(queued)?)
             }

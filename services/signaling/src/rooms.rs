@@ -140,8 +140,9 @@ impl Rooms {
                 })
             });
             // A relay for a seat Redis does not have yet waits for as long as
-            // the seat's node takes to reconnect and write its seats back.
-            let seat_grace = settings.redis.max_backoff + Duration::from_secs(1);
+            // the seat's node may take to reconnect and write its seats back:
+            // two reconnect waits, and a Cluster's reopening of its connections.
+            let seat_grace = settings.redis.max_backoff * 2 + Duration::from_secs(3);
             let queue = OutageQueue::start(
                 Arc::clone(&bus),
                 settings.outage.clone(),

@@ -866,9 +866,12 @@ async fn after_an_empty_redis_restart_numbering_goes_on_and_a_lost_gap_is_report
     );
     let after = bob.recv_type("offer").await;
     assert_eq!(after["sdp"], "v=0 after the restart");
-    assert_eq!(
-        bob.last_seq,
-        sent + 1,
-        "numbered on from where the node was"
+    // Above what the node had sent, not from 1 again. Ann's node may have
+    // announced her again (`REASSERT` re-created her seat) after Bob's seat was
+    // back, and that took a number Bob's node skipped, since he knew her.
+    assert!(
+        (sent + 1..=sent + 2).contains(&bob.last_seq),
+        "numbered on from where the node was: {} after {sent}",
+        bob.last_seq
     );
 }

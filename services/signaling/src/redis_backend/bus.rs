@@ -132,7 +132,7 @@ impl RedisBus {
             .arg(chat_lifetime_ms)
             .invoke_async::<i64>(&mut commands)
             .await
-            .map_err(BusError::Redis)
+            .map_err(unsent_is_disconnected)
             .and_then(|receivers| {
                 if receivers < 0 {
                     Err(BusError::NoSeat)
@@ -224,6 +224,18 @@ impl Bus for RedisBus {
 
     fn is_connected(&self) -> bool {
         self.connections.is_connected()
+    }
+}
+
+/// A command that never left the node (a Cluster connection with no node to
+/// send it to, a refused connection) is [`BusError::Disconnected`]: certainly
+/// not run, so its message can wait in the outage queue rather than be
+/// refused. Any other failure may have run.
+fn unsent_is_disconnected(e: redis::RedisError) -> BusError {
+    if e.kind() == redis::ErrorKind::ClusterConnectionNotFound || e.is_connection_refusal() {
+        BusError::Disconnected
+    } else {
+        BusError::Redis(e)
     }
 }
 
