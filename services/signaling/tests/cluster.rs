@@ -59,6 +59,17 @@ on_every_backing!(
     a_mute_made_before_another_node_is_back_from_an_empty_redis_reaches_its_seats,
 );
 
+/// Sends `sig` (`-STOP`, `-CONT`) to the node process `pid`: a node made to
+/// sleep through another's resync.
+fn signal(pid: impl std::fmt::Display, sig: &str) {
+    let pid = pid.to_string();
+    let status = std::process::Command::new("kill")
+        .args([sig, pid.as_str()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
 async fn negotiate_across(a: &Node, b: &Node, room: &str) {
     let (mut ann, _) = Client::joined(&a.ws_url(), room, "Ann").await;
     let (mut bob, joined) = Client::joined(&b.ws_url(), room, "Bob").await;
@@ -311,14 +322,8 @@ async fn an_empty_redis_gets_a_moved_seat_back_from_the_node_holding_it_not_from
         node.wait_ready(false, Duration::from_secs(10))
             .expect("readiness falls");
     }
-    let holder = nodes[0].pid().expect("node-1 runs").to_string();
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([sig, holder.as_str()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {sig} {holder}");
-    };
+    let holder = nodes[0].pid().expect("node-1 runs");
+    let signal = |sig: &str| signal(holder, sig);
     // The attached node sleeps while the parking node writes its seats back.
     signal("-STOP");
     redis.restart(Data::Empty).expect("redis restarts");
@@ -684,14 +689,8 @@ async fn a_mute_made_before_another_node_is_back_from_an_empty_redis_reaches_its
         node.wait_ready(false, Duration::from_secs(10))
             .expect("readiness falls");
     }
-    let late = nodes[1].pid().expect("node-2 runs").to_string();
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([sig, late.as_str()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {sig} {late}");
-    };
+    let late = nodes[1].pid().expect("node-2 runs");
+    let signal = |sig: &str| signal(late, sig);
     signal("-STOP");
     redis.restart(Data::Empty).expect("redis restarts");
     let first = nodes[0].wait_ready(true, Duration::from_secs(20));
