@@ -555,13 +555,8 @@ impl Rooms {
             message: kind.to_string(),
             frame,
         };
-        self.publisher
-            .publish_from(&seat.room, event, None, sender)
-            .await
-            .map_err(|e| {
-                warn!(room = %seat.room, error = %e, "relay not delivered");
-                Refusal::unavailable(kind.as_str())
-            })?;
+        self.send_from(seat, event, None, sender, kind.as_str())
+            .await?;
         debug!(kind = kind.as_str(), "relayed");
         Ok(())
     }
@@ -600,13 +595,8 @@ impl Rooms {
             frame: ServerMessage::chat(&entry).to_json(),
             chat: Some(entry.message_id),
         };
-        self.publisher
-            .publish_from(&seat.room, event, Some(&kept), sender)
+        self.send_from(seat, event, Some(&kept), sender, "chat")
             .await
-            .map_err(|e| {
-                warn!(room = %seat.room, error = %e, "chat not delivered");
-                Refusal::unavailable("chat")
-            })
     }
 
     /// Changes the seat's call state (the fields `change` names): kept with the
@@ -651,13 +641,8 @@ impl Rooms {
             .to_json(),
             chat: None,
         };
-        self.publisher
-            .publish_from(&seat.room, event, None, sender)
+        self.send_from(seat, event, None, sender, "call-state")
             .await
-            .map_err(|e| {
-                warn!(room = %seat.room, error = %e, "call state not delivered");
-                Refusal::unavailable("call-state")
-            })
     }
 
     /// A passing reaction for every other member; nothing is kept.
@@ -683,13 +668,7 @@ impl Rooms {
             .to_json(),
             chat: None,
         };
-        self.publisher
-            .publish_from(&seat.room, event, None, sender)
-            .await
-            .map_err(|e| {
-                warn!(room = %seat.room, error = %e, "reaction not delivered");
-                Refusal::unavailable("reaction")
-            })
+        self.send_from(seat, event, None, sender, "reaction").await
     }
 
     /// How many seats the room has, for a lobby: with auth on, only for the
@@ -835,6 +814,25 @@ impl Rooms {
 
     async fn publish(&self, room: &RoomName, event: Event) -> Result<(), crate::bus::BusError> {
         self.publisher.publish(room, event).await
+    }
+
+    /// Publishes what `seat` sent, or keeps it for the bus
+    /// ([`Publisher::publish_from`]); `what` names it in the refusal.
+    async fn send_from(
+        &self,
+        seat: &Seat,
+        event: Event,
+        kept: Option<&str>,
+        sender: impl FnOnce() -> Sender,
+        what: &str,
+    ) -> Result<(), Refusal> {
+        self.publisher
+            .publish_from(&seat.room, event, kept, sender)
+            .await
+            .map_err(|e| {
+                warn!(room = %seat.room, error = %e, what, "not delivered");
+                Refusal::unavailable(what)
+            })
     }
 
     fn presence_failed(&self) {
